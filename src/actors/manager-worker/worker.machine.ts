@@ -1,0 +1,370 @@
+/**
+ * The manager/worker **worker** (`shared/protocols/manager-worker.md`): finds an authorised manager,
+ * keeps the relationship alive with pings, runs the tasks it is given on `cpuCount` slots and reports
+ * every status change. Pure protocol logic: effects are emitted as data (protocol/host.ts).
+ *
+ * The context is owned, mutable state: actions update it in place (collections of a node with 10⁴
+ * partners cannot be copied on every event). Only the host holds the snapshot.
+ */
+import { enqueueActions, setup } from 'xstate';
+import { effect } from '../../protocol/host.js';
+import type {
+  ManagerAnswer,
+  MwMode,
+  MwRequest,
+  NodeType,
+  TaskErrorKind,
+  TaskSpec,
+  TaskStatus,
+  WorkerSpecs,
+} from '../../protocol/managerWorker.js';
+import type { MwEmitted, MwEvent, MwMessageEvent } from './common.js';
+import { fromOf, observe, recordPeerType, request, ridOf, send } from './common.js';
+
+export interface WorkerInput {
+  name: string;
+  mode: MwMode;
+  specs: WorkerSpecs;
+  /** Peers contacted at start (the bootstrap list); their type is learnt by NodeTypeRequest. */
+  peers: string[];
+  /** Managers this worker may join; empty means any. */
+  authorizedManagers: string[];
+  checkIntervalMs: number;
+  timeoutMs: number;
+  /** How long a search waits before contacting peers again. */
+  retryMs: number;
+}
+
+interface WorkerTask {
+  spec: TaskSpec;
+  /** Rank of the last status reported (Pending 0, Started 1). */
+  rank: number;
+}
+
+export interface WorkerContext {
+  cfg: WorkerInput;
+  rid: number;
+  peerTypes: Map<string, NodeType>;
+  manager: string | null;
+  /** The manager a ManagerRequest is outstanding to. */
+  candidate: string | null;
+  /** Managers that refused us in this round of the search. */
+  refused: Set<string>;
+  lastPingUs: number;
+  lastPongUs: number;
+  tasks: Map<string, WorkerTask>;
+}
+
+type Enqueue = { emit: (e: MwEmitted) => void; raise: (e: MwEvent, o: { id: string; delay: number }) => void; cancel: (id: string) => void };
+
+function isAuthorised(ctx: WorkerContext, peer: string): boolean {
+  return ctx.cfg.authorizedManagers.length === 0 || ctx.cfg.authorizedManagers.includes(peer);
+}
+
+function eligibleManager(ctx: WorkerContext): string | undefined {
+  let fallback: string | undefined;
+  for (const peer of ctx.cfg.peers) {
+    if (ctx.peerTypes.get(peer) !== 'MANAGER' || !isAuthorised(ctx, peer)) continue;
+    if (!ctx.refused.has(peer)) return peer;
+    fallback ??= peer;
+  }
+  return fallback;
+}
+
+function answer(enqueue: Enqueue, ev: MwEvent, msg: MwMessageEvent['msg']): void {
+  enqueue.emit(send(fromOf(ev), msg));
+}
+
+/** Sends a ManagerRequest to the next eligible manager, if none is outstanding. */
+function requestManagement(ctx: WorkerContext, enqueue: Enqueue): void {
+  if (ctx.candidate !== null || ctx.manager !== null) return;
+  const target = eligibleManager(ctx);
+  if (target === undefined) return;
+  ctx.refused.delete(target);
+  ctx.candidate = target;
+  enqueue.emit(send(target, request(ctx, { type: 'ManagerRequest', ...ctx.cfg.specs })));
+}
+
+function report(ctx: WorkerContext, enqueue: Enqueue, taskId: string, status: TaskStatus): void {
+  if (ctx.manager === null) return;
+  enqueue.emit(send(ctx.manager, request(ctx, { type: 'TaskStatus', taskId, status })));
+}
+
+/** Ends a task with an error: report it, stop its timer, forget it. */
+function failTask(ctx: WorkerContext, enqueue: Enqueue, taskId: string, error: TaskErrorKind): void {
+  const task = ctx.tasks.get(taskId);
+  if (!task) return;
+  if (task.rank >= 1) enqueue.cancel(`task:${taskId}`);
+  ctx.tasks.delete(taskId);
+  report(ctx, enqueue, taskId, { kind: 'Error', error });
+}
+
+/** Drops the relationship; tasks of the old relationship are abandoned (nobody to report to). */
+function dropManager(ctx: WorkerContext, enqueue: Enqueue, reason: 'bye' | 'timeout' | 'not-mine' | 'shutdown'): void {
+  for (const [taskId, task] of ctx.tasks) if (task.rank >= 1) enqueue.cancel(`task:${taskId}`);
+  ctx.tasks.clear();
+  ctx.manager = null;
+  ctx.candidate = null;
+  ctx.refused.clear();
+  enqueue.emit(observe({ kind: 'mw.manager', manager: null, reason }));
+}
+
+const isFromManager = ({ context, event }: { context: WorkerContext; event: MwEvent }): boolean =>
+  context.manager !== null && fromOf(event) === context.manager;
+
+export const workerMachine = setup({
+  types: {
+    context: {} as WorkerContext,
+    events: {} as MwEvent,
+    input: {} as WorkerInput,
+    emitted: {} as MwEmitted,
+  },
+  delays: {
+    checkInterval: ({ context }) => context.cfg.checkIntervalMs,
+    retry: ({ context }) => context.cfg.retryMs,
+  },
+  guards: {
+    fromManager: isFromManager,
+    /** The partner has been silent for longer than `timeout` since our last ping (protocol: "Liveness"). */
+    partnerTimedOut: ({ context, event }) =>
+      context.lastPongUs < context.lastPingUs && event.now - context.lastPongUs > context.cfg.timeoutMs * 1000,
+    /** A ManagerAnswer that starts a relationship: accepted, from a known, authorised manager. */
+    answerStartsRelationship: ({ context, event }) => {
+      const msg = (event as MwMessageEvent).msg as ManagerAnswer;
+      const from = fromOf(event);
+      return msg.accepted && context.peerTypes.get(from) === 'MANAGER' && isAuthorised(context, from);
+    },
+  },
+  actions: {
+    answerNodeType: enqueueActions(({ context, event, enqueue }) => {
+      const ev = event as MwMessageEvent;
+      const changed = ev.msg.type === 'NodeTypeRequest' ? recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType) : undefined;
+      if (changed) enqueue.emit(changed);
+      answer(enqueue, event, { type: 'NodeTypeAnswer', re: ridOf(event), nodeType: 'WORKER' });
+    }),
+    recordNodeType: enqueueActions(({ context, event, enqueue }) => {
+      const ev = event as MwMessageEvent;
+      if (ev.msg.type !== 'NodeTypeAnswer') return;
+      const changed = recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType);
+      if (changed) enqueue.emit(changed);
+    }),
+    /** Contacts peers of unknown type and asks an eligible manager, if any is known. */
+    contactPeers: enqueueActions(({ context, enqueue }) => {
+      context.candidate = null;
+      for (const peer of context.cfg.peers) {
+        if (!context.peerTypes.has(peer)) {
+          enqueue.emit(send(peer, request(context, { type: 'NodeTypeRequest', nodeType: 'WORKER' })));
+        }
+      }
+      if (context.refused.size > 0 && eligibleManager(context) !== undefined && context.cfg.peers.every((p) => context.peerTypes.get(p) !== 'MANAGER' || context.refused.has(p) || !isAuthorised(context, p))) {
+        context.refused.clear();
+      }
+      requestManagement(context, enqueue);
+    }),
+    requestManagement: enqueueActions(({ context, enqueue }) => requestManagement(context, enqueue)),
+    refuseManagement: enqueueActions(({ event, enqueue }) =>
+      answer(enqueue, event, { type: 'ManagerAnswer', re: ridOf(event), accepted: false }),
+    ),
+    ack: enqueueActions(({ event, enqueue }) => answer(enqueue, event, { type: 'Ack', re: ridOf(event) })),
+    notMine: enqueueActions(({ event, enqueue }) => answer(enqueue, event, { type: 'NotMine', re: ridOf(event) })),
+    /** ManagerAnswer while searching (protocol table "ManagerAnswer at the worker", no current manager). */
+    onAnswerWhileSearching: enqueueActions(({ context, event, enqueue }) => {
+      const from = fromOf(event);
+      const msg = (event as MwMessageEvent).msg as ManagerAnswer;
+      if (from === context.candidate) context.candidate = null;
+      if (msg.accepted) {
+        // accepted by an unauthorised manager, or by a peer that is not a manager: say bye.
+        enqueue.emit(send(from, request(context, { type: 'ManagerBye' })));
+        return;
+      }
+      if (context.peerTypes.get(from) === 'MANAGER') context.refused.add(from);
+      requestManagement(context, enqueue);
+    }),
+    attach: enqueueActions(({ context, event, enqueue }) => {
+      context.manager = fromOf(event);
+      context.candidate = null;
+      context.refused.clear();
+      context.lastPingUs = event.now;
+      context.lastPongUs = event.now;
+      enqueue.emit(observe({ kind: 'mw.manager', manager: context.manager }));
+    }),
+    /** ManagerAnswer while attached: re-check our manager, keep it against others. */
+    onAnswerWhileAttached: enqueueActions(({ context, event, enqueue }) => {
+      const from = fromOf(event);
+      const msg = (event as MwMessageEvent).msg as ManagerAnswer;
+      if (from === context.manager) {
+        context.lastPingUs = event.now;
+        enqueue.emit(send(from, request(context, { type: 'ManagerPing' })));
+      } else if (msg.accepted) {
+        enqueue.emit(send(from, request(context, { type: 'ManagerBye' })));
+      }
+    }),
+    pong: enqueueActions(({ event, enqueue }) => answer(enqueue, event, { type: 'ManagerPong', re: ridOf(event) })),
+    recordPong: ({ context, event }) => {
+      context.lastPongUs = event.now;
+    },
+    /** Pings when both the last ping and the last pong are older than the interval. */
+    pingIfDue: enqueueActions(({ context, event, enqueue }) => {
+      const intervalUs = context.cfg.checkIntervalMs * 1000;
+      if (context.manager === null) return;
+      if (event.now - context.lastPingUs >= intervalUs && event.now - context.lastPongUs >= intervalUs) {
+        context.lastPingUs = event.now;
+        enqueue.emit(send(context.manager, request(context, { type: 'ManagerPing' })));
+      }
+    }),
+    byeOnTimeout: enqueueActions(({ context, enqueue }) => {
+      const manager = context.manager as string;
+      enqueue.emit(observe({ kind: 'mw.timeout', peer: manager }));
+      enqueue.emit(send(manager, request(context, { type: 'ManagerBye' })));
+      dropManager(context, enqueue, 'timeout');
+    }),
+    dropOnBye: enqueueActions(({ context, event, enqueue }) => {
+      answer(enqueue, event, { type: 'Ack', re: ridOf(event) });
+      dropManager(context, enqueue, 'bye');
+    }),
+    dropOnNotMine: enqueueActions(({ context, enqueue }) => dropManager(context, enqueue, 'not-mine')),
+    /** Accepts tasks: Ack, report Pending, fetch the program (protocol: "Tasks on the worker"). */
+    acceptTasks: enqueueActions(({ context, event, enqueue }) => {
+      const ev = event as MwMessageEvent;
+      answer(enqueue, event, { type: 'Ack', re: ridOf(event) });
+      if (ev.msg.type !== 'TasksExecute') return;
+      for (const spec of ev.msg.tasks) {
+        if (context.tasks.has(spec.taskId)) continue;
+        context.tasks.set(spec.taskId, { spec, rank: 0 });
+        report(context, enqueue, spec.taskId, { kind: 'Pending' });
+        enqueue.emit(effect.exec('fetch', spec.taskId, { programAddresses: spec.programAddresses }));
+      }
+    }),
+    /** Strict: answer the asked ids with their statuses. Balthazar: only acknowledge (the original). */
+    answerTasksPing: enqueueActions(({ context, event, enqueue }) => {
+      const ev = event as MwMessageEvent;
+      if (context.cfg.mode === 'balthazar' || ev.msg.type !== 'TasksPing') {
+        answer(enqueue, event, { type: 'Ack', re: ridOf(event) });
+        return;
+      }
+      const statuses = ev.msg.taskIds.map((taskId) => {
+        const task = context.tasks.get(taskId);
+        const status: TaskStatus =
+          task === undefined ? { kind: 'Unknown' } : task.rank === 0 ? { kind: 'Pending' } : { kind: 'Started', startTime: 0 };
+        return { taskId, status };
+      });
+      answer(enqueue, event, { type: 'TasksPong', re: ridOf(event), statuses });
+    }),
+    /** Strict: acknowledge and kill. Balthazar: acknowledge only (the original). */
+    abortTasks: enqueueActions(({ context, event, enqueue }) => {
+      const ev = event as MwMessageEvent;
+      answer(enqueue, event, { type: 'Ack', re: ridOf(event) });
+      if (context.cfg.mode === 'balthazar' || ev.msg.type !== 'TasksAbord') return;
+      for (const taskId of ev.msg.taskIds) failTask(context, enqueue, taskId, 'ABORTED');
+    }),
+    onFetched: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'env.fetch') return;
+      const task = context.tasks.get(event.ref);
+      if (!task || task.rank !== 0) return;
+      if (!event.ok) {
+        failTask(context, enqueue, event.ref, 'DOWNLOAD');
+        return;
+      }
+      task.rank = 1;
+      report(context, enqueue, event.ref, { kind: 'Started', startTime: Math.floor(event.now / 1_000_000) });
+      enqueue.emit(effect.exec('run', event.ref, { argument: task.spec.argument, timeoutS: task.spec.timeout }));
+      enqueue.raise({ type: 'task.timeout', taskId: event.ref, now: 0 }, { id: `task:${event.ref}`, delay: task.spec.timeout * 1000 });
+    }),
+    onRun: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'env.run') return;
+      const task = context.tasks.get(event.ref);
+      if (!task || task.rank !== 1) return;
+      if (!event.ok) {
+        failTask(context, enqueue, event.ref, 'RUNTIME');
+        return;
+      }
+      enqueue.cancel(`task:${event.ref}`);
+      context.tasks.delete(event.ref);
+      report(context, enqueue, event.ref, { kind: 'Completed', result: event.result });
+    }),
+    /** The original reports a timeout as RUNTIME; the draft says TIMED_OUT. */
+    onTaskTimeout: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'task.timeout') return;
+      const task = context.tasks.get(event.taskId);
+      if (!task || task.rank !== 1) return;
+      context.tasks.delete(event.taskId); // the timer already fired: nothing to cancel
+      report(context, enqueue, event.taskId, { kind: 'Error', error: context.cfg.mode === 'balthazar' ? 'RUNTIME' : 'TIMED_OUT' });
+    }),
+    shutdown: enqueueActions(({ context, enqueue }) => {
+      enqueue.emit(observe({ kind: 'mw.shutdown' }));
+      if (context.manager !== null) {
+        const manager = context.manager;
+        enqueue.emit(send(manager, request(context, { type: 'ManagerBye' })));
+        dropManager(context, enqueue, 'shutdown');
+      }
+      enqueue.emit(effect.halt());
+    }),
+  },
+}).createMachine({
+  id: 'mw.worker',
+  context: ({ input }) => ({
+    cfg: input,
+    rid: 0,
+    peerTypes: new Map(),
+    manager: null,
+    candidate: null,
+    refused: new Set(),
+    lastPingUs: 0,
+    lastPongUs: 0,
+    tasks: new Map(),
+  }),
+  initial: 'searching',
+  on: {
+    NodeTypeRequest: { actions: 'answerNodeType' },
+    NodeTypeAnswer: { actions: 'recordNodeType' },
+    ManagerRequest: { actions: 'refuseManagement' },
+    ManagerBye: { actions: 'ack' },
+    ManagerPing: { actions: 'notMine' },
+    TasksExecute: { actions: 'notMine' },
+    TasksPing: { actions: 'notMine' },
+    TasksAbord: { actions: 'notMine' },
+    TaskStatus: { actions: 'notMine' },
+    'env.fetch': { actions: 'onFetched' },
+    'env.run': { actions: 'onRun' },
+    'task.timeout': { actions: 'onTaskTimeout' },
+    'host.shutdown': { target: '.off', actions: 'shutdown' },
+  },
+  states: {
+    searching: {
+      entry: 'contactPeers',
+      after: { retry: { target: 'searching', reenter: true } },
+      on: {
+        NodeTypeRequest: { actions: ['answerNodeType', 'requestManagement'] },
+        NodeTypeAnswer: { actions: ['recordNodeType', 'requestManagement'] },
+        ManagerAnswer: [
+          { guard: 'answerStartsRelationship', target: 'attached', actions: 'attach' },
+          { actions: 'onAnswerWhileSearching' },
+        ],
+      },
+    },
+    attached: {
+      after: {
+        checkInterval: [
+          { guard: 'partnerTimedOut', target: 'searching', actions: 'byeOnTimeout' },
+          { target: 'attached', reenter: true, actions: 'pingIfDue' },
+        ],
+      },
+      on: {
+        ManagerAnswer: { actions: 'onAnswerWhileAttached' },
+        ManagerBye: [{ guard: 'fromManager', target: 'searching', actions: 'dropOnBye' }, { actions: 'ack' }],
+        NotMine: { guard: 'fromManager', target: 'searching', actions: 'dropOnNotMine' },
+        ManagerPing: [{ guard: 'fromManager', actions: 'pong' }, { actions: 'notMine' }],
+        ManagerPong: { guard: 'fromManager', actions: 'recordPong' },
+        TasksExecute: [{ guard: 'fromManager', actions: 'acceptTasks' }, { actions: 'notMine' }],
+        TasksPing: [{ guard: 'fromManager', actions: 'answerTasksPing' }, { actions: 'notMine' }],
+        TasksAbord: [{ guard: 'fromManager', actions: 'abortTasks' }, { actions: 'notMine' }],
+        TaskStatus: [{ guard: 'fromManager', actions: 'ack' }, { actions: 'notMine' }],
+      },
+    },
+    off: { type: 'final' },
+  },
+});
+
+export type WorkerMachine = typeof workerMachine;
+/** Requests a worker may send (for documentation and tests). */
+export type WorkerRequest = MwRequest;

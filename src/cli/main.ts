@@ -1,0 +1,190 @@
+/**
+ * The `protosim` command line.
+ *
+ *   protosim run <scenario…> [--seed N] [--until DURATION] [--out DIR] [--json] [--trace] [--hash] [--backend flat|xstate]
+ *   protosim validate <scenario…>
+ *
+ * Exit codes: 0 every expectation met · 1 an invariant or expectation failed · 2 bad usage or invalid
+ * input · 3 internal error.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ERROR_EXIT_CODES, isProtosimError, ProtosimError } from '../engine/errors.js';
+import { BACKEND_NAMES } from '../engine/machineBackend.js';
+import type { BackendName } from '../engine/machineBackend.js';
+import { formatDurationUs, parseDurationUs } from '../engine/time.js';
+import { loadScenario } from '../scenario/loadScenario.js';
+import { runScenario } from '../scenario/runScenario.js';
+import type { RunSummary } from '../scenario/runScenario.js';
+import { createProgressBar } from './progressBar.js';
+import { summaryText } from './summaryText.js';
+import { openTraceFile } from './traceFile.js';
+
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, INTERNAL: 3 } as const;
+
+const HELP = `protosim — deterministic simulation of distributed protocols with XState actors
+
+Usage:
+  protosim run <scenario.yaml>… [options]   run scenarios, check invariants and expectations
+  protosim validate <scenario.yaml>…        check scenario files without running them
+  protosim --help | --version
+
+Options for run:
+  --seed N             seed (default: the scenario's seed)
+  --until DURATION     stop at this virtual time (default: the scenario's duration), e.g. 90s, 2h
+  --out DIR            parent folder of run folders (default: runs); never overwrites
+  --trace              write trace.jsonl to the run folder (and print the trace hash)
+  --hash               compute the trace hash without writing the trace
+  --json               print the summary as JSON on stdout (one object per scenario; a list for several)
+  --backend NAME       machine backend: flat (default, compiled) or xstate (XState's interpreter)
+
+Exit codes: 0 expectations met · 1 an invariant or expectation failed · 2 bad usage or invalid input · 3 internal error`;
+
+interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  stderr: NodeJS.WriteStream;
+  wallMs: () => number;
+}
+
+function usage(message: string): never {
+  throw new ProtosimError('E_USAGE', `${message}\nRun protosim --help for usage.`);
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Picks a run folder that does not exist yet: nothing a user wrote is ever overwritten. */
+function freshRunDir(parent: string, base: string): string {
+  let dir = join(parent, base);
+  for (let k = 2; existsSync(dir); k++) dir = join(parent, `${base}-${k}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function runCommand(args: string[], io: Io): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      seed: { type: 'string' },
+      until: { type: 'string' },
+      out: { type: 'string' },
+      trace: { type: 'boolean', default: false },
+      hash: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      backend: { type: 'string' },
+    },
+  });
+  if (positionals.length === 0) usage('run needs at least one scenario file');
+  let seed: number | undefined;
+  if (values.seed !== undefined) {
+    if (!/^\d+$/.test(values.seed) || !Number.isSafeInteger(Number(values.seed))) usage(`--seed: expected a whole number ≥ 0, got ${JSON.stringify(values.seed)}`);
+    seed = Number(values.seed);
+  }
+  let untilUs: number | undefined;
+  if (values.until !== undefined) {
+    untilUs = parseDurationUs(values.until);
+    if (untilUs === undefined) usage(`--until: expected a duration like 90s or 2h, got ${JSON.stringify(values.until)}`);
+  }
+  const backend = (values.backend ?? 'flat') as BackendName;
+  if (!BACKEND_NAMES.includes(backend)) usage(`--backend: expected one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(values.backend)}`);
+
+  // Validate every file first: a typo in the third file should not cost the first two runs.
+  const loaded = positionals.map((file) => loadScenario(file));
+  const summaries: RunSummary[] = [];
+  let code: number = EXIT.OK;
+  for (const l of loaded) {
+    const s = l.scenario;
+    const runSeed = seed ?? s.seed;
+    const runDir = freshRunDir(values.out ?? 'runs', `${s.name}-seed${runSeed}`);
+    const trace = values.trace ? openTraceFile(join(runDir, 'trace.jsonl')) : undefined;
+    const bar = createProgressBar(s.name, io.stderr, io.wallMs);
+    let summary: RunSummary;
+    try {
+      summary = runScenario(l, {
+        seed: runSeed,
+        untilUs,
+        backend,
+        traceSink: trace ? (line) => trace.write(line) : undefined,
+        hash: values.hash,
+        wallClockMs: io.wallMs,
+        onProgress: (p) => bar.update(p),
+      });
+    } catch (err) {
+      bar.done();
+      trace?.close();
+      writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ scenario: s.name, file: l.file, seed: runSeed, stoppedBecause: 'internal-error', error: String((err as Error)?.message ?? err) }, null, 2) + '\n');
+      throw err;
+    }
+    bar.done();
+    trace?.close();
+    writeFileSync(join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    summaries.push(summary);
+    if (!values.json) {
+      io.out(summaryText(summary, { runDir, untilText: formatDurationUs(untilUs ?? parseDurationUs(s.duration)!) }) + '\n');
+      if (loaded.length > 1) io.out('\n');
+    }
+    const c = summary.actorErrors.length > 0 ? EXIT.INTERNAL : summary.expectations.met ? EXIT.OK : EXIT.FAILED;
+    code = Math.max(code, c);
+  }
+  if (values.json) io.out(JSON.stringify(summaries.length === 1 ? summaries[0] : summaries, null, 2) + '\n');
+  return code;
+}
+
+function validateCommand(args: string[], io: Io): number {
+  const { positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: {} });
+  if (positionals.length === 0) usage('validate needs at least one scenario file');
+  let code: number = EXIT.OK;
+  for (const file of positionals) {
+    try {
+      const l = loadScenario(file);
+      io.out(`${file}: ok (${l.scenario.name}, ${l.scenario.protocol}, ${l.scenario.actors.length} actor entries)\n`);
+    } catch (err) {
+      if (!isProtosimError(err)) throw err;
+      io.err(err.message + '\n');
+      code = EXIT.USAGE;
+    }
+  }
+  return code;
+}
+
+/** Runs the CLI; returns the exit code. Never throws for user errors. */
+export function main(argv: string[], io?: Partial<Io>): number {
+  const full: Io = {
+    out: io?.out ?? ((t) => void process.stdout.write(t)),
+    err: io?.err ?? ((t) => void process.stderr.write(t)),
+    stderr: io?.stderr ?? process.stderr,
+    wallMs: io?.wallMs ?? (() => performance.now()),
+  };
+  try {
+    const [command, ...rest] = argv;
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      full.out(HELP + '\n');
+      return command === undefined ? EXIT.USAGE : EXIT.OK;
+    }
+    if (command === '--version' || command === '-v') {
+      full.out(version() + '\n');
+      return EXIT.OK;
+    }
+    if (command === 'run') return runCommand(rest, full);
+    if (command === 'validate') return validateCommand(rest, full);
+    usage(`unknown command ${JSON.stringify(command)}`);
+  } catch (err) {
+    if (isProtosimError(err)) {
+      full.err(`protosim: ${err.message}\n`);
+      return ERROR_EXIT_CODES[err.code];
+    }
+    const code = (err as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+      full.err(`protosim: ${(err as Error).message}\nRun protosim --help for usage.\n`);
+      return EXIT.USAGE;
+    }
+    full.err(`protosim: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    return EXIT.INTERNAL;
+  }
+}

@@ -1,0 +1,582 @@
+/**
+ * The simulation kernel: virtual time, the event queue, the network, faults, actor hosting, the
+ * trace and counters. One scenario + one seed = one run, bit for bit.
+ *
+ * @example
+ * const sim = createSimulation({ seed: 42, untilUs: 60_000_000, actors, network });
+ * const result = sim.run();
+ * console.log(result.reachedUs, result.counters.messagesSent);
+ */
+import type { AnyStateMachine, EventObject } from 'xstate';
+import type { Envelope, ExecEffect, HostEffect } from '../protocol/host.js';
+import { EventKind, EventQueue } from './eventQueue.js';
+import type { BackendName, KernelEffect, MachineInstance } from './machineBackend.js';
+import { backendByName } from './machineBackend.js';
+import type { ActorSet, Cut, NetworkSpec } from './network.js';
+import { Network, sampleLatencyUs } from './network.js';
+import { RandomStream } from './rng.js';
+import { TraceHash } from './traceHash.js';
+
+/** The environment that answers an actor's `host.exec` effects in virtual time. */
+export interface SimEnvironment {
+  /** Returns the event to deliver back to the actor and when, or `undefined` for no answer. */
+  exec(effect: ExecEffect, rng: RandomStream, nowUs: number): { delayUs: number; event: EventObject } | undefined;
+}
+
+export interface ActorDefinition {
+  /** Stable name: the actor's address, its trace name, and the key of its random stream. */
+  name: string;
+  role: string;
+  machine: AnyStateMachine;
+  input: unknown;
+  env?: SimEnvironment;
+  /** Input after a crash: the declared durable state. Defaults to the original input. */
+  restartInput?: unknown;
+}
+
+/** A fault or control action at a virtual time. Actor sets are indices into the actor list. */
+export type FaultAction =
+  | { kind: 'crash' | 'restart' | 'pause' | 'resume' | 'shutdown'; actors: number[] }
+  | { kind: 'skew'; actors: number[]; byUs: number }
+  | { kind: 'partition'; id: number; groups: ActorSet[] }
+  | { kind: 'partition-one-way'; id: number; from: ActorSet; to: ActorSet }
+  | { kind: 'heal'; id: number }
+  | { kind: 'hold'; id: number; from: ActorSet; to: ActorSet }
+  | { kind: 'release'; id: number }
+  | { kind: 'inject'; from: string; to: number; msg: Envelope };
+
+export interface ScheduledFault {
+  atUs: number;
+  action: FaultAction;
+  /** Text for the trace (`crash worker-3`). */
+  label: string;
+}
+
+/** One trace record, as written to `trace.jsonl`. */
+export interface TraceRecord {
+  t: number;
+  kind: 'send' | 'recv' | 'drop' | 'timer' | 'env' | 'obs' | 'fault' | 'error';
+  from?: string;
+  to?: string;
+  type: string;
+  body?: unknown;
+}
+
+/** Hooks for invariant checkers and metrics. Names are stable actor names. */
+export interface SimObserver {
+  /** A message is about to be processed by `to`. */
+  onDeliver?(t: number, to: string, from: string, msg: Envelope): void;
+  /** `from` sent `msg` (during the current step). */
+  onSend?(t: number, from: string, to: string, msg: Envelope): void;
+  onObserve?(t: number, actor: string, obs: { kind: string }): void;
+  /** The current step (one event processed by `actor`) is over. */
+  onStepEnd?(t: number, actor: string): void;
+  onFault?(t: number, action: FaultAction, actors: string[]): void;
+  onEnd?(t: number): void;
+}
+
+export interface SimulationOptions {
+  seed: number;
+  actors: ActorDefinition[];
+  network: NetworkSpec;
+  faults?: ScheduledFault[];
+  /** Virtual time at which the run stops. */
+  untilUs: number;
+  backend?: BackendName;
+  /** Receives every trace line (JSON text without newline). */
+  traceSink?: (line: string) => void;
+  /** Compute the trace hash even without a sink. */
+  hash?: boolean;
+  observers?: SimObserver[];
+  /** Checked after every step; `true` ends the run ("complete"). */
+  stopWhen?: () => boolean;
+  /** Called about every `progressEvery` events. */
+  onProgress?: (p: { nowUs: number; untilUs: number; events: number; messages: number }) => void;
+  progressEvery?: number;
+}
+
+export interface Counters {
+  events: number;
+  messagesSent: number;
+  messagesDelivered: number;
+  dropped: Record<string, number>;
+  duplicated: number;
+  timersFired: number;
+  faults: number;
+  actorErrors: number;
+  sentByType: Record<string, number>;
+}
+
+export interface RunResult {
+  reachedUs: number;
+  stoppedBecause: 'until' | 'idle' | 'complete';
+  counters: Counters;
+  traceHash?: string;
+  /** The last trace records (kept even without a trace file, for violation reports). */
+  recent: TraceRecord[];
+  /** Errors thrown inside actors (each also crashed that actor). */
+  actorErrors: { t: number; actor: string; message: string }[];
+}
+
+interface HostedActor {
+  index: number;
+  def: ActorDefinition;
+  instance: MachineInstance | null;
+  /** Incarnation: bumped by crash/restart so stale timers and env answers are ignored. */
+  gen: number;
+  alive: boolean;
+  halted: boolean;
+  paused: boolean;
+  pending: Array<{ kind: EventKind; payload: unknown }>;
+  /** Timer id → sequence of its live schedule. */
+  timers: Map<string, number>;
+  seq: number;
+  skewUs: number;
+  rng: RandomStream;
+}
+
+interface MessagePayload {
+  from: number;
+  fromName: string;
+  to: number;
+  msg: Envelope;
+  /** Set when the message was held back by a hold fault and released. */
+  released?: boolean;
+}
+
+interface TimerPayload {
+  gen: number;
+  id: string;
+  seq: number;
+  event: EventObject;
+}
+
+interface EnvPayload {
+  gen: number;
+  event: EventObject;
+}
+
+const RECENT = 40;
+
+export interface Simulation {
+  run(): RunResult;
+  /** Actor names in index order. */
+  readonly names: readonly string[];
+  /** The last trace records (for violation reports). */
+  recent(): TraceRecord[];
+  /** Snapshot access for tests and summaries. */
+  actorState(name: string): { state: unknown; context: unknown; alive: boolean } | undefined;
+}
+
+export function createSimulation(opts: SimulationOptions): Simulation {
+  const backend = backendByName(opts.backend ?? 'flat');
+  const names = opts.actors.map((a) => a.name);
+  const indexByName = new Map<string, number>();
+  names.forEach((n, i) => indexByName.set(n, i));
+  const network = new Network(opts.network, opts.seed, names);
+  const queue = new EventQueue();
+  const observers = opts.observers ?? [];
+  const obsDeliver = observers.filter((o) => o.onDeliver);
+  const obsSend = observers.filter((o) => o.onSend);
+  const obsObserve = observers.filter((o) => o.onObserve);
+  const obsStepEnd = observers.filter((o) => o.onStepEnd);
+  const obsFault = observers.filter((o) => o.onFault);
+  const hasher = opts.traceSink || opts.hash ? new TraceHash() : undefined;
+  const sink = opts.traceSink;
+  const tracing = hasher !== undefined;
+  const counters: Counters = {
+    events: 0,
+    messagesSent: 0,
+    messagesDelivered: 0,
+    dropped: {},
+    duplicated: 0,
+    timersFired: 0,
+    faults: 0,
+    actorErrors: 0,
+    sentByType: {},
+  };
+  const actorErrors: RunResult['actorErrors'] = [];
+  let kernelSeq = 0;
+  let now = 0;
+
+  // Recent trace records: a ring of compact fields, materialised only when asked.
+  const ringT = new Float64Array(RECENT);
+  const ringKind: TraceRecord['kind'][] = new Array(RECENT);
+  const ringFrom: (string | undefined)[] = new Array(RECENT);
+  const ringTo: (string | undefined)[] = new Array(RECENT);
+  const ringType: string[] = new Array(RECENT);
+  let ringN = 0;
+
+  const record = (kind: TraceRecord['kind'], from: string | undefined, to: string | undefined, type: string, body?: unknown): void => {
+    const i = ringN++ % RECENT;
+    ringT[i] = now;
+    ringKind[i] = kind;
+    ringFrom[i] = from;
+    ringTo[i] = to;
+    ringType[i] = type;
+    if (tracing) {
+      // Field order is part of the trace format (and of its hash): t, kind, from, to, type, body.
+      const rec = { t: now, kind } as TraceRecord;
+      if (from !== undefined) rec.from = from;
+      if (to !== undefined) rec.to = to;
+      rec.type = type;
+      if (body !== undefined) rec.body = body;
+      const line = JSON.stringify(rec);
+      hasher!.update(line);
+      sink?.(line);
+    }
+  };
+
+  const recent = (): TraceRecord[] => {
+    const out: TraceRecord[] = [];
+    const n = Math.min(ringN, RECENT);
+    for (let k = ringN - n; k < ringN; k++) {
+      const i = k % RECENT;
+      const rec: TraceRecord = { t: ringT[i], kind: ringKind[i], type: ringType[i] };
+      if (ringFrom[i] !== undefined) rec.from = ringFrom[i];
+      if (ringTo[i] !== undefined) rec.to = ringTo[i];
+      out.push(rec);
+    }
+    return out;
+  };
+
+  const drop = (reason: string, fromName: string, toName: string | undefined, msg: Envelope): void => {
+    counters.dropped[reason] = (counters.dropped[reason] ?? 0) + 1;
+    record('drop', fromName, toName, msg.type, { reason });
+  };
+
+  const actors: HostedActor[] = opts.actors.map((def, index) => ({
+    index,
+    def,
+    instance: null,
+    gen: 0,
+    alive: false,
+    halted: false,
+    paused: false,
+    pending: [],
+    timers: new Map(),
+    seq: 0,
+    skewUs: 0,
+    rng: new RandomStream(opts.seed, `actor:${def.name}`),
+  }));
+
+  const effects: KernelEffect[] = [];
+
+  /** Puts one message on the network from actor index `from` (or -1 for an injected one). */
+  const transmit = (from: number, fromName: string, toName: string, msg: Envelope, originSeq: number): void => {
+    counters.messagesSent++;
+    counters.sentByType[msg.type] = (counters.sentByType[msg.type] ?? 0) + 1;
+    const to = indexByName.get(toName);
+    if (to === undefined) {
+      record('send', fromName, toName, msg.type, msg);
+      drop('unknown-address', fromName, toName, msg);
+      return;
+    }
+    record('send', fromName, toName, msg.type, msg);
+    if (from >= 0 && network.partitioned(from, to)) {
+      drop('partition', fromName, toName, msg);
+      return;
+    }
+    const link = network.link(from < 0 ? to : from, to);
+    const p = link.params;
+    if (link.rng.chance(p.loss)) {
+      drop('loss', fromName, toName, msg);
+      return;
+    }
+    const payload: MessagePayload = { from, fromName, to, msg };
+    const hold = from >= 0 ? network.held(from, to) : undefined;
+    if (hold) {
+      heldMessages.push({ cutId: hold.id, payload, originSeq });
+      return;
+    }
+    let at = now + sampleLatencyUs(p.latency, link.rng);
+    if (p.ordering === 'ordered') {
+      if (at < link.lastDeliveryUs) at = link.lastDeliveryUs;
+      link.lastDeliveryUs = at;
+    }
+    queue.push({ time: at, kind: EventKind.Message, target: to, origin: from, originSeq, payload });
+    if (p.ordering === 'unordered-duplicating' && link.rng.chance(p.duplicate)) {
+      counters.duplicated++;
+      const again = now + sampleLatencyUs(p.latency, link.rng);
+      const seq = from >= 0 ? ++actors[from].seq : ++kernelSeq;
+      queue.push({ time: again, kind: EventKind.Message, target: to, origin: from, originSeq: seq, payload });
+    }
+  };
+
+  const heldMessages: Array<{ cutId: number; payload: MessagePayload; originSeq: number }> = [];
+
+  /** Interprets the effects the actor produced in this step. */
+  const applyEffects = (a: HostedActor): void => {
+    for (let i = 0; i < effects.length; i++) {
+      const e = effects[i];
+      switch (e.type) {
+        case 'host.send': {
+          const seq = ++a.seq;
+          for (const o of obsSend) o.onSend!(now, a.def.name, e.to, e.msg);
+          transmit(a.index, a.def.name, e.to, e.msg, seq);
+          break;
+        }
+        case 'timer.set': {
+          const seq = ++a.seq;
+          a.timers.set(e.id, seq);
+          const payload: TimerPayload = { gen: a.gen, id: e.id, seq, event: e.event };
+          queue.push({ time: now + Math.round(e.delayMs * 1000), kind: EventKind.Timer, target: a.index, origin: a.index, originSeq: seq, payload });
+          break;
+        }
+        case 'timer.cancel':
+          a.timers.delete(e.id);
+          break;
+        case 'host.observe':
+          record('obs', a.def.name, undefined, e.obs.kind, e.obs);
+          for (const o of obsObserve) o.onObserve!(now, a.def.name, e.obs);
+          break;
+        case 'host.exec': {
+          const seq = ++a.seq;
+          const answer = a.def.env?.exec(e, a.rng, now);
+          if (answer) {
+            const payload: EnvPayload = { gen: a.gen, event: answer.event };
+            queue.push({ time: now + answer.delayUs, kind: EventKind.Env, target: a.index, origin: a.index, originSeq: seq, payload });
+          }
+          break;
+        }
+        case 'host.halt':
+          a.halted = true;
+          break;
+      }
+    }
+    effects.length = 0;
+  };
+
+  const start = (a: HostedActor, input: unknown): void => {
+    a.alive = true;
+    a.halted = false;
+    try {
+      a.instance = backend.start(a.def.machine, input, effects);
+      applyEffects(a);
+    } catch (err) {
+      actorFailed(a, err);
+    }
+  };
+
+  const crash = (a: HostedActor): void => {
+    a.alive = false;
+    a.instance = null;
+    a.gen++;
+    a.timers.clear();
+    a.pending.length = 0;
+    a.paused = false;
+  };
+
+  const actorFailed = (a: HostedActor, err: unknown): void => {
+    effects.length = 0;
+    const message = err instanceof Error ? err.message : String(err);
+    counters.actorErrors++;
+    actorErrors.push({ t: now, actor: a.def.name, message });
+    record('error', undefined, a.def.name, 'actor-error', { message });
+    crash(a);
+  };
+
+  /** Runs one event through an actor and interprets its effects. */
+  const step = (a: HostedActor, event: EventObject): void => {
+    try {
+      a.instance!.deliver(event, effects);
+      applyEffects(a);
+      if (a.instance!.done) a.halted = true;
+    } catch (err) {
+      actorFailed(a, err);
+    }
+    for (const o of obsStepEnd) o.onStepEnd!(now, a.def.name);
+  };
+
+  const deliverMessage = (a: HostedActor, p: MessagePayload): void => {
+    counters.messagesDelivered++;
+    record('recv', p.fromName, a.def.name, p.msg.type);
+    for (const o of obsDeliver) o.onDeliver!(now, a.def.name, p.fromName, p.msg);
+    step(a, { type: p.msg.type, from: p.fromName, msg: p.msg, now: now + a.skewUs } as EventObject);
+  };
+
+  const deliverTimer = (a: HostedActor, p: TimerPayload): void => {
+    if (p.gen !== a.gen || a.timers.get(p.id) !== p.seq) return;
+    a.timers.delete(p.id);
+    counters.timersFired++;
+    record('timer', undefined, a.def.name, p.id);
+    step(a, { ...p.event, now: now + a.skewUs } as EventObject);
+  };
+
+  const deliverEnv = (a: HostedActor, p: EnvPayload): void => {
+    if (p.gen !== a.gen) return;
+    record('env', undefined, a.def.name, p.event.type, p.event);
+    step(a, { ...p.event, now: now + a.skewUs } as EventObject);
+  };
+
+  const dispatch = (a: HostedActor, kind: EventKind, payload: unknown): void => {
+    if (kind === EventKind.Message) deliverMessage(a, payload as MessagePayload);
+    else if (kind === EventKind.Timer) deliverTimer(a, payload as TimerPayload);
+    else deliverEnv(a, payload as EnvPayload);
+  };
+
+  const applyFault = (f: ScheduledFault): void => {
+    counters.faults++;
+    const action = f.action;
+    record('fault', undefined, undefined, action.kind, { label: f.label });
+    const touched = 'actors' in action ? action.actors.map((i) => names[i]) : [];
+    for (const o of obsFault) o.onFault!(now, action, touched);
+    switch (action.kind) {
+      case 'crash':
+        for (const i of action.actors) crash(actors[i]);
+        break;
+      case 'restart':
+        for (const i of action.actors) {
+          const a = actors[i];
+          if (a.alive) crash(a);
+          start(a, a.def.restartInput ?? a.def.input);
+        }
+        break;
+      case 'pause':
+        for (const i of action.actors) actors[i].paused = actors[i].alive;
+        break;
+      case 'resume':
+        for (const i of action.actors) {
+          const a = actors[i];
+          if (!a.paused) continue;
+          a.paused = false;
+          const backlog = a.pending.splice(0);
+          for (const ev of backlog) {
+            if (!a.alive || a.halted || a.paused) break;
+            dispatch(a, ev.kind, ev.payload);
+          }
+        }
+        break;
+      case 'shutdown':
+        for (const i of action.actors) {
+          const a = actors[i];
+          if (a.alive && !a.halted) step(a, { type: 'host.shutdown', now: now + a.skewUs } as EventObject);
+          a.halted = true;
+        }
+        break;
+      case 'skew':
+        for (const i of action.actors) actors[i].skewUs += action.byUs;
+        break;
+      case 'partition': {
+        const groups = action.groups;
+        network.partitions.push({
+          id: action.id,
+          blocks: (from, to) => groupIndex(groups, from) !== groupIndex(groups, to),
+        });
+        break;
+      }
+      case 'partition-one-way':
+        network.partitions.push({ id: action.id, blocks: (a, b) => action.from.has(a) && action.to.has(b) });
+        break;
+      case 'heal':
+        Network.remove(network.partitions, action.id);
+        break;
+      case 'hold':
+        network.holds.push({ id: action.id, blocks: (a, b) => action.from.has(a) && action.to.has(b) } satisfies Cut);
+        break;
+      case 'release': {
+        Network.remove(network.holds, action.id);
+        for (let i = 0; i < heldMessages.length; ) {
+          const h = heldMessages[i];
+          if (h.cutId !== action.id) {
+            i++;
+            continue;
+          }
+          heldMessages.splice(i, 1);
+          h.payload.released = true;
+          queue.push({ time: now, kind: EventKind.Message, target: h.payload.to, origin: h.payload.from, originSeq: h.originSeq, payload: h.payload });
+        }
+        break;
+      }
+      case 'inject':
+        transmit(-1, action.from, names[action.to], action.msg, ++kernelSeq);
+        break;
+    }
+  };
+
+  const run = (): RunResult => {
+    for (const f of opts.faults ?? []) {
+      queue.push({ time: f.atUs, kind: EventKind.Fault, target: -1, origin: -1, originSeq: ++kernelSeq, payload: f });
+    }
+    for (const a of actors) start(a, a.def.input);
+    const untilUs = opts.untilUs;
+    const progressEvery = opts.progressEvery ?? 16384;
+    let stoppedBecause: RunResult['stoppedBecause'] = 'idle';
+    const stopWhen = opts.stopWhen;
+    if (stopWhen?.()) stoppedBecause = 'complete';
+    else
+      for (;;) {
+        const ev = queue.peek();
+        if (ev === undefined) break;
+        if (ev.time > untilUs) {
+          stoppedBecause = 'until';
+          break;
+        }
+        queue.pop();
+        now = ev.time;
+        counters.events++;
+        if (opts.onProgress && counters.events % progressEvery === 0) {
+          opts.onProgress({ nowUs: now, untilUs, events: counters.events, messages: counters.messagesSent });
+        }
+        if (ev.kind === EventKind.Fault) {
+          applyFault(ev.payload as ScheduledFault);
+        } else {
+          const a = actors[ev.target];
+          if (ev.kind === EventKind.Message) {
+            const p = ev.payload as MessagePayload;
+            if (!a.alive || a.halted) {
+              drop(a.alive ? 'halted' : 'down', p.fromName, a.def.name, p.msg);
+              continue;
+            }
+            if (p.from >= 0 && network.partitioned(p.from, p.to)) {
+              drop('partition', p.fromName, a.def.name, p.msg);
+              continue;
+            }
+            const hold = p.from >= 0 ? network.held(p.from, p.to) : undefined;
+            if (hold) {
+              heldMessages.push({ cutId: hold.id, payload: p, originSeq: ev.originSeq });
+              continue;
+            }
+          } else if (!a.alive || a.halted) {
+            continue;
+          }
+          if (a.paused) {
+            a.pending.push({ kind: ev.kind, payload: ev.payload });
+            continue;
+          }
+          dispatch(a, ev.kind, ev.payload);
+        }
+        if (stopWhen?.()) {
+          stoppedBecause = 'complete';
+          break;
+        }
+      }
+    if (stoppedBecause === 'until') now = untilUs;
+    for (const o of observers) o.onEnd?.(now);
+    return {
+      reachedUs: now,
+      stoppedBecause,
+      counters,
+      traceHash: hasher?.digest(),
+      recent: recent(),
+      actorErrors,
+    };
+  };
+
+  return {
+    run,
+    names,
+    recent,
+    actorState(name) {
+      const i = indexByName.get(name);
+      if (i === undefined) return undefined;
+      const a = actors[i];
+      return { state: a.instance?.state, context: a.instance?.context, alive: a.alive && !a.halted };
+    },
+  };
+}
+
+function groupIndex(groups: ActorSet[], actor: number): number {
+  for (let g = 0; g < groups.length; g++) if (groups[g].has(actor)) return g;
+  return groups.length;
+}

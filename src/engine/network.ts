@@ -1,0 +1,140 @@
+/**
+ * The network model: per-link latency distributions, loss, duplication, ordering semantics,
+ * partitions (including one-way) and hold/release. Every link draws from its own random stream.
+ */
+import { RandomStream } from './rng.js';
+
+export type LatencyDist =
+  | { dist: 'constant'; valueUs: number }
+  | { dist: 'uniform'; minUs: number; maxUs: number }
+  | { dist: 'exponential'; meanUs: number; minUs: number }
+  | { dist: 'lognormal'; medianUs: number; p99Us: number };
+
+export const ORDERINGS = ['ordered', 'unordered', 'unordered-duplicating'] as const;
+export type Ordering = (typeof ORDERINGS)[number];
+
+export interface LinkParams {
+  latency: LatencyDist;
+  loss: number;
+  duplicate: number;
+  ordering: Ordering;
+}
+
+/** Which actors a rule or fault applies to (resolved to actor indices). */
+export type ActorSet = ReadonlySet<number>;
+
+export interface LinkRule {
+  from: ActorSet | 'all';
+  to: ActorSet | 'all';
+  params: LinkParams;
+}
+
+export interface NetworkSpec {
+  defaults: LinkParams;
+  /** Later rules win over earlier ones. */
+  links: LinkRule[];
+}
+
+const Z99 = 2.3263478740408408;
+
+/** Draws one latency in integer microseconds. */
+export function sampleLatencyUs(d: LatencyDist, rng: RandomStream): number {
+  switch (d.dist) {
+    case 'constant':
+      return d.valueUs;
+    case 'uniform':
+      return Math.round(d.minUs + rng.next() * (d.maxUs - d.minUs));
+    case 'exponential':
+      return Math.round(d.minUs - Math.log(1 - rng.next()) * d.meanUs);
+    case 'lognormal': {
+      const sigma = Math.log(d.p99Us / d.medianUs) / Z99;
+      return Math.round(d.medianUs * Math.exp(sigma * rng.normal()));
+    }
+  }
+}
+
+/** A latency most deliveries stay under (the maximum, or the 99.9th percentile for unbounded ones). */
+export function latencyBoundUs(d: LatencyDist): number {
+  switch (d.dist) {
+    case 'constant':
+      return d.valueUs;
+    case 'uniform':
+      return d.maxUs;
+    case 'exponential':
+      return Math.round(d.minUs + d.meanUs * Math.log(1000));
+    case 'lognormal': {
+      const sigma = Math.log(d.p99Us / d.medianUs) / Z99;
+      return Math.round(d.medianUs * Math.exp(sigma * 3.0902323061678132));
+    }
+  }
+}
+
+/** Live state of one directed link. */
+export interface LinkState {
+  params: LinkParams;
+  rng: RandomStream;
+  /** Latest delivery time scheduled on this link (for `ordered`). */
+  lastDeliveryUs: number;
+}
+
+/** A partition or a hold, active between two times. */
+export interface Cut {
+  id: number;
+  /** True if the cut blocks `from → to`. */
+  blocks(from: number, to: number): boolean;
+}
+
+/** Builds a two-way cut between groups: messages between different groups are blocked. */
+export function groupCut(id: number, groupOf: (actor: number) => number): Cut {
+  return { id, blocks: (from, to) => groupOf(from) !== groupOf(to) };
+}
+
+/** Builds a one-way cut: messages from `from` to `to` are blocked, the other way passes. */
+export function oneWayCut(id: number, from: ActorSet, to: ActorSet): Cut {
+  return { id, blocks: (a, b) => from.has(a) && to.has(b) };
+}
+
+/** Resolves links lazily, each with its own random stream derived from the stable actor names. */
+export class Network {
+  private readonly links = new Map<number, LinkState>();
+  readonly partitions: Cut[] = [];
+  readonly holds: Cut[] = [];
+
+  constructor(
+    private readonly spec: NetworkSpec,
+    private readonly seed: number,
+    private readonly names: readonly string[],
+  ) {}
+
+  link(from: number, to: number): LinkState {
+    const key = from * this.names.length + to;
+    let link = this.links.get(key);
+    if (link === undefined) {
+      let params = this.spec.defaults;
+      for (const rule of this.spec.links) {
+        if ((rule.from === 'all' || rule.from.has(from)) && (rule.to === 'all' || rule.to.has(to))) params = rule.params;
+      }
+      link = { params, rng: new RandomStream(this.seed, `link:${this.names[from]}>${this.names[to]}`), lastDeliveryUs: 0 };
+      this.links.set(key, link);
+    }
+    return link;
+  }
+
+  partitioned(from: number, to: number): boolean {
+    const p = this.partitions;
+    for (let i = 0; i < p.length; i++) if (p[i].blocks(from, to)) return true;
+    return false;
+  }
+
+  held(from: number, to: number): Cut | undefined {
+    const h = this.holds;
+    for (let i = 0; i < h.length; i++) if (h[i].blocks(from, to)) return h[i];
+    return undefined;
+  }
+
+  /** Removes the cut with `id` from `list`. */
+  static remove(list: Cut[], id: number): void {
+    const i = list.findIndex((c) => c.id === id);
+    if (i >= 0) list.splice(i, 1);
+  }
+}

@@ -1,0 +1,435 @@
+/**
+ * The ten invariants of the manager/worker protocol (`shared/protocols/manager-worker.md`,
+ * "Invariants"), checked from outside the actors: from the messages they send and receive and the
+ * observations they emit. A faulty machine cannot hide a violation by not reporting it.
+ */
+import type { FaultAction, TraceRecord } from '../engine/createSimulation.js';
+import type { Envelope } from '../protocol/host.js';
+import type { MwMessage, MwObservation, MwRequestType, TaskStatus } from '../protocol/managerWorker.js';
+import { COUNTED_FAILURES, MW_ANSWERS, RELATIONSHIP_SCOPED, isMwRequest, isTerminal, statusRank } from '../protocol/managerWorker.js';
+import type { InvariantChecker, InvariantInfo } from './types.js';
+import { InvariantLedger } from './types.js';
+
+export const MW_INVARIANTS: readonly InvariantInfo[] = [
+  { id: 'mw.one-manager', number: 1, title: 'a worker has at most one manager; once settled W.manager = M iff W ∈ M.workers' },
+  { id: 'mw.one-answer', number: 2, title: 'every request gets exactly one answer (of a kind it allows); no answer is answered' },
+  { id: 'mw.not-mine', number: 3, title: 'relationship-scoped requests from a non-partner get NotMine and change no task state' },
+  { id: 'mw.silence-after-bye', number: 4, title: 'after ManagerBye or NotMine, neither side sends new relationship-scoped requests to the other' },
+  { id: 'mw.liveness', number: 5, title: 'an unresponsive partner is dropped within timeout + checkInterval; a responsive one never is' },
+  { id: 'mw.task-monotone', number: 6, title: "each task's reports are monotone Pending → Started → Completed | Error; TasksPong answers exactly the asked ids" },
+  { id: 'mw.slots', number: 7, title: "tasks assigned to a worker ≤ its cpuCount; every assigned task of a lost worker is aborted once" },
+  { id: 'mw.failure-accounting', number: 8, title: 'failures counted as specified; a task is definitely failed at most once and never after completion' },
+  { id: 'mw.authorised-only', number: 9, title: 'a worker never keeps a manager outside a non-empty authorizedManagers' },
+  { id: 'mw.shutdown-bye-only', number: 10, title: 'a shutting-down node sends only ManagerBye' },
+];
+
+/** What the checker must know about each actor. */
+export interface MwActorInfo {
+  name: string;
+  role: 'mw.manager' | 'mw.worker';
+  checkIntervalMs: number;
+  timeoutMs: number;
+  /** Workers only. */
+  authorizedManagers?: string[];
+  /** Managers only. */
+  maxFailures?: number;
+}
+
+export interface MwCheckerOptions {
+  actors: MwActorInfo[];
+  enabled: ReadonlySet<string>;
+  /** A latency most messages stay under; widens the settling windows. */
+  latencyBoundUs: number;
+  recentTrace: () => TraceRecord[];
+}
+
+interface StepRequest {
+  from: string;
+  rid: number;
+  type: MwRequestType;
+  answers: number;
+  /** Relationship-scoped request from a non-partner (invariant 3). */
+  nonPartner: boolean;
+  askedIds?: string[];
+}
+
+interface Relationship {
+  sinceUs: number;
+  lastPongUs: number;
+  /** Reset when the owner resumes from a pause: a paused node cannot be held to its deadlines. */
+  baselineUs: number;
+  reported: boolean;
+}
+
+interface TaskAccount {
+  failures: number;
+  completed: boolean;
+  failed: boolean;
+}
+
+const key = (a: string, b: string): string => `${a}\u0000${b}`;
+
+export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
+  const L = new InvariantLedger(MW_INVARIANTS, opts.enabled, opts.recentTrace);
+  const info = new Map(opts.actors.map((a) => [a.name, a]));
+  const isWorkerName = (n: string): boolean => info.get(n)?.role === 'mw.worker';
+  const isManagerName = (n: string): boolean => info.get(n)?.role === 'mw.manager';
+  const maxOf = (f: (a: MwActorInfo) => number): number => opts.actors.reduce((m, a) => Math.max(m, f(a)), 0);
+  const maxTimeoutUs = maxOf((a) => a.timeoutMs) * 1000;
+  const maxIntervalUs = maxOf((a) => a.checkIntervalMs) * 1000;
+  /** One timeout plus one exchange to settle (invariant 1), with room for slow messages. */
+  const settleUs = maxTimeoutUs + 2 * maxIntervalUs + 4 * opts.latencyBoundUs;
+
+  // Views built from observations.
+  const workerManager = new Map<string, string | null>();
+  const managerWorkers = new Map<string, Set<string>>();
+  const asym = new Map<string, { w: string; m: string; since: number }>();
+  // Invariant 4: "a>b" present = a must not send relationship-scoped requests to b.
+  const closed = new Set<string>();
+  // Invariant 5: relationships by owner>partner.
+  const rels = new Map<string, Relationship>();
+  // Invariant 6: worker|task → rank of the last report.
+  const ranks = new Map<string, number>();
+  // Invariant 7: manager|worker → outstanding task ids; declared slots.
+  const outstanding = new Map<string, Set<string>>();
+  const slots = new Map<string, number>();
+  // Invariant 8: manager|task → accounting.
+  const accounts = new Map<string, TaskAccount>();
+  // Invariant 10.
+  const shutDown = new Set<string>();
+  // A paused node cannot be held to its deadlines (invariant 5).
+  const paused = new Set<string>();
+
+  // Per-step state.
+  let stepReq: StepRequest | undefined;
+  let expectedAborts: { manager: string; worker: string; tasks: Set<string> }[] = [];
+  let mustFail: { manager: string; taskId: string }[] = [];
+  let nextSweepUs = 0;
+
+  const outstandingOf = (m: string, w: string): Set<string> => {
+    const k = key(m, w);
+    let s = outstanding.get(k);
+    if (!s) outstanding.set(k, (s = new Set()));
+    return s;
+  };
+  const accountOf = (m: string, taskId: string): TaskAccount => {
+    const k = key(m, taskId);
+    let a = accounts.get(k);
+    if (!a) accounts.set(k, (a = { failures: 0, completed: false, failed: false }));
+    return a;
+  };
+
+  const updatePair = (w: string, m: string, t: number): void => {
+    const k = key(w, m);
+    const symmetric = (workerManager.get(w) === m) === (managerWorkers.get(m)?.has(w) ?? false);
+    if (symmetric) asym.delete(k);
+    else if (!asym.has(k)) asym.set(k, { w, m, since: t });
+  };
+
+  const isPartner = (receiver: string, sender: string): boolean =>
+    isWorkerName(receiver) ? workerManager.get(receiver) === sender : (managerWorkers.get(receiver)?.has(sender) ?? false);
+
+  const startRel = (owner: string, partner: string, t: number): void => {
+    rels.set(key(owner, partner), { sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
+    closed.delete(key(owner, partner));
+  };
+
+  const sweep = (t: number): void => {
+    L.on('mw.one-manager') &&
+      asym.forEach((a) => {
+        if (t - a.since > settleUs) {
+          L.violate('mw.one-manager', t, [a.w, a.m],
+            `${a.w}.manager = ${workerManager.get(a.w) ?? 'none'} but ${a.m}.workers ${managerWorkers.get(a.m)?.has(a.w) ? 'contains' : 'lacks'} ${a.w} for ${((t - a.since) / 1e6).toFixed(3)}s (settling allows ${(settleUs / 1e6).toFixed(3)}s)`);
+          a.since = Infinity;
+        }
+      });
+    if (L.on('mw.liveness')) {
+      rels.forEach((r, k) => {
+        if (r.reported) return;
+        const [owner, partner] = k.split('\u0000');
+        const a = info.get(owner);
+        if (!a || paused.has(owner)) return;
+        const allowUs = (a.timeoutMs + a.checkIntervalMs) * 1000 + 1000;
+        const quietSince = Math.max(r.lastPongUs, r.sinceUs, r.baselineUs);
+        if (t - quietSince > allowUs) {
+          r.reported = true;
+          L.violate('mw.liveness', t, [owner, partner],
+            `${owner} kept unresponsive partner ${partner}: no pong for ${((t - quietSince) / 1e6).toFixed(3)}s (allowed ${(allowUs / 1e6).toFixed(3)}s)`);
+        }
+      });
+    }
+  };
+
+  const onObservation = (t: number, actor: string, obs: MwObservation): void => {
+    switch (obs.kind) {
+      case 'mw.manager': {
+        const before = workerManager.get(actor) ?? null;
+        if (obs.manager !== null) {
+          L.check('mw.one-manager');
+          if (before !== null && before !== obs.manager) {
+            L.violate('mw.one-manager', t, [actor, before, obs.manager], `${actor} took manager ${obs.manager} while still managed by ${before}`);
+          }
+          L.check('mw.authorised-only');
+          const allowed = info.get(actor)?.authorizedManagers ?? [];
+          if (allowed.length > 0 && !allowed.includes(obs.manager)) {
+            L.violate('mw.authorised-only', t, [actor, obs.manager], `${actor} took manager ${obs.manager}, not in authorizedManagers [${allowed.join(', ')}]`);
+          }
+          startRel(actor, obs.manager, t);
+        } else if (before !== null) {
+          rels.delete(key(actor, before));
+        }
+        workerManager.set(actor, obs.manager);
+        if (before !== null) updatePair(actor, before, t);
+        if (obs.manager !== null) updatePair(actor, obs.manager, t);
+        break;
+      }
+      case 'mw.worker.add': {
+        let set = managerWorkers.get(actor);
+        if (!set) managerWorkers.set(actor, (set = new Set()));
+        set.add(obs.worker);
+        startRel(actor, obs.worker, t);
+        updatePair(obs.worker, actor, t);
+        break;
+      }
+      case 'mw.worker.drop': {
+        managerWorkers.get(actor)?.delete(obs.worker);
+        rels.delete(key(actor, obs.worker));
+        updatePair(obs.worker, actor, t);
+        const tasks = outstanding.get(key(actor, obs.worker));
+        expectedAborts.push({ manager: actor, worker: obs.worker, tasks: new Set(tasks ?? []) });
+        outstanding.delete(key(actor, obs.worker));
+        break;
+      }
+      case 'mw.timeout': {
+        L.check('mw.liveness');
+        const r = rels.get(key(actor, obs.peer));
+        const a = info.get(actor);
+        if (r && a && t - r.lastPongUs <= a.timeoutMs * 1000) {
+          L.violate('mw.liveness', t, [actor, obs.peer],
+            `${actor} dropped responsive partner ${obs.peer}: last pong ${((t - r.lastPongUs) / 1e6).toFixed(3)}s ago, timeout ${a.timeoutMs / 1000}s`);
+        }
+        break;
+      }
+      case 'mw.task.aborted': {
+        L.check('mw.slots');
+        const e = expectedAborts.find((x) => x.manager === actor && x.worker === obs.worker);
+        if (!e || !e.tasks.delete(obs.taskId)) {
+          L.violate('mw.slots', t, [actor, obs.worker], `${actor} aborted ${obs.taskId} of ${obs.worker} again, or a task that was not assigned to it`);
+        }
+        break;
+      }
+      case 'mw.task.failure': {
+        L.check('mw.failure-accounting');
+        const acc = accountOf(actor, obs.taskId);
+        if (obs.failures !== acc.failures) {
+          L.violate('mw.failure-accounting', t, [actor], `${actor} counts ${obs.failures} failures for ${obs.taskId}; the statuses it received count ${acc.failures}`);
+        }
+        break;
+      }
+      case 'mw.task.failed': {
+        L.check('mw.failure-accounting');
+        const acc = accountOf(actor, obs.taskId);
+        const max = info.get(actor)?.maxFailures ?? 1;
+        if (acc.failed) L.violate('mw.failure-accounting', t, [actor], `${obs.taskId} definitely failed twice`);
+        else if (acc.completed) L.violate('mw.failure-accounting', t, [actor], `${obs.taskId} definitely failed after it completed`);
+        else if (acc.failures < max) L.violate('mw.failure-accounting', t, [actor], `${obs.taskId} definitely failed after ${acc.failures} counted failures (maxFailures ${max})`);
+        acc.failed = true;
+        mustFail = mustFail.filter((x) => !(x.manager === actor && x.taskId === obs.taskId));
+        break;
+      }
+      case 'mw.task.completed': {
+        const acc = accountOf(actor, obs.taskId);
+        if (acc.failed) L.violate('mw.failure-accounting', t, [actor], `${obs.taskId} completed after it definitely failed`);
+        acc.completed = true;
+        break;
+      }
+      case 'mw.shutdown':
+        shutDown.add(actor);
+        if (isManagerName(actor)) {
+          for (const w of managerWorkers.get(actor) ?? []) rels.delete(key(actor, w));
+        }
+        break;
+      default:
+        break;
+    }
+  };
+
+  /** A terminal (or Unknown) status for `taskId` reached manager `m` from worker `w`. */
+  const managerLearns = (t: number, m: string, w: string, taskId: string, status: TaskStatus): void => {
+    const out = outstanding.get(key(m, w));
+    if (!out || !out.has(taskId)) return;
+    out.delete(taskId);
+    if (status.kind === 'Error' && COUNTED_FAILURES.has(status.error)) {
+      const acc = accountOf(m, taskId);
+      acc.failures += 1;
+      const max = info.get(m)?.maxFailures ?? 1;
+      if (acc.failures >= max && !acc.failed && !acc.completed) mustFail.push({ manager: m, taskId });
+    }
+    void t;
+  };
+
+  const forget = (actor: string, t: number): void => {
+    paused.delete(actor);
+    if (isWorkerName(actor)) {
+      const m = workerManager.get(actor) ?? null;
+      workerManager.set(actor, null);
+      if (m !== null) {
+        rels.delete(key(actor, m));
+        updatePair(actor, m, t);
+      }
+    } else if (isManagerName(actor)) {
+      const ws = managerWorkers.get(actor);
+      managerWorkers.set(actor, new Set());
+      for (const w of ws ?? []) {
+        rels.delete(key(actor, w));
+        outstanding.delete(key(actor, w));
+        updatePair(w, actor, t);
+      }
+      for (const k of [...accounts.keys()]) if (k.startsWith(actor + '\u0000')) accounts.delete(k);
+    }
+  };
+
+  return {
+    onDeliver(t, to, from, msg) {
+      const m = msg as MwMessage;
+      if (isMwRequest(m)) {
+        const scoped = RELATIONSHIP_SCOPED.has(m.type);
+        const nonPartner = scoped && !isPartner(to, from);
+        stepReq = { from, rid: m.rid, type: m.type, answers: 0, nonPartner };
+        if (m.type === 'TasksPing') stepReq.askedIds = m.taskIds;
+        L.check('mw.one-answer');
+        if (scoped) L.check('mw.not-mine');
+        if (m.type === 'ManagerRequest' && isManagerName(to)) slots.set(key(to, from), m.cpuCount);
+        if (m.type === 'TasksExecute' && !nonPartner) for (const task of m.tasks) ranks.set(key(to, task.taskId), -1);
+        if (m.type === 'TaskStatus' && !nonPartner && isManagerName(to) && isTerminal(m.status)) {
+          L.check('mw.failure-accounting');
+          managerLearns(t, to, from, m.taskId, m.status);
+        }
+      } else {
+        if (m.type === 'ManagerPong') {
+          const r = rels.get(key(to, from));
+          if (r) r.lastPongUs = t;
+        }
+        if (m.type === 'TasksPong' && isManagerName(to) && managerWorkers.get(to)?.has(from)) {
+          for (const s of m.statuses) if (isTerminal(s.status) || s.status.kind === 'Unknown') managerLearns(t, to, from, s.taskId, s.status);
+        }
+      }
+      if (m.type === 'ManagerBye' || m.type === 'NotMine') closed.add(key(to, from));
+    },
+
+    onSend(t, from, to, msg) {
+      const m = msg as MwMessage;
+      if (shutDown.has(from)) {
+        L.check('mw.shutdown-bye-only');
+        if (m.type !== 'ManagerBye') L.violate('mw.shutdown-bye-only', t, [from, to], `${from} sent ${m.type} to ${to} after it began shutting down`);
+      }
+      if (!isMwRequest(m)) {
+        // An answer: it must answer the request being processed, once.
+        const re = (msg as Envelope).re;
+        if (!stepReq || stepReq.from !== to || stepReq.rid !== re) {
+          L.violate('mw.one-answer', t, [from, to], `${from} sent ${m.type} (re ${re}) to ${to}, which answers no request it is processing (an answer to an answer, or a late answer)`);
+          return;
+        }
+        stepReq.answers += 1;
+        const allowed = MW_ANSWERS[stepReq.type];
+        if (!allowed.includes(m.type)) {
+          L.violate('mw.one-answer', t, [from, to], `${from} answered ${stepReq.type} from ${to} with ${m.type}; the protocol allows ${allowed.join(' or ')}`);
+        }
+        if (stepReq.nonPartner && m.type !== 'NotMine') {
+          L.violate('mw.not-mine', t, [from, to], `${from} answered ${stepReq.type} from non-partner ${to} with ${m.type} instead of NotMine`);
+        }
+        if (m.type === 'TasksPong' && stepReq.askedIds) {
+          L.check('mw.task-monotone');
+          const asked = [...stepReq.askedIds].sort().join('\n');
+          const got = m.statuses.map((s) => s.taskId).sort().join('\n');
+          if (asked !== got) L.violate('mw.task-monotone', t, [from, to], `${from}'s TasksPong answers [${got.split('\n').join(', ')}] but ${to} asked [${asked.split('\n').join(', ')}]`);
+        }
+        if (m.type === 'NotMine') closed.add(key(from, to));
+        return;
+      }
+      // A request.
+      if (RELATIONSHIP_SCOPED.has(m.type)) {
+        L.check('mw.silence-after-bye');
+        if (closed.has(key(from, to))) {
+          L.violate('mw.silence-after-bye', t, [from, to], `${from} sent ${m.type} to ${to} after ManagerBye/NotMine ended their relationship`);
+        }
+      }
+      if (stepReq?.nonPartner && (m.type === 'TaskStatus' || m.type === 'TasksExecute')) {
+        L.violate('mw.not-mine', t, [from, stepReq.from], `${from} changed task state (sent ${m.type}) while handling ${stepReq.type} from non-partner ${stepReq.from}`);
+      }
+      if (m.type === 'ManagerBye') closed.add(key(from, to));
+      if (m.type === 'TaskStatus') {
+        L.check('mw.task-monotone');
+        const k = key(from, m.taskId);
+        const last = ranks.get(k);
+        const rank = statusRank(m.status);
+        if (last === undefined) {
+          L.violate('mw.task-monotone', t, [from, to], `${from} reported ${m.status.kind} for ${m.taskId}, a task it was never given`);
+        } else if (rank <= last) {
+          const names = ['assigned', 'Pending', 'Started', 'a terminal status'];
+          L.violate('mw.task-monotone', t, [from, to], `${from} reported ${m.status.kind} for ${m.taskId} after ${names[last + 1]}`);
+        }
+        ranks.set(k, Math.max(rank, last ?? -1));
+      }
+      if (m.type === 'TasksExecute' && isManagerName(from)) {
+        L.check('mw.slots');
+        const out = outstandingOf(from, to);
+        for (const task of m.tasks) {
+          out.add(task.taskId);
+          if (accounts.get(key(from, task.taskId))?.failed) {
+            L.violate('mw.failure-accounting', t, [from, to], `${from} handed out ${task.taskId} again after it definitely failed`);
+          }
+        }
+        const cpu = slots.get(key(from, to));
+        if (cpu !== undefined && out.size > cpu) {
+          L.violate('mw.slots', t, [from, to], `${from} has ${out.size} tasks assigned to ${to}, which declared ${cpu} cpus`);
+        }
+      }
+    },
+
+    onObserve(t, actor, obs) {
+      onObservation(t, actor, obs as MwObservation);
+    },
+
+    onStepEnd(t, actor) {
+      if (stepReq) {
+        if (stepReq.answers !== 1) {
+          L.violate('mw.one-answer', t, [actor, stepReq.from],
+            stepReq.answers === 0 ? `${actor} left ${stepReq.type} (rid ${stepReq.rid}) from ${stepReq.from} unanswered` : `${actor} answered ${stepReq.type} (rid ${stepReq.rid}) from ${stepReq.from} ${stepReq.answers} times`);
+        }
+        stepReq = undefined;
+      }
+      for (const e of expectedAborts) {
+        for (const taskId of e.tasks) L.violate('mw.slots', t, [e.manager, e.worker], `${e.manager} lost ${e.worker} without aborting its task ${taskId}`);
+      }
+      expectedAborts = [];
+      for (const f of mustFail) {
+        L.violate('mw.failure-accounting', t, [f.manager], `${f.taskId} reached maxFailures at ${f.manager} but was not definitely failed`);
+      }
+      mustFail = [];
+      if (t >= nextSweepUs) {
+        sweep(t);
+        nextSweepUs = t + 100_000;
+      }
+    },
+
+    onFault(t, action: FaultAction, actors) {
+      if (action.kind === 'crash' || action.kind === 'restart') for (const a of actors) forget(a, t);
+      if (action.kind === 'pause') for (const a of actors) paused.add(a);
+      if (action.kind === 'resume') {
+        for (const a of actors) {
+          paused.delete(a);
+          rels.forEach((r, k) => {
+            if (k.startsWith(a + '\u0000')) r.baselineUs = t;
+          });
+        }
+      }
+    },
+
+    onEnd(t) {
+      sweep(t);
+    },
+
+    results: () => L.results(),
+  };
+}

@@ -1,0 +1,213 @@
+/**
+ * The manager/worker family in scenario files: role parameters, how a role becomes an actor (machine
+ * + input + simulated environment), the invariant checker, completion and summary metrics.
+ */
+import { z } from 'zod';
+import type { ActorDefinition, SimEnvironment, SimObserver } from '../../engine/createSimulation.js';
+import type { LatencyDist } from '../../engine/network.js';
+import { sampleLatencyUs } from '../../engine/network.js';
+import { managerMachine } from '../../actors/manager-worker/manager.machine.js';
+import type { ManagerInput } from '../../actors/manager-worker/manager.machine.js';
+import { workerMachine } from '../../actors/manager-worker/worker.machine.js';
+import type { WorkerInput } from '../../actors/manager-worker/worker.machine.js';
+import { createMwChecker, MW_INVARIANTS } from '../../invariants/managerWorker.js';
+import type { MwActorInfo } from '../../invariants/managerWorker.js';
+import type { MwMode, MwObservation } from '../../protocol/managerWorker.js';
+import { MW_MODES } from '../../protocol/managerWorker.js';
+import { duration, durationDist, nonNegativeInt, positiveInt, probability, selectors } from '../schemaParts.js';
+import type { FamilyBuildContext, ProtocolFamily } from './types.js';
+
+const common = {
+  count: positiveInt.default(1).meta({ description: 'How many actors of this role.' }),
+  name: z.string().min(1).optional().meta({ description: 'Name (count 1) or name prefix (names become prefix-0, prefix-1, …).' }),
+  checkInterval: duration.default('15s').meta({ description: 'Liveness check period.' }),
+  timeout: duration.default('60s').meta({ description: 'A partner silent this long after a ping is dropped.' }),
+};
+
+export const mwManagerRole = z.strictObject({
+  role: z.literal('mw.manager'),
+  ...common,
+  tasks: z
+    .strictObject({
+      count: nonNegativeInt.meta({ description: 'Tasks this manager distributes.' }),
+      timeout: duration.default('30s').meta({ description: 'Per-task timeout (enforced by the worker).' }),
+      programKind: z.string().default('WASM0m1n0'),
+      maxNetworkUsage: nonNegativeInt.default(0),
+    })
+    .default({ count: 0, timeout: '30s', programKind: 'WASM0m1n0', maxNetworkUsage: 0 }),
+  maxWorkers: nonNegativeInt.default(0).meta({ description: '0: no limit (as the original).' }),
+  maxFailures: positiveInt.default(3).meta({ description: 'Counted failures after which a task is definitely failed.' }),
+  statusPoll: duration.default('60s').meta({ description: 'Ask about running tasks without news for this long (TasksPing).' }),
+});
+
+export const mwWorkerRole = z.strictObject({
+  role: z.literal('mw.worker'),
+  ...common,
+  cpuCount: positiveInt.default(1).meta({ description: 'Task slots.' }),
+  memory: nonNegativeInt.default(4096).meta({ description: 'MiB, declared in ManagerRequest.' }),
+  workerPrice: z.number().min(0).default(1),
+  networkPrice: z.number().min(0).default(1),
+  networkSpeed: z.number().min(0).default(100),
+  programKinds: z.array(z.string()).default(['WASM0m1n0']),
+  managers: selectors.optional().meta({ description: 'Peers to contact at start (default: every manager).' }),
+  authorizedManagers: z.array(z.string()).default([]).meta({ description: 'Managers this worker may join; empty: any.' }),
+  retry: duration.default('5s').meta({ description: 'How long a search waits before contacting peers again.' }),
+  fetch: durationDist.default('0ms').meta({ description: 'Time to fetch a program.' }),
+  run: durationDist.default('1s').meta({ description: 'Time a task runs.' }),
+  failures: z
+    .strictObject({
+      download: probability.default(0),
+      runtime: probability.default(0),
+      hang: probability.default(0).meta({ description: 'The task never finishes (its timeout fires).' }),
+    })
+    .default({ download: 0, runtime: 0, hang: 0 }),
+});
+
+type ManagerRole = z.infer<typeof mwManagerRole>;
+type WorkerRole = z.infer<typeof mwWorkerRole>;
+
+/** The simulated environment of a worker: program fetch and task run times, failures, hangs. */
+function workerEnvironment(role: WorkerRole, ctx: FamilyBuildContext): SimEnvironment {
+  const fetch: LatencyDist = ctx.dist(role.fetch);
+  const run: LatencyDist = ctx.dist(role.run);
+  return {
+    exec(effect, rng) {
+      if (effect.op === 'fetch') {
+        const ok = !rng.chance(role.failures.download);
+        return { delayUs: Math.max(0, sampleLatencyUs(fetch, rng)), event: { type: 'env.fetch', ref: effect.ref, ok } };
+      }
+      if (effect.op === 'run') {
+        if (rng.chance(role.failures.hang)) return undefined;
+        const ok = !rng.chance(role.failures.runtime);
+        return {
+          delayUs: Math.max(0, sampleLatencyUs(run, rng)),
+          event: { type: 'env.run', ref: effect.ref, ok, result: ok ? `ok:${effect.ref}` : '' },
+        };
+      }
+      return undefined;
+    },
+  };
+}
+
+export const managerWorkerFamily: ProtocolFamily = {
+  protocol: 'manager-worker',
+  title: 'Manager/worker (Balthazar)',
+  modes: MW_MODES,
+  defaultMode: 'strict',
+  roles: [mwManagerRole, mwWorkerRole],
+  invariants: MW_INVARIANTS,
+
+  build(ctx) {
+    const mode = ctx.mode as MwMode;
+    const managers = ctx.actors.filter((a) => a.role === 'mw.manager').map((a) => a.name);
+    const actors: ActorDefinition[] = [];
+    const infos: MwActorInfo[] = [];
+    for (const a of ctx.actors) {
+      const ms = (d: string): number => ctx.durationUs(d) / 1000;
+      if (a.role === 'mw.manager') {
+        const r = a.params as ManagerRole;
+        const input: ManagerInput = {
+          name: a.name,
+          mode,
+          checkIntervalMs: ms(r.checkInterval),
+          timeoutMs: ms(r.timeout),
+          maxWorkers: r.maxWorkers,
+          maxFailures: r.maxFailures,
+          statusPollMs: ms(r.statusPoll),
+          tasks: { count: r.tasks.count, timeoutS: ms(r.tasks.timeout) / 1000, programKind: r.tasks.programKind, maxNetworkUsage: r.tasks.maxNetworkUsage },
+        };
+        actors.push({ name: a.name, role: a.role, machine: managerMachine, input });
+        infos.push({ name: a.name, role: 'mw.manager', checkIntervalMs: input.checkIntervalMs, timeoutMs: input.timeoutMs, maxFailures: r.maxFailures });
+      } else {
+        const r = a.params as WorkerRole;
+        const peers = r.managers === undefined ? managers : ctx.select(r.managers, [...a.path, 'managers']);
+        const input: WorkerInput = {
+          name: a.name,
+          mode,
+          specs: {
+            workerPrice: r.workerPrice,
+            networkPrice: r.networkPrice,
+            cpuCount: r.cpuCount,
+            memory: r.memory,
+            networkSpeed: r.networkSpeed,
+            supportedProgramKinds: r.programKinds,
+          },
+          peers,
+          authorizedManagers: r.authorizedManagers,
+          checkIntervalMs: ms(r.checkInterval),
+          timeoutMs: ms(r.timeout),
+          retryMs: ms(r.retry),
+        };
+        actors.push({ name: a.name, role: a.role, machine: workerMachine, input, env: workerEnvironment(r, ctx) });
+        infos.push({ name: a.name, role: 'mw.worker', checkIntervalMs: input.checkIntervalMs, timeoutMs: input.timeoutMs, authorizedManagers: r.authorizedManagers });
+      }
+    }
+
+    const checker = createMwChecker({ actors: infos, enabled: ctx.enabledInvariants, latencyBoundUs: ctx.latencyBoundUs, recentTrace: ctx.recentTrace });
+
+    // Completion and metrics from observations.
+    const done = new Set<string>();
+    const metrics = {
+      tasksCompleted: 0,
+      tasksFailedDefinitely: 0,
+      taskErrorsByKind: {} as Record<string, number>,
+      workersJoined: 0,
+      workersDropped: {} as Record<string, number>,
+      timeouts: 0,
+      unexpectedStatuses: 0,
+      tasksPingUnanswered: 0,
+    };
+    const pingsInFlight = new Map<string, number>();
+    const metricsObserver: SimObserver = {
+      onObserve(_t, actor, o) {
+        const obs = o as MwObservation;
+        switch (obs.kind) {
+          case 'mw.done':
+            done.add(actor);
+            break;
+          case 'mw.task.completed':
+            metrics.tasksCompleted++;
+            break;
+          case 'mw.task.failed':
+            metrics.tasksFailedDefinitely++;
+            break;
+          case 'mw.worker.add':
+            metrics.workersJoined++;
+            break;
+          case 'mw.worker.drop':
+            metrics.workersDropped[obs.reason] = (metrics.workersDropped[obs.reason] ?? 0) + 1;
+            break;
+          case 'mw.timeout':
+            metrics.timeouts++;
+            break;
+          case 'mw.task.unexpected':
+            metrics.unexpectedStatuses++;
+            break;
+          default:
+        }
+      },
+      onSend(_t, from, to, msg) {
+        const m = msg as { type: string; status?: { kind: string; error?: string }; re?: number; rid?: number };
+        if (m.type === 'TaskStatus' && m.status?.kind === 'Error') {
+          const k = m.status.error ?? 'UNKNOWN';
+          metrics.taskErrorsByKind[k] = (metrics.taskErrorsByKind[k] ?? 0) + 1;
+        }
+        if (m.type === 'TasksPing') pingsInFlight.set(`${from}>${to}#${m.rid}`, 1);
+      },
+      onDeliver(_t, to, from, msg) {
+        const m = msg as { type: string; re?: number };
+        if (m.re !== undefined && pingsInFlight.delete(`${to}>${from}#${m.re}`) && m.type !== 'TasksPong' && m.type !== 'NotMine') {
+          metrics.tasksPingUnanswered++;
+        }
+      },
+    };
+
+    return {
+      actors,
+      observers: [checker, metricsObserver],
+      checker,
+      isComplete: () => managers.length > 0 && done.size === managers.length,
+      metrics: () => ({ ...metrics }),
+    };
+  },
+};

@@ -1,0 +1,51 @@
+/**
+ * What a protocol family provides to scenario files: role schemas, modes, invariants, and a builder
+ * that turns the validated roles into actors, observers and metrics.
+ */
+import type { z } from 'zod';
+import type { ActorDefinition, SimObserver, TraceRecord } from '../../engine/createSimulation.js';
+import type { LatencyDist } from '../../engine/network.js';
+import type { InvariantChecker, InvariantInfo } from '../../invariants/types.js';
+import type { DurationDistInput } from '../schemaParts.js';
+
+/** One actor as declared in the scenario, after names were assigned. */
+export interface DeclaredActor {
+  name: string;
+  role: string;
+  /** The validated role entry (with defaults). */
+  params: unknown;
+  /** Path of the role entry in the file, for error messages. */
+  path: (string | number)[];
+}
+
+export interface FamilyBuildContext {
+  mode: string;
+  actors: DeclaredActor[];
+  enabledInvariants: ReadonlySet<string>;
+  latencyBoundUs: number;
+  durationUs(text: string): number;
+  dist(d: DurationDistInput): LatencyDist;
+  /** Resolves selectors to actor names; an empty match is an error at `path`. */
+  select(sel: string | string[], path: (string | number)[]): string[];
+  recentTrace(): TraceRecord[];
+}
+
+export interface FamilyBuild {
+  actors: ActorDefinition[];
+  observers: SimObserver[];
+  checker: InvariantChecker;
+  /** True when the protocol's work is done (for `stopWhen: complete`). */
+  isComplete(): boolean;
+  metrics(): Record<string, unknown>;
+}
+
+export interface ProtocolFamily {
+  protocol: string;
+  title: string;
+  modes: readonly string[];
+  defaultMode: string;
+  /** Zod schemas of the roles, each with a literal `role`. */
+  roles: readonly z.ZodObject[];
+  invariants: readonly InvariantInfo[];
+  build(ctx: FamilyBuildContext): FamilyBuild;
+}

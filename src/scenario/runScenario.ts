@@ -1,0 +1,316 @@
+/**
+ * Turns a loaded scenario into a simulation, runs it, checks the expectations and summarises.
+ *
+ * @example
+ * const loaded = loadScenario('scenarios/manager-worker/basic.yaml');
+ * const summary = runScenario(loaded, { seed: 7 });
+ * console.log(summary.invariants.map((i) => `${i.id}: ${i.status}`));
+ */
+import type { FaultAction, ScheduledFault, SimObserver } from '../engine/createSimulation.js';
+import { createSimulation } from '../engine/createSimulation.js';
+import type { BackendName } from '../engine/machineBackend.js';
+import type { LatencyDist, LinkParams, LinkRule, NetworkSpec } from '../engine/network.js';
+import { latencyBoundUs } from '../engine/network.js';
+import { formatDurationUs, parseDurationUs } from '../engine/time.js';
+import type { InvariantResult } from '../invariants/types.js';
+import { familyOf } from './families/index.js';
+import type { DeclaredActor, FamilyBuildContext } from './families/types.js';
+import type { LoadedScenario, Path, ScenarioProblem } from './loadScenario.js';
+import { ScenarioError } from './loadScenario.js';
+import type { DurationDistInput } from './schemaParts.js';
+import type { Scenario } from './schema.js';
+
+export interface RunOverrides {
+  seed?: number;
+  /** Virtual time limit that replaces the scenario's duration. */
+  untilUs?: number;
+  backend?: BackendName;
+  /** Receives every trace line. */
+  traceSink?: (line: string) => void;
+  /** Compute the trace hash without a sink. */
+  hash?: boolean;
+  /** Wall clock for timing figures (the engine never reads one). */
+  wallClockMs?: () => number;
+  onProgress?: (p: { nowUs: number; untilUs: number; events: number; messages: number }) => void;
+  /** Extra observers (tests use them to look inside a run). */
+  observers?: SimObserver[];
+  /** Replace machines by role (tests use deliberately faulty ones). */
+  machines?: Record<string, import('xstate').AnyStateMachine>;
+}
+
+export interface InvariantReport extends InvariantResult {
+  /** The command that replays the run up to the first violation. */
+  replay?: string;
+}
+
+export interface RunSummary {
+  scenario: string;
+  file: string;
+  protocol: string;
+  mode: string;
+  seed: number;
+  backend: BackendName;
+  virtualTimeUs: number;
+  virtualTime: string;
+  stoppedBecause: 'until' | 'idle' | 'complete';
+  events: number;
+  messages: { sent: number; delivered: number; dropped: Record<string, number>; duplicated: number; byType: Record<string, number> };
+  timersFired: number;
+  faults: number;
+  invariants: InvariantReport[];
+  expectations: { met: boolean; failures: string[] };
+  metrics: Record<string, unknown>;
+  actorErrors: { t: number; actor: string; message: string }[];
+  traceHash?: string;
+  wallMs?: number;
+  eventsPerSecond?: number;
+  messagesPerSecond?: number;
+}
+
+function toDist(d: DurationDistInput, us: (t: string) => number): LatencyDist {
+  if (typeof d === 'string') return { dist: 'constant', valueUs: us(d) };
+  switch (d.dist) {
+    case 'constant':
+      return { dist: 'constant', valueUs: us(d.value) };
+    case 'uniform':
+      return { dist: 'uniform', minUs: us(d.min), maxUs: us(d.max) };
+    case 'exponential':
+      return { dist: 'exponential', meanUs: us(d.mean), minUs: d.min === undefined ? 0 : us(d.min) };
+    case 'lognormal':
+      return { dist: 'lognormal', medianUs: us(d.median), p99Us: us(d.p99) };
+  }
+}
+
+const globToRegExp = (glob: string): RegExp =>
+  new RegExp('^' + glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
+
+/** Builds the simulation for a scenario (also used by tests that need the parts). */
+export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {}) {
+  const s: Scenario = loaded.scenario;
+  const problems: ScenarioProblem[] = [];
+  const fail = (path: Path, message: string): void => void problems.push(loaded.locate(path, message));
+  const us = (text: string): number => parseDurationUs(text) as number; // validated by the schema
+  const family = familyOf(s.protocol)!;
+  const mode = s.mode ?? family.defaultMode;
+
+  // Names.
+  const declared: DeclaredActor[] = [];
+  s.actors.forEach((a, i) => {
+    const entry = a as { role: string; count: number; name?: string };
+    const base = entry.name ?? entry.role.split('.').pop()!;
+    for (let k = 0; k < entry.count; k++) {
+      const name = entry.count === 1 && entry.name !== undefined ? base : `${base}-${k}`;
+      declared.push({ name, role: entry.role, params: a, path: ['actors', i] });
+    }
+  });
+  const indexByName = new Map<string, number>();
+  declared.forEach((d, i) => {
+    if (indexByName.has(d.name)) fail([...d.path, 'name'], `duplicate actor name ${JSON.stringify(d.name)}`);
+    indexByName.set(d.name, i);
+  });
+
+  const selectIndices = (sel: string | string[], path: Path): number[] => {
+    const list = Array.isArray(sel) ? sel : [sel];
+    const out = new Set<number>();
+    list.forEach((item, k) => {
+      const itemPath = Array.isArray(sel) ? [...path, k] : path;
+      const before = out.size;
+      if (indexByName.has(item)) out.add(indexByName.get(item)!);
+      else if (item.includes('*')) {
+        const re = globToRegExp(item);
+        declared.forEach((d, i) => re.test(d.name) && out.add(i));
+      } else declared.forEach((d, i) => d.role === item && out.add(i));
+      if (out.size === before && !list.slice(0, k).includes(item)) fail(itemPath, `no actor matches ${JSON.stringify(item)} (actors: ${summariseNames(declared.map((d) => d.name))})`);
+    });
+    return [...out].sort((a, b) => a - b);
+  };
+
+  // Network.
+  const linkOf = (base: LinkParams, o: { latency?: DurationDistInput; loss?: number; duplicate?: number; ordering?: LinkParams['ordering'] }, path: Path): LinkParams => {
+    const p: LinkParams = {
+      latency: o.latency === undefined ? base.latency : toDist(o.latency, us),
+      loss: o.loss ?? base.loss,
+      duplicate: o.duplicate ?? base.duplicate,
+      ordering: o.ordering ?? base.ordering,
+    };
+    if (p.duplicate > 0 && p.ordering !== 'unordered-duplicating') fail([...path, 'duplicate'], `duplicate needs ordering: unordered-duplicating, got ordering ${p.ordering}`);
+    if (p.latency.dist === 'uniform' && p.latency.minUs > p.latency.maxUs) fail([...path, 'latency'], 'expected min ≤ max');
+    if (p.latency.dist === 'lognormal' && p.latency.p99Us < p.latency.medianUs) fail([...path, 'latency'], 'expected median ≤ p99');
+    return p;
+  };
+  const defaults = linkOf({ latency: { dist: 'constant', valueUs: 1000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, s.network, ['network']);
+  const links: LinkRule[] = s.network.links.map((l, i) => ({
+    from: new Set(selectIndices(l.from, ['network', 'links', i, 'from'])),
+    to: new Set(selectIndices(l.to, ['network', 'links', i, 'to'])),
+    params: linkOf(defaults, l, ['network', 'links', i]),
+  }));
+  const network: NetworkSpec = { defaults, links };
+  const bound = Math.max(latencyBoundUs(defaults.latency), ...links.map((l) => latencyBoundUs(l.params.latency)));
+
+  // Faults.
+  const faults: ScheduledFault[] = [];
+  let cutId = 0;
+  s.faults.forEach((f, i) => {
+    const path: Path = ['faults', i];
+    const at = us(f.at);
+    const push = (atUs: number, action: FaultAction, label: string): void => void faults.push({ atUs, action, label });
+    const after = (key: string, t: string | undefined): number | undefined => {
+      if (t === undefined) return undefined;
+      const v = us(t);
+      if (v < at) fail([...path, key], `expected a time after at (${f.at}), got ${JSON.stringify(t)}`);
+      return v;
+    };
+    const names = (idx: number[]): string => summariseNames(idx.map((k) => declared[k].name));
+    if (f.crash !== undefined) {
+      const actors = selectIndices(f.crash, [...path, 'crash']);
+      push(at, { kind: 'crash', actors }, `crash ${names(actors)}`);
+      const r = after('restart', f.restart);
+      if (r !== undefined) push(r, { kind: 'restart', actors }, `restart ${names(actors)}`);
+    } else if (f.pause !== undefined) {
+      const actors = selectIndices(f.pause, [...path, 'pause']);
+      push(at, { kind: 'pause', actors }, `pause ${names(actors)}`);
+      const r = after('resume', f.resume);
+      if (r !== undefined) push(r, { kind: 'resume', actors }, `resume ${names(actors)}`);
+    } else if (f.shutdown !== undefined) {
+      const actors = selectIndices(f.shutdown, [...path, 'shutdown']);
+      push(at, { kind: 'shutdown', actors }, `shutdown ${names(actors)}`);
+    } else if (f.skew !== undefined) {
+      const actors = selectIndices(f.skew, [...path, 'skew']);
+      const neg = f.by!.trim().startsWith('-');
+      const byUs = (neg ? -1 : 1) * us(f.by!.replace('-', ''));
+      push(at, { kind: 'skew', actors, byUs }, `skew ${names(actors)} by ${f.by}`);
+    } else if (f.partition !== undefined) {
+      const id = ++cutId;
+      if (Array.isArray(f.partition)) {
+        const groups = f.partition.map((g, k) => (g === 'rest' ? null : new Set(selectIndices(g, [...path, 'partition', k]))));
+        const listed = new Set(groups.flatMap((g) => (g ? [...g] : [])));
+        const rest = new Set(declared.map((_, k) => k).filter((k) => !listed.has(k)));
+        const resolved = groups.map((g) => g ?? rest);
+        push(at, { kind: 'partition', id, groups: resolved }, `partition ${resolved.map((g) => `[${names([...g])}]`).join(' | ')}`);
+      } else {
+        const from = new Set(selectIndices(f.partition.from, [...path, 'partition', 'from']));
+        const to = new Set(selectIndices(f.partition.to, [...path, 'partition', 'to']));
+        push(at, { kind: 'partition-one-way', id, from, to }, `partition ${names([...from])} -/-> ${names([...to])}`);
+      }
+      const h = after('heal', f.heal);
+      if (h !== undefined) push(h, { kind: 'heal', id }, `heal partition ${id}`);
+    } else if (f.hold !== undefined) {
+      const id = ++cutId;
+      const from = new Set(selectIndices(f.hold.from, [...path, 'hold', 'from']));
+      const to = new Set(selectIndices(f.hold.to, [...path, 'hold', 'to']));
+      push(at, { kind: 'hold', id, from, to }, `hold ${names([...from])} -> ${names([...to])}`);
+      const r = after('release', f.release);
+      if (r !== undefined) push(r, { kind: 'release', id }, `release hold ${id}`);
+    } else if (f.inject !== undefined) {
+      const to = selectIndices(f.inject.to, [...path, 'inject', 'to']);
+      for (const k of to) push(at, { kind: 'inject', from: f.inject.from, to: k, msg: f.inject.msg as { type: string } }, `inject ${f.inject.msg.type} ${f.inject.from} -> ${declared[k].name}`);
+    }
+  });
+
+  const enabled = new Set(s.invariants === 'all' ? family.invariants.map((i) => i.id) : s.invariants);
+  for (const id of [...s.expect.violated, ...s.expect.held]) {
+    if (!enabled.has(id)) fail(['expect'], `expects ${id}, which invariants does not enable`);
+  }
+
+  // eslint-disable-next-line prefer-const
+  let recentTrace: () => import('../engine/createSimulation.js').TraceRecord[] = () => [];
+  const ctx: FamilyBuildContext = {
+    mode,
+    actors: declared,
+    enabledInvariants: enabled,
+    latencyBoundUs: bound,
+    durationUs: us,
+    dist: (d) => toDist(d, us),
+    select: (sel, path) => selectIndices(sel, path).map((k) => declared[k].name),
+    recentTrace: () => recentTrace(),
+  };
+  const built = family.build(ctx);
+  if (problems.length > 0) throw new ScenarioError(problems);
+  if (overrides.machines) {
+    for (const a of built.actors) {
+      const m = overrides.machines[a.role];
+      if (m) a.machine = m;
+    }
+  }
+
+  const seed = overrides.seed ?? s.seed;
+  const untilUs = overrides.untilUs ?? us(s.duration);
+  const sim = createSimulation({
+    seed,
+    actors: built.actors,
+    network,
+    faults,
+    untilUs,
+    backend: overrides.backend,
+    traceSink: overrides.traceSink,
+    hash: overrides.hash,
+    observers: [...built.observers, ...(overrides.observers ?? [])],
+    stopWhen: s.stopWhen === 'complete' ? built.isComplete : undefined,
+    onProgress: overrides.onProgress,
+  });
+  recentTrace = () => sim.recent();
+  return { scenario: s, family, mode, seed, untilUs, sim, built, enabled };
+}
+
+/** Runs a loaded scenario and returns its summary. */
+export function runScenario(loaded: LoadedScenario, overrides: RunOverrides = {}): RunSummary {
+  const plan = planScenario(loaded, overrides);
+  const { scenario: s, sim, built, seed } = plan;
+  const backend = overrides.backend ?? 'flat';
+  const t0 = overrides.wallClockMs?.();
+  const result = sim.run();
+  const wallMs = t0 === undefined ? undefined : overrides.wallClockMs!() - t0;
+
+  const invariants: InvariantReport[] = built.checker.results().map((r) => {
+    const first = r.violations[0];
+    if (!first) return r;
+    const until = formatDurationUs(first.t + 1000);
+    return { ...r, replay: `protosim run ${loaded.file} --seed ${seed}${backend !== 'flat' ? ` --backend ${backend}` : ''} --until ${until} --trace` };
+  });
+
+  const failures: string[] = [];
+  for (const id of s.expect.violated) {
+    if (invariants.find((i) => i.id === id)?.status !== 'violated') failures.push(`expected ${id} to be caught as violated, but it ${statusText(invariants.find((i) => i.id === id)?.status)}`);
+  }
+  for (const id of s.expect.held) {
+    const st = invariants.find((i) => i.id === id)?.status;
+    if (st !== 'held') failures.push(`expected ${id} to hold (and be exercised), but it ${statusText(st)}`);
+  }
+  for (const inv of invariants) {
+    if (inv.status === 'violated' && !s.expect.violated.includes(inv.id)) failures.push(`${inv.id} was violated (${inv.violationCount}×): ${inv.violations[0].message}`);
+  }
+  for (const e of result.actorErrors.slice(0, 5)) failures.push(`actor ${e.actor} threw at ${formatDurationUs(e.t)}: ${e.message}`);
+
+  const c = result.counters;
+  return {
+    scenario: s.name,
+    file: loaded.file,
+    protocol: s.protocol,
+    mode: plan.mode,
+    seed,
+    backend,
+    virtualTimeUs: result.reachedUs,
+    virtualTime: formatDurationUs(result.reachedUs),
+    stoppedBecause: result.stoppedBecause,
+    events: c.events,
+    messages: { sent: c.messagesSent, delivered: c.messagesDelivered, dropped: c.dropped, duplicated: c.duplicated, byType: c.sentByType },
+    timersFired: c.timersFired,
+    faults: c.faults,
+    invariants,
+    expectations: { met: failures.length === 0, failures },
+    metrics: built.metrics(),
+    actorErrors: result.actorErrors,
+    traceHash: result.traceHash,
+    wallMs,
+    eventsPerSecond: wallMs ? Math.round((c.events / wallMs) * 1000) : undefined,
+    messagesPerSecond: wallMs ? Math.round((c.messagesSent / wallMs) * 1000) : undefined,
+  };
+}
+
+function statusText(st: string | undefined): string {
+  return st === 'held' ? 'held' : st === 'violated' ? 'was violated' : 'was not exercised';
+}
+
+function summariseNames(names: string[]): string {
+  return names.length <= 6 ? names.join(', ') : `${names.slice(0, 5).join(', ')}, … (${names.length})`;
+}
