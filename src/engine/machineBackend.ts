@@ -41,8 +41,16 @@ export interface MachineBackend {
 export const BACKEND_NAMES = ['flat', 'xstate'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
+/** An executable action as XState hands it to `actionExecutor`. */
+interface XStateExecutable {
+  type: string;
+  info?: unknown;
+  params?: unknown;
+  exec?: ((info: unknown, params: unknown) => void) | undefined;
+}
+
 /** Translates one executable XState action into kernel effects (or runs a custom action). */
-function collectAction(action: { type: string; params?: unknown; exec?: (() => void) | undefined }, out: KernelEffect[]): void {
+function collectAction(action: XStateExecutable, out: KernelEffect[]): void {
   const p = action.params as Record<string, unknown> | undefined;
   switch (action.type) {
     case 'xstate.emit':
@@ -58,7 +66,7 @@ function collectAction(action: { type: string; params?: unknown; exec?: (() => v
       return;
     default:
       if (action.type.startsWith('xstate.')) return; // assign and friends are already resolved
-      action.exec?.();
+      action.exec?.(action.info, action.params); // a custom action, run as XState's own actor would
   }
 }
 
@@ -83,7 +91,7 @@ function scopeFor(machine: AnyStateMachine): XStateScope {
     stopChild: () => {},
     system: self.system,
     emit: () => {},
-    actionExecutor: (action: { type: string; params?: unknown; exec?: () => void }) => collectAction(action, holder.out),
+    actionExecutor: (action: XStateExecutable) => collectAction(action, holder.out),
   };
   scopes.set(machine, holder);
   return holder;

@@ -1,6 +1,6 @@
 /**
  * Virtual time is an integer number of microseconds (exact in a JS number for 285 years).
- * Durations in files are strings such as `250ms`, `15s`, `1.5h`, `500us`, `2d`.
+ * Durations in files are strings such as `250ms`, `15s`, `1.5h`, `500us`, `2d`, `1h30m`.
  */
 
 /** Microseconds per unit, for the unit suffixes accepted in duration strings. */
@@ -15,7 +15,11 @@ const UNIT_US: Record<string, number> = {
   d: 86_400_000_000,
 };
 
-const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|min|m|h|d)\s*$/;
+const PART = '(\\d+(?:\\.\\d+)?)\\s*(us|µs|ms|min|s|m|h|d)';
+/** A duration: one or more number+unit parts, largest first or not (`90s`, `1h30m`, `2m13.5s`). */
+export const DURATION_PATTERN = `^\\s*(?:${PART}\\s*)+$`;
+const DURATION_RE = new RegExp(DURATION_PATTERN);
+const PART_RE = new RegExp(PART, 'g');
 
 /** The units accepted by {@link parseDurationUs}, for error messages. */
 export const DURATION_UNITS = 'us, ms, s, m (or min), h, d';
@@ -27,9 +31,10 @@ export const DURATION_UNITS = 'us, ms, s, m (or min), h, d';
  * @example parseDurationUs('1.5s') // 1500000
  */
 export function parseDurationUs(text: string): number | undefined {
-  const m = DURATION_RE.exec(text);
-  if (!m) return undefined;
-  const us = Math.round(Number(m[1]) * UNIT_US[m[2]]);
+  if (!DURATION_RE.test(text)) return undefined;
+  let us = 0;
+  for (const m of text.matchAll(PART_RE)) us += Number(m[1]) * UNIT_US[m[2]];
+  us = Math.round(us);
   return Number.isSafeInteger(us) ? us : undefined;
 }
 

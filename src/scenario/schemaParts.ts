@@ -3,21 +3,20 @@
  * The schema is plain validation (no transforms), so it converts to JSON Schema for editors.
  */
 import { z } from 'zod';
-import { DURATION_UNITS } from '../engine/time.js';
+import { DURATION_PATTERN, DURATION_UNITS } from '../engine/time.js';
 
-export const DURATION_PATTERN = '^\\s*\\d+(\\.\\d+)?\\s*(us|µs|ms|s|min|m|h|d)\\s*$';
 const durationRe = new RegExp(DURATION_PATTERN);
 
 /** A duration string such as `250ms`, `15s`, `1h`. */
 export const duration = z
   .string({ error: `expected a duration like 250ms, 15s or 1h (units: ${DURATION_UNITS})` })
   .regex(durationRe, { error: `expected a duration like 250ms, 15s or 1h (units: ${DURATION_UNITS})` })
-  .meta({ description: `A duration: a number and a unit (${DURATION_UNITS}), e.g. 250ms, 15s, 1h.` });
+  .meta({ description: `A duration: numbers with units (${DURATION_UNITS}), e.g. 250ms, 15s, 1h30m.` });
 
 /** A signed duration (`-2s` allowed), for clock skew. */
 export const signedDuration = z
   .string({ error: 'expected a duration like 2s or -500ms' })
-  .regex(new RegExp('^\\s*-?\\s*\\d+(\\.\\d+)?\\s*(us|µs|ms|s|min|m|h|d)\\s*$'), { error: 'expected a duration like 2s or -500ms' });
+  .regex(new RegExp(DURATION_PATTERN.replace('^', '^\\s*-?')), { error: 'expected a duration like 2s or -500ms' });
 
 export const probability = z
   .number({ error: 'expected a probability between 0 and 1' })

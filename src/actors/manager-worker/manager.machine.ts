@@ -295,6 +295,8 @@ export const managerMachine = setup({
       }
       if (dropped) assignAll(context, enqueue, now);
     }),
+    /** A manager with nothing to do says so at once (and only once: `finished` guards it). */
+    announceIfDone: enqueueActions(({ context, enqueue }) => checkFinished(context, enqueue)),
     shutdown: enqueueActions(({ context, enqueue }) => {
       enqueue.emit(observe({ kind: 'mw.shutdown' }));
       for (const worker of context.workers.keys()) {
@@ -315,11 +317,12 @@ export const managerMachine = setup({
     nextFresh: 0,
     completed: 0,
     failed: 0,
-    finished: input.tasks.count === 0,
+    finished: false,
   }),
   initial: 'running',
   states: {
     running: {
+      entry: 'announceIfDone',
       after: { checkInterval: { target: 'running', reenter: true, actions: 'tick' } },
       on: {
         NodeTypeRequest: { actions: 'answerNodeType' },

@@ -1,0 +1,189 @@
+/**
+ * The flat backend must behave exactly like XState's interpreter: for random event sequences, both
+ * backends give the same state, the same context and the same effects (sends, observations, timers),
+ * step after step. And it refuses, at compile time, what it does not compile.
+ */
+import { fc, test } from '@fast-check/vitest';
+import { describe, expect, it } from 'vitest';
+import type { AnyStateMachine, EventObject } from 'xstate';
+import { assign, createMachine, raise, setup } from 'xstate';
+import { managerMachine } from '../../src/actors/manager-worker/manager.machine.js';
+import type { ManagerInput } from '../../src/actors/manager-worker/manager.machine.js';
+import { workerMachine } from '../../src/actors/manager-worker/worker.machine.js';
+import type { WorkerInput } from '../../src/actors/manager-worker/worker.machine.js';
+import { compileFlatMachine, FlatCompileError } from '../../src/engine/flatBackend.js';
+import type { KernelEffect } from '../../src/engine/machineBackend.js';
+import { flatBackend, xstateBackend } from '../../src/engine/machineBackend.js';
+
+const peers = ['m0', 'm1', 'w0', 'w1', 'stranger'];
+const taskIds = ['m0/t0', 'm0/t1', 'm0/t2', 'x'];
+const statuses = [
+  { kind: 'Pending' },
+  { kind: 'Started', startTime: 1 },
+  { kind: 'Completed', result: 'r' },
+  { kind: 'Error', error: 'RUNTIME' },
+  { kind: 'Error', error: 'ABORTED' },
+  { kind: 'Unknown' },
+] as const;
+const spec = (taskId: string) => ({ taskId, programAddresses: [], programHash: 'h', programKind: 'k', argument: taskId, timeout: 5, maxNetworkUsage: 0 });
+
+/** One input to the machine: a message, an environment answer, a timer firing, or a shutdown. */
+const step = fc.oneof(
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('msg' as const),
+      from: fc.constantFrom(...peers),
+      n: fc.nat(20),
+      ok: fc.boolean(),
+      nodeType: fc.constantFrom('MANAGER', 'WORKER'),
+      type: fc.constantFrom(
+        'NodeTypeRequest', 'NodeTypeAnswer', 'ManagerRequest', 'ManagerAnswer', 'ManagerBye', 'ManagerPing',
+        'ManagerPong', 'NotMine', 'Ack', 'TasksExecute', 'TasksPing', 'TasksAbord', 'TaskStatus', 'TasksPong',
+      ),
+      task: fc.constantFrom(...taskIds),
+      status: fc.constantFrom(...statuses),
+    }),
+    weight: 10,
+  },
+  { arbitrary: fc.record({ kind: fc.constant('env' as const), op: fc.constantFrom('fetch', 'run'), task: fc.constantFrom(...taskIds), ok: fc.boolean() }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant('timer' as const), pick: fc.nat(10) }), weight: 4 },
+  { arbitrary: fc.constant({ kind: 'shutdown' as const }), weight: 1 },
+  { arbitrary: fc.record({ kind: fc.constant('wait' as const), us: fc.integer({ min: 1, max: 90_000_000 }) }), weight: 3 },
+);
+type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
+
+function message(s: Extract<Step, { kind: 'msg' }>): Record<string, unknown> {
+  const rid = s.n;
+  switch (s.type) {
+    case 'NodeTypeRequest':
+      return { type: s.type, rid, nodeType: s.nodeType };
+    case 'NodeTypeAnswer':
+      return { type: s.type, re: rid, nodeType: s.nodeType };
+    case 'ManagerRequest':
+      return { type: s.type, rid, workerPrice: 1, networkPrice: 1, cpuCount: 1 + (s.n % 3), memory: 1, networkSpeed: 1, supportedProgramKinds: ['k'] };
+    case 'ManagerAnswer':
+      return { type: s.type, re: rid, accepted: s.ok };
+    case 'TasksExecute':
+      return { type: s.type, rid, tasks: [spec(s.task)] };
+    case 'TasksPing':
+    case 'TasksAbord':
+      return { type: s.type, rid, taskIds: [s.task] };
+    case 'TaskStatus':
+      return { type: s.type, rid, taskId: s.task, status: s.status };
+    case 'TasksPong':
+      return { type: s.type, re: rid, statuses: [{ taskId: s.task, status: s.status }] };
+    case 'ManagerPong':
+    case 'NotMine':
+    case 'Ack':
+      return { type: s.type, re: rid };
+    default:
+      return { type: s.type, rid };
+  }
+}
+
+/** Drives both backends with the same steps and compares them after every step. */
+function compare(machine: AnyStateMachine, input: unknown, steps: Step[]): void {
+  const fxA: KernelEffect[] = [];
+  const fxB: KernelEffect[] = [];
+  const a = flatBackend.start(machine, input, fxA);
+  const b = xstateBackend.start(machine, input, fxB);
+  const timers = new Map<string, EventObject>();
+  let now = 1_000;
+  const track = (fx: KernelEffect[]) => {
+    for (const e of fx) {
+      if (e.type === 'timer.set') timers.set(e.id, e.event);
+      if (e.type === 'timer.cancel') timers.delete(e.id);
+    }
+  };
+  expect(fxA).toEqual(fxB);
+  track(fxA);
+  for (const s of steps) {
+    let event: EventObject | undefined;
+    if (s.kind === 'wait') now += s.us;
+    else if (s.kind === 'msg') event = { type: s.type, from: s.from, msg: message(s), now } as EventObject;
+    else if (s.kind === 'env') event = { type: `env.${s.op}`, ref: s.task, ok: s.ok, result: 'r', now } as EventObject;
+    else if (s.kind === 'shutdown') event = { type: 'host.shutdown', now } as EventObject;
+    else if (timers.size > 0) {
+      const ids = [...timers.keys()].sort();
+      const id = ids[s.pick % ids.length];
+      event = { ...timers.get(id)!, now } as EventObject;
+      timers.delete(id);
+    }
+    if (!event) continue;
+    fxA.length = 0;
+    fxB.length = 0;
+    a.deliver(event, fxA);
+    b.deliver(event, fxB);
+    expect(fxA).toEqual(fxB);
+    expect(a.state).toEqual(b.state);
+    expect(a.done).toBe(b.done);
+    expect(a.context).toEqual(b.context);
+    track(fxA);
+  }
+}
+
+const workerInput = (mode: 'strict' | 'balthazar', authorised: boolean): WorkerInput => ({
+  name: 'w0',
+  mode,
+  specs: { workerPrice: 1, networkPrice: 1, cpuCount: 2, memory: 1, networkSpeed: 1, supportedProgramKinds: ['k'] },
+  peers: ['m0', 'm1'],
+  authorizedManagers: authorised ? ['m0'] : [],
+  checkIntervalMs: 15_000,
+  timeoutMs: 60_000,
+  retryMs: 5_000,
+});
+
+const managerInput = (mode: 'strict' | 'balthazar', maxWorkers: number): ManagerInput => ({
+  name: 'm0',
+  mode,
+  checkIntervalMs: 15_000,
+  timeoutMs: 60_000,
+  maxWorkers,
+  maxFailures: 2,
+  statusPollMs: 30_000,
+  tasks: { count: 3, timeoutS: 5, programKind: 'k', maxNetworkUsage: 0 },
+});
+
+describe('flat backend ≡ XState interpreter', () => {
+  test.prop([fc.constantFrom('strict', 'balthazar'), fc.boolean(), fc.array(step, { maxLength: 80 })], { numRuns: 300 })(
+    'worker machine',
+    (mode, authorised, steps) => compare(workerMachine as AnyStateMachine, workerInput(mode, authorised), steps),
+  );
+
+  test.prop([fc.constantFrom('strict', 'balthazar'), fc.nat(2), fc.array(step, { maxLength: 80 })], { numRuns: 300 })(
+    'manager machine',
+    (mode, maxWorkers, steps) => compare(managerMachine as AnyStateMachine, managerInput(mode, maxWorkers), steps),
+  );
+
+  it('handles assign, named delays, reenter and self-targets like XState', () => {
+    const m = setup({
+      types: { context: {} as { n: number; log: string[] } },
+      delays: { tick: ({ context }) => 100 + context.n },
+      actions: { bump: assign(({ context }) => ({ n: context.n + 1 })) },
+    }).createMachine({
+      context: { n: 0, log: [] },
+      initial: 'a',
+      states: {
+        a: { entry: 'bump', after: { tick: { target: 'b' } }, on: { same: { target: 'a' }, again: { target: 'a', reenter: true }, go: 'b' } },
+        b: { entry: 'bump', exit: 'bump', on: { go: { target: 'a', actions: 'bump' } } },
+      },
+    });
+    const steps: Step[] = ['same', 'again', 'go', 'go', 'same'].map((t) => ({ kind: 'msg', from: 'x', n: 0, ok: true, nodeType: 'MANAGER', type: t as never, task: 'x', status: statuses[0] }));
+    compare(m as AnyStateMachine, undefined, [...steps, { kind: 'timer', pick: 0 }]);
+  });
+});
+
+describe('flat backend refuses what it does not compile', () => {
+  it('a parallel state', () => {
+    const m = createMachine({ type: 'parallel', states: { a: {}, b: {} } });
+    expect(() => compileFlatMachine(m)).toThrow(FlatCompileError);
+  });
+  it('a nested state', () => {
+    const m = createMachine({ initial: 'a', states: { a: { initial: 'x', states: { x: {} } } } });
+    expect(() => compileFlatMachine(m)).toThrow(/compound state \('a'\)/);
+  });
+  it('an immediate raise', () => {
+    const m = createMachine({ initial: 'a', states: { a: { on: { go: { actions: raise({ type: 'x' }) } } } } });
+    expect(() => compileFlatMachine(m)).toThrow(/immediate raise/);
+  });
+});
