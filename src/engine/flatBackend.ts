@@ -129,16 +129,31 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
       }
       case 'xstate.enqueueActions': {
         const collect = builtin.collect as (a: unknown, p: unknown) => void;
+        // One enqueue object per compiled action, pointed at the running call's state. Effects
+        // (emit, delayed raise, cancel) go out at once while nothing deferred is queued before them;
+        // from the first assign or custom action on, everything waits for `collect` to return —
+        // the order XState resolves enqueued actions in.
+        let run: { ctx: Ctx; event: EventObject; out: KernelEffect[]; queued: unknown[] } = { ctx: {}, event: { type: '' }, out: [], queued: [] };
+        const put = (item: { kind: string }, immediate: boolean): void => {
+          if (immediate && run.queued.length === 0) runQueued(item, run.ctx, run.event, run.out);
+          else run.queued.push(item);
+        };
+        const enqueue = Object.assign((a: unknown) => put({ kind: 'action', a } as never, false), {
+          emit: (e: unknown) => put({ kind: 'emit', e } as never, true),
+          raise: (e: unknown, o?: { id?: string; delay?: unknown }) => put({ kind: 'raise', e, o } as never, true),
+          cancel: (sendId: unknown) => put({ kind: 'cancel', sendId } as never, true),
+          assign: (assignment: unknown) => put({ kind: 'assign', assignment } as never, false),
+        });
+        const check = (): never => fail('check() inside enqueueActions');
         return (ctx, event, out) => {
-          const queued: unknown[] = [];
-          const enqueue = Object.assign((a: unknown) => void queued.push(a), {
-            emit: (e: unknown) => void queued.push({ kind: 'emit', e }),
-            raise: (e: unknown, o?: { id?: string; delay?: unknown }) => void queued.push({ kind: 'raise', e, o }),
-            cancel: (sendId: unknown) => void queued.push({ kind: 'cancel', sendId }),
-            assign: (assignment: unknown) => void queued.push({ kind: 'assign', assignment }),
-          });
-          collect({ context: ctx, event, enqueue, check: () => fail('check() inside enqueueActions') }, resolveParams(ctx, event));
-          for (const q of queued) runQueued(q, ctx, event, out);
+          const outer = run;
+          run = { ctx, event, out, queued: [] };
+          try {
+            collect({ context: ctx, event, enqueue, check }, resolveParams(ctx, event));
+            for (const q of run.queued) runQueued(q, ctx, event, out);
+          } finally {
+            run = outer;
+          }
         };
       }
       case undefined:
@@ -182,8 +197,11 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
   };
 
   const runQueued = (q: unknown, ctx: Ctx, event: EventObject, out: KernelEffect[]): void => {
-    const item = q as { kind?: string; e?: unknown; o?: { id?: string; delay?: unknown }; sendId?: unknown; assignment?: unknown };
+    const item = q as { kind?: string; a?: unknown; e?: unknown; o?: { id?: string; delay?: unknown }; sendId?: unknown; assignment?: unknown };
     switch (item.kind) {
+      case 'action':
+        compileAction(item.a, 'enqueueActions')(ctx, event, out);
+        return;
       case 'emit':
         out.push((typeof item.e === 'function' ? item.e({ context: ctx, event }) : item.e) as HostEffect);
         return;
@@ -197,7 +215,7 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
         compileAssign(item.assignment, () => undefined)(ctx, event, out);
         return;
       default:
-        compileAction(q, 'enqueueActions')(ctx, event, out);
+        fail(`an unknown enqueued item`);
     }
   };
 

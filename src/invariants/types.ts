@@ -42,7 +42,7 @@ export interface InvariantChecker extends SimObserver {
 
 /** Bookkeeping shared by checkers: counts, kept violations, the trace excerpt. */
 export class InvariantLedger {
-  private readonly checks = new Map<string, number>();
+  private readonly checks: Record<string, number> = {};
   private readonly violations = new Map<string, Violation[]>();
   private readonly counts = new Map<string, number>();
 
@@ -57,7 +57,7 @@ export class InvariantLedger {
   }
 
   check(id: string): void {
-    this.checks.set(id, (this.checks.get(id) ?? 0) + 1);
+    this.checks[id] = (this.checks[id] ?? 0) + 1;
   }
 
   violate(id: string, t: number, actors: string[], message: string): void {
@@ -76,7 +76,7 @@ export class InvariantLedger {
       .filter((info) => this.enabled.has(info.id))
       .map((info) => {
         const violationCount = this.counts.get(info.id) ?? 0;
-        const checks = this.checks.get(info.id) ?? 0;
+        const checks = this.checks[info.id] ?? 0;
         return {
           ...info,
           status: violationCount > 0 ? 'violated' : checks > 0 ? 'held' : 'not-exercised',

@@ -117,8 +117,9 @@ export const RELATIONSHIP_SCOPED: ReadonlySet<string> = new Set([
 ]);
 
 export function isMwRequest(msg: { type: string }): msg is MwRequest {
-  return Object.prototype.hasOwnProperty.call(MW_ANSWERS, msg.type);
+  return MW_ANSWERS_BY_TYPE.has(msg.type);
 }
+const MW_ANSWERS_BY_TYPE: ReadonlyMap<string, readonly MwAnswerType[]> = new Map(Object.entries(MW_ANSWERS));
 
 // ---- validation of messages that come from outside -------------------------------------------
 

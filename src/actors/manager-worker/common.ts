@@ -39,7 +39,9 @@ export type RequestBody = MwRequest extends infer R ? (R extends MwRequest ? Omi
 /** Builds a request with the node's next request id. */
 export function request(ctx: RequestCounter, body: RequestBody): MwRequest {
   ctx.rid += 1;
-  return { ...body, rid: ctx.rid } as MwRequest;
+  // The body is a fresh literal at every call site: stamping it avoids a copy on the hot path.
+  (body as { rid?: number }).rid = ctx.rid;
+  return body as MwRequest;
 }
 
 /** The request id of a delivered request (answers use it as `re`). */

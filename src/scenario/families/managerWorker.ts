@@ -102,6 +102,8 @@ export const managerWorkerFamily: ProtocolFamily = {
     const managers = ctx.actors.filter((a) => a.role === 'mw.manager').map((a) => a.name);
     const actors: ActorDefinition[] = [];
     const infos: MwActorInfo[] = [];
+    // Actors of one role entry share their (read-only) peer lists and specs: 10⁵ workers, one copy.
+    const shared = new Map<unknown, { peers: string[]; specs: WorkerInput['specs']; env: SimEnvironment }>();
     for (const a of ctx.actors) {
       const ms = (d: string): number => ctx.durationUs(d) / 1000;
       if (a.role === 'mw.manager') {
@@ -120,25 +122,33 @@ export const managerWorkerFamily: ProtocolFamily = {
         infos.push({ name: a.name, role: 'mw.manager', checkIntervalMs: input.checkIntervalMs, timeoutMs: input.timeoutMs, maxFailures: r.maxFailures });
       } else {
         const r = a.params as WorkerRole;
-        const peers = r.managers === undefined ? managers : ctx.select(r.managers, [...a.path, 'managers']);
+        let common = shared.get(r);
+        if (!common) {
+          common = {
+            peers: r.managers === undefined ? managers : ctx.select(r.managers, [...a.path, 'managers']),
+            specs: {
+              workerPrice: r.workerPrice,
+              networkPrice: r.networkPrice,
+              cpuCount: r.cpuCount,
+              memory: r.memory,
+              networkSpeed: r.networkSpeed,
+              supportedProgramKinds: r.programKinds,
+            },
+            env: workerEnvironment(r, ctx),
+          };
+          shared.set(r, common);
+        }
         const input: WorkerInput = {
           name: a.name,
           mode,
-          specs: {
-            workerPrice: r.workerPrice,
-            networkPrice: r.networkPrice,
-            cpuCount: r.cpuCount,
-            memory: r.memory,
-            networkSpeed: r.networkSpeed,
-            supportedProgramKinds: r.programKinds,
-          },
-          peers,
+          specs: common.specs,
+          peers: common.peers,
           authorizedManagers: r.authorizedManagers,
           checkIntervalMs: ms(r.checkInterval),
           timeoutMs: ms(r.timeout),
           retryMs: ms(r.retry),
         };
-        actors.push({ name: a.name, role: a.role, machine: workerMachine, input, env: workerEnvironment(r, ctx) });
+        actors.push({ name: a.name, role: a.role, machine: workerMachine, input, env: common.env });
         infos.push({ name: a.name, role: 'mw.worker', checkIntervalMs: input.checkIntervalMs, timeoutMs: input.timeoutMs, authorizedManagers: r.authorizedManagers });
       }
     }
@@ -196,7 +206,7 @@ export const managerWorkerFamily: ProtocolFamily = {
       },
       onDeliver(_t, to, from, msg) {
         const m = msg as { type: string; re?: number };
-        if (m.re !== undefined && pingsInFlight.delete(`${to}>${from}#${m.re}`) && m.type !== 'TasksPong' && m.type !== 'NotMine') {
+        if (pingsInFlight.size > 0 && m.re !== undefined && pingsInFlight.delete(`${to}>${from}#${m.re}`) && m.type !== 'TasksPong' && m.type !== 'NotMine') {
           metrics.tasksPingUnanswered++;
         }
       },
