@@ -54,6 +54,8 @@ interface StepRequest {
 }
 
 interface Relationship {
+  owner: string;
+  partner: string;
   sinceUs: number;
   lastPongUs: number;
   /** Reset when the owner resumes from a pause: a paused node cannot be held to its deadlines. */
@@ -68,6 +70,9 @@ interface TaskAccount {
 }
 
 const key = (a: string, b: string): string => `${a}\u0000${b}`;
+
+/** Deadlines (settling, liveness) are checked this often in virtual time; reports may lag by as much. */
+const SWEEP_US = 1_000_000;
 
 export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const L = new InvariantLedger(MW_INVARIANTS, opts.enabled, opts.recentTrace);
@@ -130,7 +135,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     isWorkerName(receiver) ? workerManager.get(receiver) === sender : (managerWorkers.get(receiver)?.has(sender) ?? false);
 
   const startRel = (owner: string, partner: string, t: number): void => {
-    rels.set(key(owner, partner), { sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
+    rels.set(key(owner, partner), { owner, partner, sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
     closed.delete(key(owner, partner));
   };
 
@@ -144,11 +149,12 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         }
       });
     if (L.on('mw.liveness')) {
-      rels.forEach((r, k) => {
+      rels.forEach((r) => {
         if (r.reported) return;
-        const [owner, partner] = k.split('\u0000');
+        const { owner, partner } = r;
         const a = info.get(owner);
         if (!a || paused.has(owner)) return;
+        L.check('mw.liveness');
         const allowUs = (a.timeoutMs + a.checkIntervalMs) * 1000 + 1000;
         const quietSince = Math.max(r.lastPongUs, r.sinceUs, r.baselineUs);
         if (t - quietSince > allowUs) {
@@ -409,7 +415,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       mustFail = [];
       if (t >= nextSweepUs) {
         sweep(t);
-        nextSweepUs = t + 100_000;
+        nextSweepUs = t + SWEEP_US;
       }
     },
 
@@ -419,8 +425,8 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       if (action.kind === 'resume') {
         for (const a of actors) {
           paused.delete(a);
-          rels.forEach((r, k) => {
-            if (k.startsWith(a + '\u0000')) r.baselineUs = t;
+          rels.forEach((r) => {
+            if (r.owner === a) r.baselineUs = t;
           });
         }
       }
