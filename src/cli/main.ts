@@ -15,11 +15,13 @@ import { BACKEND_NAMES } from '../engine/machineBackend.js';
 import type { BackendName } from '../engine/machineBackend.js';
 import { formatDurationUs, parseDurationUs } from '../engine/time.js';
 import { loadScenario } from '../scenario/loadScenario.js';
-import { runScenario } from '../scenario/runScenario.js';
+import { planScenario, runPlanned } from '../scenario/runScenario.js';
 import type { RunSummary } from '../scenario/runScenario.js';
 import { createProgressBar } from './progressBar.js';
+import type { ProgressBar } from './progressBar.js';
 import { summaryText } from './summaryText.js';
 import { openTraceFile } from './traceFile.js';
+import type { TraceFile } from './traceFile.js';
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, INTERNAL: 3 } as const;
 
@@ -94,40 +96,46 @@ function runCommand(args: string[], io: Io): number {
   const backend = (values.backend ?? 'flat') as BackendName;
   if (!BACKEND_NAMES.includes(backend)) usage(`--backend: expected one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(values.backend)}`);
 
-  // Validate every file first: a typo in the third file should not cost the first two runs.
-  const loaded = positionals.map((file) => loadScenario(file));
+  // Load and plan every file first: a mistake in the third file must not cost the first two runs,
+  // and no run folder is made for a scenario that cannot run.
+  const prepared = positionals.map((file) => {
+    const loaded = loadScenario(file);
+    const io2: { trace?: TraceFile; bar?: ProgressBar } = {};
+    const plan = planScenario(loaded, {
+      seed,
+      untilUs,
+      backend,
+      traceSink: values.trace ? (line) => io2.trace!.write(line) : undefined,
+      hash: values.hash,
+      onProgress: (p) => io2.bar?.update(p),
+    });
+    return { loaded, plan, io: io2 };
+  });
   const summaries: RunSummary[] = [];
   let code: number = EXIT.OK;
-  for (const l of loaded) {
+  for (const { loaded: l, plan, io: run } of prepared) {
     const s = l.scenario;
-    const runSeed = seed ?? s.seed;
-    const runDir = freshRunDir(values.out ?? 'runs', `${s.name}-seed${runSeed}`);
-    const trace = values.trace ? openTraceFile(join(runDir, 'trace.jsonl')) : undefined;
-    const bar = createProgressBar(s.name, io.stderr, io.wallMs);
+    const runDir = freshRunDir(values.out ?? 'runs', `${s.name}-seed${plan.seed}`);
+    run.trace = values.trace ? openTraceFile(join(runDir, 'trace.jsonl')) : undefined;
+    run.bar = createProgressBar(s.name, io.stderr, io.wallMs);
     let summary: RunSummary;
     try {
-      summary = runScenario(l, {
-        seed: runSeed,
-        untilUs,
-        backend,
-        traceSink: trace ? (line) => trace.write(line) : undefined,
-        hash: values.hash,
-        wallClockMs: io.wallMs,
-        onProgress: (p) => bar.update(p),
-      });
+      summary = runPlanned(l, plan, { backend, wallClockMs: io.wallMs });
     } catch (err) {
-      bar.done();
-      trace?.close();
-      writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ scenario: s.name, file: l.file, seed: runSeed, stoppedBecause: 'internal-error', error: String((err as Error)?.message ?? err) }, null, 2) + '\n');
+      // A crash mid-run keeps the trace written so far and says where the run stopped.
+      run.bar.done();
+      run.trace?.close();
+      const at = plan.sim.recent().at(-1)?.t ?? 0;
+      writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ scenario: s.name, file: l.file, seed: plan.seed, stoppedBecause: 'internal-error', virtualTimeUs: at, virtualTime: formatDurationUs(at), error: String((err as Error)?.message ?? err) }, null, 2) + '\n');
       throw err;
     }
-    bar.done();
-    trace?.close();
+    run.bar.done();
+    run.trace?.close();
     writeFileSync(join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     summaries.push(summary);
     if (!values.json) {
       io.out(summaryText(summary, { runDir, untilText: formatDurationUs(untilUs ?? parseDurationUs(s.duration)!) }) + '\n');
-      if (loaded.length > 1) io.out('\n');
+      if (prepared.length > 1) io.out('\n');
     }
     const c = summary.actorErrors.length > 0 ? EXIT.INTERNAL : summary.expectations.met ? EXIT.OK : EXIT.FAILED;
     code = Math.max(code, c);
@@ -143,6 +151,7 @@ function validateCommand(args: string[], io: Io): number {
   for (const file of positionals) {
     try {
       const l = loadScenario(file);
+      planScenario(l); // the checks that need the whole file: selectors, names, times, distributions
       io.out(`${file}: ok (${l.scenario.name}, ${l.scenario.protocol}, ${l.scenario.actors.length} actor entries)\n`);
     } catch (err) {
       if (!isProtosimError(err)) throw err;

@@ -89,7 +89,9 @@ export function parseScenario(text: string, file: string): LoadedScenario {
     throw new ScenarioError(
       doc.errors.map((e) => {
         const { line, col } = at(e.pos[0]);
-        return { file, line, col, path: '', message: `YAML syntax: ${e.message.split('\n')[0]}` };
+        const first = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+        const hint = /indicator|indent/i.test(first) ? ' (check the indentation)' : '';
+        return { file, line, col, path: '', message: `YAML syntax: ${first}${hint}` };
       }),
     );
   }
@@ -160,6 +162,10 @@ export function parseScenario(text: string, file: string): LoadedScenario {
 function problemOf(issue: z.core.$ZodIssue, data: unknown, locate: (p: Path, m: string, k?: string) => ScenarioProblem): ScenarioProblem {
   const path = issue.path as Path;
   const got = valueAt(data, path);
+  const parentValue = valueAt(data, path.slice(0, -1));
+  if (got === undefined && path.length > 0 && issue.code !== 'unrecognized_keys' && typeof parentValue === 'object' && parentValue !== null && !Array.isArray(parentValue)) {
+    return locate(path.slice(0, -1), `missing field ${JSON.stringify(path[path.length - 1])}: ${baseMessage(issue.message)}`);
+  }
   switch (issue.code) {
     case 'unrecognized_keys':
       return locate(path, `unknown field (expected one of the fields of ${formatPath(path) || 'the scenario'}; see scenarios/scenario.schema.json)`, issue.keys[0]);
@@ -176,6 +182,8 @@ function problemOf(issue: z.core.$ZodIssue, data: unknown, locate: (p: Path, m: 
       }
       return locate(path, `${baseMessage(issue.message)}, got ${describe(got)}`);
     }
+    case 'custom':
+      return locate(path, baseMessage(issue.message));
     default:
       return locate(path, got === undefined || typeof got === 'object' ? baseMessage(issue.message) : `${baseMessage(issue.message)}, got ${describe(got)}`);
   }

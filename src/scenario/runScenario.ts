@@ -125,6 +125,13 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     return [...out].sort((a, b) => a - b);
   };
 
+  const checkDist = (d: LatencyDist, path: Path): LatencyDist => {
+    if (d.dist === 'uniform' && d.minUs > d.maxUs) fail(path, 'expected min ≤ max');
+    if (d.dist === 'lognormal' && d.p99Us < d.medianUs) fail(path, 'expected median ≤ p99');
+    if (d.dist === 'lognormal' && d.medianUs === 0) fail(path, 'expected a median above 0');
+    return d;
+  };
+
   // Network.
   const linkOf = (base: LinkParams, o: { latency?: DurationDistInput; loss?: number; duplicate?: number; ordering?: LinkParams['ordering'] }, path: Path): LinkParams => {
     const p: LinkParams = {
@@ -134,8 +141,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       ordering: o.ordering ?? base.ordering,
     };
     if (p.duplicate > 0 && p.ordering !== 'unordered-duplicating') fail([...path, 'duplicate'], `duplicate needs ordering: unordered-duplicating, got ordering ${p.ordering}`);
-    if (p.latency.dist === 'uniform' && p.latency.minUs > p.latency.maxUs) fail([...path, 'latency'], 'expected min ≤ max');
-    if (p.latency.dist === 'lognormal' && p.latency.p99Us < p.latency.medianUs) fail([...path, 'latency'], 'expected median ≤ p99');
+    if (o.latency !== undefined) checkDist(p.latency, [...path, 'latency']);
     return p;
   };
   const defaults = linkOf({ latency: { dist: 'constant', valueUs: 1000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, s.network, ['network']);
@@ -208,8 +214,10 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
   });
 
   const enabled = new Set(s.invariants === 'all' ? family.invariants.map((i) => i.id) : s.invariants);
-  for (const id of [...s.expect.violated, ...s.expect.held]) {
-    if (!enabled.has(id)) fail(['expect'], `expects ${id}, which invariants does not enable`);
+  for (const list of ['violated', 'held'] as const) {
+    s.expect[list].forEach((id, i) => {
+      if (!enabled.has(id)) fail(['expect', list, i], `expects ${id}, which the invariants list does not enable`);
+    });
   }
 
   // eslint-disable-next-line prefer-const
@@ -220,7 +228,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     enabledInvariants: enabled,
     latencyBoundUs: bound,
     durationUs: us,
-    dist: (d) => toDist(d, us),
+    dist: (d, path) => checkDist(toDist(d, us), path),
     select: (sel, path) => selectIndices(sel, path).map((k) => declared[k].name),
     recentTrace: () => recentTrace(),
   };
@@ -252,9 +260,15 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
   return { scenario: s, family, mode, seed, untilUs, sim, built, enabled };
 }
 
+export type ScenarioPlan = ReturnType<typeof planScenario>;
+
 /** Runs a loaded scenario and returns its summary. */
 export function runScenario(loaded: LoadedScenario, overrides: RunOverrides = {}): RunSummary {
-  const plan = planScenario(loaded, overrides);
+  return runPlanned(loaded, planScenario(loaded, overrides), overrides);
+}
+
+/** Runs a scenario planned by {@link planScenario} (once: a plan holds the simulation's state). */
+export function runPlanned(loaded: LoadedScenario, plan: ScenarioPlan, overrides: Pick<RunOverrides, 'backend' | 'wallClockMs'> = {}): RunSummary {
   const { scenario: s, sim, built, seed } = plan;
   const backend = overrides.backend ?? 'flat';
   const t0 = overrides.wallClockMs?.();

@@ -35,7 +35,7 @@ export const faultSchema = z
     resume: duration.optional().meta({ description: 'With pause: when the actor resumes.' }),
     shutdown: selectors.optional().meta({ description: 'Graceful shutdown (the protocol says goodbye).' }),
     partition: z
-      .union([z.array(group).min(2), z.strictObject({ from: selectors, to: selectors })], {
+      .union([z.array(group).min(2, { error: 'expected at least two groups' }), z.strictObject({ from: selectors, to: selectors })], {
         error: 'expected a list of groups ([[a, b], rest]) or a one-way { from, to }',
       })
       .optional()
@@ -65,7 +65,7 @@ export const faultSchema = z
     const pairs: [string, string][] = [['restart', 'crash'], ['resume', 'pause'], ['heal', 'partition'], ['release', 'hold'], ['by', 'skew']];
     for (const [k, owner] of pairs) {
       if ((f as Record<string, unknown>)[k] !== undefined && (f as Record<string, unknown>)[owner] === undefined) {
-        ctx.addIssue({ code: 'custom', path: [k], message: `${k} goes with ${owner}` });
+        ctx.addIssue({ code: 'custom', path: [k], message: `${k} goes with ${owner}${k === 'restart' && f.pause !== undefined ? ' (a pause ends with resume)' : ''}` });
       }
     }
     if (f.skew !== undefined && f.by === undefined) ctx.addIssue({ code: 'custom', path: ['by'], message: 'skew needs by (a duration)' });
@@ -80,7 +80,10 @@ export const actorSchema = z.discriminatedUnion('role', allRoles as unknown as [
 
 export const scenarioSchema = z.strictObject({
   $schema: z.string().optional(),
-  name: z.string({ error: 'expected a name (text)' }).min(1),
+  name: z
+    .string({ error: 'expected a name (text)' })
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: "expected a name of letters, digits, '.', '_' and '-' (it names the run folder)" })
+    .meta({ description: 'Names the run and its folder.' }),
   description: z.string().optional(),
   protocol: z.enum(FAMILIES.map((f) => f.protocol) as [string, ...string[]], {
     error: `expected one of ${FAMILIES.map((f) => f.protocol).join(', ')}`,

@@ -3,7 +3,7 @@
  * The schema is plain validation (no transforms), so it converts to JSON Schema for editors.
  */
 import { z } from 'zod';
-import { DURATION_PATTERN, DURATION_UNITS } from '../engine/time.js';
+import { DURATION_PATTERN, DURATION_UNITS, parseDurationUs } from '../engine/time.js';
 
 const durationRe = new RegExp(DURATION_PATTERN);
 
@@ -11,12 +11,14 @@ const durationRe = new RegExp(DURATION_PATTERN);
 export const duration = z
   .string({ error: `expected a duration like 250ms, 15s or 1h (units: ${DURATION_UNITS})` })
   .regex(durationRe, { error: `expected a duration like 250ms, 15s or 1h (units: ${DURATION_UNITS})` })
+  .refine((text) => parseDurationUs(text) !== undefined, { error: 'expected a duration below 285 years' })
   .meta({ description: `A duration: numbers with units (${DURATION_UNITS}), e.g. 250ms, 15s, 1h30m.` });
 
 /** A signed duration (`-2s` allowed), for clock skew. */
 export const signedDuration = z
   .string({ error: 'expected a duration like 2s or -500ms' })
-  .regex(new RegExp(DURATION_PATTERN.replace('^', '^\\s*-?')), { error: 'expected a duration like 2s or -500ms' });
+  .regex(new RegExp(DURATION_PATTERN.replace('^', '^\\s*-?')), { error: 'expected a duration like 2s or -500ms' })
+  .refine((text) => parseDurationUs(text.replace('-', '')) !== undefined, { error: 'expected a duration below 285 years' });
 
 export const probability = z
   .number({ error: 'expected a probability between 0 and 1' })

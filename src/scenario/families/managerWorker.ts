@@ -67,9 +67,9 @@ type ManagerRole = z.infer<typeof mwManagerRole>;
 type WorkerRole = z.infer<typeof mwWorkerRole>;
 
 /** The simulated environment of a worker: program fetch and task run times, failures, hangs. */
-function workerEnvironment(role: WorkerRole, ctx: FamilyBuildContext): SimEnvironment {
-  const fetch: LatencyDist = ctx.dist(role.fetch);
-  const run: LatencyDist = ctx.dist(role.run);
+function workerEnvironment(role: WorkerRole, ctx: FamilyBuildContext, path: (string | number)[]): SimEnvironment {
+  const fetch: LatencyDist = ctx.dist(role.fetch, [...path, 'fetch']);
+  const run: LatencyDist = ctx.dist(role.run, [...path, 'run']);
   return {
     exec(effect, rng) {
       if (effect.op === 'fetch') {
@@ -134,7 +134,7 @@ export const managerWorkerFamily: ProtocolFamily = {
               networkSpeed: r.networkSpeed,
               supportedProgramKinds: r.programKinds,
             },
-            env: workerEnvironment(r, ctx),
+            env: workerEnvironment(r, ctx, a.path),
           };
           shared.set(r, common);
         }

@@ -24,7 +24,8 @@ export interface FamilyBuildContext {
   enabledInvariants: ReadonlySet<string>;
   latencyBoundUs: number;
   durationUs(text: string): number;
-  dist(d: DurationDistInput): LatencyDist;
+  /** Converts a distribution; an impossible one (min > max) is an error at `path`. */
+  dist(d: DurationDistInput, path: (string | number)[]): LatencyDist;
   /** Resolves selectors to actor names; an empty match is an error at `path`. */
   select(sel: string | string[], path: (string | number)[]): string[];
   recentTrace(): TraceRecord[];
