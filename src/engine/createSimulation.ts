@@ -13,7 +13,7 @@ import { EventKind, EventQueue } from './eventQueue.js';
 import type { BackendName, KernelEffect, MachineInstance } from './machineBackend.js';
 import { backendByName } from './machineBackend.js';
 import type { ActorSet, Cut, NetworkSpec } from './network.js';
-import { Network, sampleLatencyUs } from './network.js';
+import { sampleLatencyUs, Network } from './network.js';
 import { RandomStream } from './rng.js';
 import { TraceHash } from './traceHash.js';
 
@@ -140,8 +140,7 @@ interface MessagePayload {
   fromName: string;
   to: number;
   msg: Envelope;
-  /** Set when the message was held back by a hold fault and released. */
-  released?: boolean;
+  sentUs: number;
 }
 
 interface TimerPayload {
@@ -283,7 +282,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       drop('loss', fromName, toName, msg);
       return;
     }
-    const payload: MessagePayload = { from, fromName, to, msg };
+    const payload: MessagePayload = { from, fromName, to, msg, sentUs: now };
     const hold = from >= 0 ? network.held(from, to) : undefined;
     if (hold) {
       heldMessages.push({ cutId: hold.id, payload, originSeq });
@@ -459,17 +458,14 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         break;
       case 'partition': {
         const groups = action.groups;
-        network.partitions.push({
-          id: action.id,
-          blocks: (from, to) => groupIndex(groups, from) !== groupIndex(groups, to),
-        });
+        network.partition({ id: action.id, blocks: (from, to) => groupIndex(groups, from) !== groupIndex(groups, to) }, now);
         break;
       }
       case 'partition-one-way':
-        network.partitions.push({ id: action.id, blocks: (a, b) => action.from.has(a) && action.to.has(b) });
+        network.partition({ id: action.id, blocks: (a, b) => action.from.has(a) && action.to.has(b) }, now);
         break;
       case 'heal':
-        Network.remove(network.partitions, action.id);
+        network.heal(action.id, now);
         break;
       case 'hold':
         network.holds.push({ id: action.id, blocks: (a, b) => action.from.has(a) && action.to.has(b) } satisfies Cut);
@@ -483,7 +479,6 @@ export function createSimulation(opts: SimulationOptions): Simulation {
             continue;
           }
           heldMessages.splice(i, 1);
-          h.payload.released = true;
           queue.push({ time: now, kind: EventKind.Message, target: h.payload.to, origin: h.payload.from, originSeq: h.originSeq, payload: h.payload });
         }
         break;
@@ -528,7 +523,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
               drop(a.alive ? 'halted' : 'down', p.fromName, a.def.name, p.msg);
               continue;
             }
-            if (p.from >= 0 && network.partitioned(p.from, p.to)) {
+            // A message that was in flight while a partition cut its link is lost, healed or not.
+            if (p.from >= 0 && network.cutDuring(p.from, p.to, p.sentUs, now)) {
               drop('partition', p.fromName, a.def.name, p.msg);
               continue;
             }

@@ -94,11 +94,20 @@ export function oneWayCut(id: number, from: ActorSet, to: ActorSet): Cut {
   return { id, blocks: (a, b) => from.has(a) && to.has(b) };
 }
 
+/** A partition as it was in time: active from `startUs` until `endUs` (Infinity while it lasts). */
+interface PartitionSpan {
+  cut: Cut;
+  startUs: number;
+  endUs: number;
+}
+
 /** Resolves links lazily, each with its own random stream derived from the stable actor names. */
 export class Network {
   private readonly links = new Map<number, LinkState>();
   readonly partitions: Cut[] = [];
   readonly holds: Cut[] = [];
+  /** Every partition that was ever active: a message in flight across a cut is lost, even if it healed since. */
+  private readonly spans: PartitionSpan[] = [];
 
   constructor(
     private readonly spec: NetworkSpec,
@@ -124,6 +133,26 @@ export class Network {
     const p = this.partitions;
     for (let i = 0; i < p.length; i++) if (p[i].blocks(from, to)) return true;
     return false;
+  }
+
+  /** True if a partition blocked `from → to` at any moment of `[sentUs, nowUs]`. */
+  cutDuring(from: number, to: number, sentUs: number, nowUs: number): boolean {
+    const spans = this.spans;
+    for (let i = 0; i < spans.length; i++) {
+      const s = spans[i];
+      if (s.startUs <= nowUs && s.endUs >= sentUs && s.cut.blocks(from, to)) return true;
+    }
+    return false;
+  }
+
+  partition(cut: Cut, nowUs: number): void {
+    this.partitions.push(cut);
+    this.spans.push({ cut, startUs: nowUs, endUs: Infinity });
+  }
+
+  heal(id: number, nowUs: number): void {
+    Network.remove(this.partitions, id);
+    for (const s of this.spans) if (s.cut.id === id && s.endUs === Infinity) s.endUs = nowUs;
   }
 
   held(from: number, to: number): Cut | undefined {
