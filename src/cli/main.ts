@@ -7,7 +7,7 @@
  * Exit codes: 0 every expectation met · 1 an invariant or expectation failed · 2 bad usage or invalid
  * input · 3 internal error.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ERROR_EXIT_CODES, isProtosimError, ProtosimError } from '../engine/errors.js';
@@ -59,12 +59,29 @@ function version(): string {
   return pkg.version;
 }
 
-/** Picks a run folder that does not exist yet: nothing a user wrote is ever overwritten. */
+/**
+ * Makes a run folder that did not exist: nothing a user wrote is ever overwritten. The folder itself
+ * is created without `recursive`, so two runs at once can never get the same one.
+ */
 function freshRunDir(parent: string, base: string): string {
-  let dir = join(parent, base);
-  for (let k = 2; existsSync(dir); k++) dir = join(parent, `${base}-${k}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
+  try {
+    mkdirSync(parent, { recursive: true });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'it (or a folder above it) is a file, not a folder' : code ?? String(err);
+    throw new ProtosimError('E_USAGE', `--out ${parent}: cannot use it as the runs folder: ${why}`);
+  }
+  for (let k = 1; ; k++) {
+    const dir = join(parent, k === 1 ? base : `${base}-${k}`);
+    try {
+      mkdirSync(dir);
+      return dir;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'EEXIST') continue;
+      throw new ProtosimError('E_USAGE', `--out ${parent}: cannot create a run folder in it (${code ?? String(err)})`);
+    }
+  }
 }
 
 function runCommand(args: string[], io: Io): number {

@@ -15,7 +15,7 @@ export function summaryText(s: RunSummary, extra: { runDir?: string; untilText: 
   const dropped = Object.values(s.messages.dropped).reduce((a, b) => a + b, 0);
   lines.push(`scenario   ${s.scenario} (${s.file})`);
   lines.push(`protocol   ${s.protocol}, mode ${s.mode}, seed ${s.seed}, backend ${s.backend}`);
-  const why = { until: 'reached the time limit', idle: 'nothing left to do', complete: 'work complete' }[s.stoppedBecause];
+  const why = { until: 'reached the time limit', idle: 'nothing left to do', complete: 'work complete', stalled: 'STALLED: virtual time stopped advancing' }[s.stoppedBecause];
   lines.push(`stopped    at ${s.virtualTime} virtual (${why}; limit ${extra.untilText})`);
   const wall = s.wallMs !== undefined ? ` in ${(s.wallMs / 1000).toFixed(2)}s wall → ${n(s.eventsPerSecond ?? 0)} events/s, ${n(s.messagesPerSecond ?? 0)} messages/s` : '';
   lines.push(`events     ${n(s.events)}${wall}`);

@@ -90,6 +90,8 @@ export interface SimulationOptions {
   observers?: SimObserver[];
   /** Checked after every step; `true` ends the run ("complete"). */
   stopWhen?: () => boolean;
+  /** Events allowed at one virtual instant before the run counts as stalled (default max(10⁷, 20 × actors)). */
+  stallEvents?: number;
   /** Called about every `progressEvery` events. */
   onProgress?: (p: { nowUs: number; untilUs: number; events: number; messages: number }) => void;
   progressEvery?: number;
@@ -109,7 +111,10 @@ export interface Counters {
 
 export interface RunResult {
   reachedUs: number;
-  stoppedBecause: 'until' | 'idle' | 'complete';
+  /** `stalled`: virtual time stopped advancing (a zero-delay loop); see {@link RunResult.stall}. */
+  stoppedBecause: 'until' | 'idle' | 'complete' | 'stalled';
+  /** Set when the run stalled: how many events ran at that one instant. */
+  stall?: { atUs: number; events: number };
   counters: Counters;
   traceHash?: string;
   /** The last trace records (kept even without a trace file, for violation reports). */
@@ -136,7 +141,11 @@ interface HostedActor {
 }
 
 interface MessagePayload {
+  /** The sender's index, or -1 for a message injected by the scenario. */
   from: number;
+  /** The index whose links, partitions and holds the message goes through (an injected message
+   * travels as if its named sender had sent it; -1 when that name is no actor). */
+  via: number;
   fromName: string;
   to: number;
   msg: Envelope;
@@ -261,8 +270,9 @@ export function createSimulation(opts: SimulationOptions): Simulation {
 
   const effects: KernelEffect[] = [];
 
-  /** Puts one message on the network from actor index `from` (or -1 for an injected one). */
-  const transmit = (from: number, fromName: string, toName: string, msg: Envelope, originSeq: number): void => {
+  /** Puts one message on the network from actor index `from` (or -1 for an injected one, which
+   * travels through the links of `via`). */
+  const transmit = (from: number, via: number, fromName: string, toName: string, msg: Envelope, originSeq: number): void => {
     counters.messagesSent++;
     counters.sentByType[msg.type] = (counters.sentByType[msg.type] ?? 0) + 1;
     const to = indexByName.get(toName);
@@ -272,18 +282,18 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       return;
     }
     record('send', fromName, toName, msg.type, msg);
-    if (from >= 0 && network.partitioned(from, to)) {
+    if (via >= 0 && network.partitioned(via, to)) {
       drop('partition', fromName, toName, msg);
       return;
     }
-    const link = network.link(from < 0 ? to : from, to);
+    const link = network.link(via < 0 ? to : via, to);
     const p = link.params;
     if (link.rng.chance(p.loss)) {
       drop('loss', fromName, toName, msg);
       return;
     }
-    const payload: MessagePayload = { from, fromName, to, msg, sentUs: now };
-    const hold = from >= 0 ? network.held(from, to) : undefined;
+    const payload: MessagePayload = { from, via, fromName, to, msg, sentUs: now };
+    const hold = via >= 0 ? network.held(via, to) : undefined;
     if (hold) {
       heldMessages.push({ cutId: hold.id, payload, originSeq });
       return;
@@ -312,7 +322,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         case 'host.send': {
           const seq = ++a.seq;
           for (const o of obsSend) o.onSend!(now, a.def.name, e.to, e.msg);
-          transmit(a.index, a.def.name, e.to, e.msg, seq);
+          transmit(a.index, a.index, a.def.name, e.to, e.msg, seq);
           break;
         }
         case 'timer.set': {
@@ -357,12 +367,23 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     }
   };
 
+  /** Discards a paused actor's backlog; the messages in it are recorded as dropped. */
+  const discardBacklog = (a: HostedActor, reason: string): void => {
+    for (const ev of a.pending) {
+      if (ev.kind === EventKind.Message) {
+        const p = ev.payload as MessagePayload;
+        drop(reason, p.fromName, a.def.name, p.msg);
+      }
+    }
+    a.pending.length = 0;
+  };
+
   const crash = (a: HostedActor): void => {
     a.alive = false;
     a.instance = null;
     a.gen++;
     a.timers.clear();
-    a.pending.length = 0;
+    discardBacklog(a, 'down');
     a.paused = false;
   };
 
@@ -372,6 +393,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     counters.actorErrors++;
     actorErrors.push({ t: now, actor: a.def.name, message });
     record('error', undefined, a.def.name, 'actor-error', { message });
+    // The actor is crashed: observers learn it as they learn of a crash fault.
+    for (const o of obsFault) o.onFault!(now, { kind: 'crash', actors: [a.index] }, [a.def.name]);
     crash(a);
   };
 
@@ -408,9 +431,16 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     step(a, { ...p.event, now: now + a.skewUs } as EventObject);
   };
 
+  const shutdown = (a: HostedActor): void => {
+    if (a.alive && !a.halted) step(a, { type: 'host.shutdown', now: now + a.skewUs } as EventObject);
+    a.halted = true;
+    discardBacklog(a, 'halted');
+  };
+
   const dispatch = (a: HostedActor, kind: EventKind, payload: unknown): void => {
     if (kind === EventKind.Message) deliverMessage(a, payload as MessagePayload);
     else if (kind === EventKind.Timer) deliverTimer(a, payload as TimerPayload);
+    else if (kind === EventKind.Fault) shutdown(a);
     else deliverEnv(a, payload as EnvPayload);
   };
 
@@ -439,9 +469,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
           const a = actors[i];
           if (!a.paused) continue;
           a.paused = false;
-          const backlog = a.pending.splice(0);
-          for (const ev of backlog) {
-            if (!a.alive || a.halted || a.paused) break;
+          while (a.pending.length > 0 && a.alive && !a.halted && !a.paused) {
+            const ev = a.pending.shift()!;
             dispatch(a, ev.kind, ev.payload);
           }
         }
@@ -449,8 +478,9 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       case 'shutdown':
         for (const i of action.actors) {
           const a = actors[i];
-          if (a.alive && !a.halted) step(a, { type: 'host.shutdown', now: now + a.skewUs } as EventObject);
-          a.halted = true;
+          // A paused actor shuts down when it resumes, after what it was already sent.
+          if (a.paused) a.pending.push({ kind: EventKind.Fault, payload: null });
+          else shutdown(a);
         }
         break;
       case 'skew':
@@ -479,12 +509,21 @@ export function createSimulation(opts: SimulationOptions): Simulation {
             continue;
           }
           heldMessages.splice(i, 1);
-          queue.push({ time: now, kind: EventKind.Message, target: h.payload.to, origin: h.payload.from, originSeq: h.originSeq, payload: h.payload });
+          let at = now;
+          if (h.payload.via >= 0) {
+            // An ordered link stays FIFO: a released message never overtakes one still in flight.
+            const link = network.link(h.payload.via, h.payload.to);
+            if (link.params.ordering === 'ordered') {
+              if (at < link.lastDeliveryUs) at = link.lastDeliveryUs;
+              link.lastDeliveryUs = at;
+            }
+          }
+          queue.push({ time: at, kind: EventKind.Message, target: h.payload.to, origin: h.payload.from, originSeq: h.originSeq, payload: h.payload });
         }
         break;
       }
       case 'inject':
-        transmit(-1, action.from, names[action.to], action.msg, ++kernelSeq);
+        transmit(-1, indexByName.get(action.from) ?? -1, action.from, names[action.to], action.msg, ++kernelSeq);
         break;
     }
   };
@@ -497,6 +536,10 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     const untilUs = opts.untilUs;
     const progressEvery = opts.progressEvery ?? 16384;
     let stoppedBecause: RunResult['stoppedBecause'] = 'idle';
+    // A zero-delay loop (a 0 s timer re-arming itself, say) would never let time advance.
+    const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * actors.length);
+    let sameInstant = 0;
+    let stall: RunResult['stall'];
     const stopWhen = opts.stopWhen;
     if (stopWhen?.()) stoppedBecause = 'complete';
     else
@@ -508,6 +551,13 @@ export function createSimulation(opts: SimulationOptions): Simulation {
           break;
         }
         queue.pop();
+        if (ev.time === now) {
+          if (++sameInstant > stallLimit) {
+            stoppedBecause = 'stalled';
+            stall = { atUs: now, events: sameInstant };
+            break;
+          }
+        } else sameInstant = 0;
         now = ev.time;
         counters.events++;
         if (opts.onProgress && counters.events % progressEvery === 0) {
@@ -524,11 +574,11 @@ export function createSimulation(opts: SimulationOptions): Simulation {
               continue;
             }
             // A message that was in flight while a partition cut its link is lost, healed or not.
-            if (p.from >= 0 && network.cutDuring(p.from, p.to, p.sentUs, now)) {
+            if (p.via >= 0 && network.cutDuring(p.via, p.to, p.sentUs, now)) {
               drop('partition', p.fromName, a.def.name, p.msg);
               continue;
             }
-            const hold = p.from >= 0 ? network.held(p.from, p.to) : undefined;
+            const hold = p.via >= 0 ? network.held(p.via, p.to) : undefined;
             if (hold) {
               heldMessages.push({ cutId: hold.id, payload: p, originSeq: ev.originSeq });
               continue;
@@ -552,6 +602,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     return {
       reachedUs: now,
       stoppedBecause,
+      stall,
       counters,
       traceHash: hasher?.digest(),
       recent: recent(),

@@ -82,6 +82,11 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
 
   const keys = Object.keys(root.states);
   const nodes = keys.map((k) => root.states[k]);
+  for (const node of [root, ...nodes]) {
+    const extra = node as unknown as { always?: unknown[]; invoke?: unknown[] };
+    if (extra.always?.length) fail(`eventless (always) transitions ('${node.key || id}')`);
+    if (extra.invoke?.length) fail(`invoked actors ('${node.key || id}')`);
+  }
   for (const node of nodes) {
     if (node.type !== 'atomic' && node.type !== 'final') fail(`a ${node.type} state ('${node.key}')`);
     void node.after; // materialises XState's delayed-transition raise/cancel actions in entry/exit

@@ -56,6 +56,8 @@ interface StepRequest {
 interface Relationship {
   owner: string;
   partner: string;
+  /** The owner's latest request id when the relationship started: NotMine about older requests is stale. */
+  startRid: number;
   sinceUs: number;
   lastPongUs: number;
   /** Reset when the owner resumes from a pause: a paused node cannot be held to its deadlines. */
@@ -95,6 +97,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const rels = new Map<string, Relationship>();
   // Invariant 6: worker|task → rank of the last report.
   const ranks = new Map<string, number>();
+  const executes = new WeakSet<object>();
   // Invariant 7: manager|worker → outstanding task ids; declared slots.
   const outstanding = new Map<string, Set<string>>();
   const slots = new Map<string, number>();
@@ -102,11 +105,14 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const accounts = new Map<string, TaskAccount>();
   // Invariant 10.
   const shutDown = new Set<string>();
+  // Each actor's latest request id (rids grow per actor).
+  const ridSent = new Map<string, number>();
   // A paused node cannot be held to its deadlines (invariant 5).
   const paused = new Set<string>();
 
   // Per-step state.
   let stepReq: StepRequest | undefined;
+  let stepActor: string | undefined;
   let expectedAborts: { manager: string; worker: string; tasks: Set<string> }[] = [];
   let mustFail: { manager: string; taskId: string }[] = [];
   let nextSweepUs = 0;
@@ -135,13 +141,15 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     isWorkerName(receiver) ? workerManager.get(receiver) === sender : (managerWorkers.get(receiver)?.has(sender) ?? false);
 
   const startRel = (owner: string, partner: string, t: number): void => {
-    rels.set(key(owner, partner), { owner, partner, sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
+    rels.set(key(owner, partner), { owner, partner, startRid: ridSent.get(owner) ?? 0, sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
     closed.delete(key(owner, partner));
   };
 
   const sweep = (t: number): void => {
     L.on('mw.one-manager') &&
       asym.forEach((a) => {
+        // A paused node cannot settle anything; its pairs are judged from its resume on.
+        if (paused.has(a.w) || paused.has(a.m)) return;
         if (t - a.since > settleUs) {
           L.violate('mw.one-manager', t, [a.w, a.m],
             `${a.w}.manager = ${workerManager.get(a.w) ?? 'none'} but ${a.m}.workers ${managerWorkers.get(a.m)?.has(a.w) ? 'contains' : 'lacks'} ${a.w} for ${((t - a.since) / 1e6).toFixed(3)}s (settling allows ${(settleUs / 1e6).toFixed(3)}s)`);
@@ -155,7 +163,9 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         const a = info.get(owner);
         if (!a || paused.has(owner)) return;
         L.check('mw.liveness');
-        const allowUs = (a.timeoutMs + a.checkIntervalMs) * 1000 + 1000;
+        // After the last pong at P, a ping goes out at the first check after P + I, and the drop comes
+        // at the first check after both that ping and P + T: by P + max(T, 2I) + I.
+        const allowUs = (Math.max(a.timeoutMs, 2 * a.checkIntervalMs) + a.checkIntervalMs) * 1000 + 1000;
         const quietSince = Math.max(r.lastPongUs, r.sinceUs, r.baselineUs);
         if (t - quietSince > allowUs) {
           r.reported = true;
@@ -276,6 +286,9 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
 
   const forget = (actor: string, t: number): void => {
     paused.delete(actor);
+    shutDown.delete(actor);
+    // An actor that crashes (or throws) while handling a request owes no answer.
+    if (stepActor === actor) stepReq = undefined;
     if (isWorkerName(actor)) {
       const m = workerManager.get(actor) ?? null;
       workerManager.set(actor, null);
@@ -302,11 +315,17 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         const scoped = RELATIONSHIP_SCOPED.has(m.type);
         const nonPartner = scoped && !isPartner(to, from);
         stepReq = { from, rid: m.rid, type: m.type, answers: 0, nonPartner };
+        stepActor = to;
         if (m.type === 'TasksPing') stepReq.askedIds = m.taskIds;
         L.check('mw.one-answer');
         if (scoped) L.check('mw.not-mine');
         if (m.type === 'ManagerRequest' && isManagerName(to)) slots.set(key(to, from), m.cpuCount);
-        if (m.type === 'TasksExecute' && !nonPartner) for (const task of m.tasks) ranks.set(key(to, task.taskId), -1);
+        // A new assignment starts a task's reports afresh; a duplicated delivery of the same
+        // TasksExecute (the same message object) does not.
+        if (m.type === 'TasksExecute' && !nonPartner && !executes.has(m)) {
+          executes.add(m);
+          for (const task of m.tasks) ranks.set(key(to, task.taskId), -1);
+        }
         if (m.type === 'TaskStatus' && !nonPartner && isManagerName(to) && isTerminal(m.status)) {
           L.check('mw.failure-accounting');
           managerLearns(t, to, from, m.taskId, m.status);
@@ -320,7 +339,11 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
           for (const s of m.statuses) if (isTerminal(s.status) || s.status.kind === 'Unknown') managerLearns(t, to, from, s.taskId, s.status);
         }
       }
-      if (m.type === 'ManagerBye' || m.type === 'NotMine') closed.add(key(to, from));
+      // A NotMine about a request older than the current relationship is a late or duplicated one
+      // from an earlier relationship: it ends nothing (the machines ignore it too).
+      const rel = m.type === 'NotMine' ? rels.get(key(to, from)) : undefined;
+      const stale = rel !== undefined && (m as { re: number }).re <= rel.startRid;
+      if (m.type === 'ManagerBye' || (m.type === 'NotMine' && !stale)) closed.add(key(to, from));
     },
 
     onSend(t, from, to, msg) {
@@ -354,6 +377,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         return;
       }
       // A request.
+      ridSent.set(from, m.rid);
       if (RELATIONSHIP_SCOPED.has(m.type)) {
         L.check('mw.silence-after-bye');
         if (closed.has(key(from, to))) {
@@ -422,9 +446,14 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     onFault(t, action: FaultAction, actors) {
       if (action.kind === 'crash' || action.kind === 'restart') for (const a of actors) forget(a, t);
       if (action.kind === 'pause') for (const a of actors) paused.add(a);
+      // Mark before the shutdown step runs: a machine that forgets to say so is still held to it.
+      if (action.kind === 'shutdown') for (const a of actors) shutDown.add(a);
       if (action.kind === 'resume') {
         for (const a of actors) {
           paused.delete(a);
+          asym.forEach((p) => {
+            if ((p.w === a || p.m === a) && p.since !== Infinity) p.since = Math.max(p.since, t);
+          });
           rels.forEach((r) => {
             if (r.owner === a) r.baselineUs = t;
           });

@@ -181,7 +181,7 @@ export function parseMwMessage(
   const r = mwMessageSchema.safeParse(input);
   if (r.success) return { ok: true, msg: r.data as MwMessage };
   const issue = r.error.issues[0];
-  return { ok: false, error: `${issue.path.join('.') || '(message)'}: ${issue.message}` };
+  return { ok: false, error: `${issue.path.join('.') || '(message)'}: ${issue.message.replace(/^Invalid input: /, '')}` };
 }
 
 // ---- observations the machines emit for the invariant checkers -------------------------------

@@ -52,7 +52,7 @@ export interface RunSummary {
   backend: BackendName;
   virtualTimeUs: number;
   virtualTime: string;
-  stoppedBecause: 'until' | 'idle' | 'complete';
+  stoppedBecause: 'until' | 'idle' | 'complete' | 'stalled';
   events: number;
   messages: { sent: number; delivered: number; dropped: Record<string, number>; duplicated: number; byType: Record<string, number> };
   timersFired: number;
@@ -208,6 +208,8 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       const r = after('release', f.release);
       if (r !== undefined) push(r, { kind: 'release', id }, `release hold ${id}`);
     } else if (f.inject !== undefined) {
+      const parsed = family.parseMessage(f.inject.msg);
+      if (!parsed.ok) fail([...path, 'inject', 'msg'], `not a valid ${family.protocol} message: ${parsed.error}`);
       const to = selectIndices(f.inject.to, [...path, 'inject', 'to']);
       for (const k of to) push(at, { kind: 'inject', from: f.inject.from, to: k, msg: f.inject.msg as { type: string } }, `inject ${f.inject.msg.type} ${f.inject.from} -> ${declared[k].name}`);
     }
@@ -294,6 +296,9 @@ export function runPlanned(loaded: LoadedScenario, plan: ScenarioPlan, overrides
     if (inv.status === 'violated' && !s.expect.violated.includes(inv.id)) failures.push(`${inv.id} was violated (${inv.violationCount}×): ${inv.violations[0].message}`);
   }
   for (const e of result.actorErrors.slice(0, 5)) failures.push(`actor ${e.actor} threw at ${formatDurationUs(e.t)}: ${e.message}`);
+  if (result.stall) {
+    failures.push(`the run stalled: ${result.stall.events.toLocaleString('en-US')} events at ${formatDurationUs(result.stall.atUs)} without virtual time advancing (a zero-delay loop?)`);
+  }
 
   const c = result.counters;
   return {

@@ -14,6 +14,9 @@ export const duration = z
   .refine((text) => parseDurationUs(text) !== undefined, { error: 'expected a duration below 285 years' })
   .meta({ description: `A duration: numbers with units (${DURATION_UNITS}), e.g. 250ms, 15s, 1h30m.` });
 
+/** A duration above zero (periods: a 0 s period would loop at one instant). */
+export const positiveDuration = duration.refine((text) => (parseDurationUs(text) ?? 0) > 0, { error: 'expected a duration above 0' });
+
 /** A signed duration (`-2s` allowed), for clock skew. */
 export const signedDuration = z
   .string({ error: 'expected a duration like 2s or -500ms' })

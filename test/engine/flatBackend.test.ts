@@ -182,6 +182,11 @@ describe('flat backend refuses what it does not compile', () => {
     const m = createMachine({ initial: 'a', states: { a: { initial: 'x', states: { x: {} } } } });
     expect(() => compileFlatMachine(m)).toThrow(/compound state \('a'\)/);
   });
+  it('eventless transitions and invoked actors', () => {
+    expect(() => compileFlatMachine(createMachine({ initial: 'a', states: { a: { always: { target: 'b' } }, b: {} } }))).toThrow(/always/);
+    const child = createMachine({});
+    expect(() => compileFlatMachine(createMachine({ initial: 'a', states: { a: { invoke: { src: child } } } }))).toThrow(/invoked actors/);
+  });
   it('an immediate raise', () => {
     const m = createMachine({ initial: 'a', states: { a: { on: { go: { actions: raise({ type: 'x' }) } } } } });
     expect(() => compileFlatMachine(m)).toThrow(/immediate raise/);

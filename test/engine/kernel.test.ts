@@ -142,7 +142,8 @@ function probeRun(link: Partial<LinkParams>, opts: { count?: number; faults?: Sc
   const params: LinkParams = { latency: { dist: 'uniform', minUs: 1_000, maxUs: 50_000 }, loss: 0, duplicate: 0, ordering: 'unordered', ...link };
   const sim = createSimulation({ seed: opts.seed ?? 9, actors, network: { defaults: params, links: [] }, faults: opts.faults, untilUs: opts.untilUs ?? 10_000_000 });
   const result = sim.run();
-  return { got: (sim.actorState('b')!.context as { got: { n: number; t: number }[] }).got, result };
+  const b = sim.actorState('b')!.context as { got: { n: number; t: number }[] } | undefined;
+  return { got: b?.got ?? [], result };
 }
 
 const at = (atUs: number, action: FaultAction): ScheduledFault => ({ atUs, action, label: action.kind });
@@ -207,6 +208,46 @@ describe('network model', () => {
     expect(paused.got).toHaveLength(200);
     expect(paused.got.every((g) => g.t === 2_000_000)).toBe(true);
     expect(paused.got.map((g) => g.n)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+  });
+
+  it('a release keeps an ordered link FIFO: held messages never overtake one still in flight', () => {
+    // Message 0 leaves before the hold with a 5 s latency; messages 1.. leave during a 1 s hold.
+    const poke = { name: 'p', role: 'sender', machine: sender, input: { to: 'a', count: 0 } };
+    const r = probeRun({ latency: { dist: 'constant', valueUs: 5_000_000 }, ordering: 'ordered' }, {
+      count: 3,
+      extraActors: [poke],
+      faults: [at(1, { kind: 'hold', id: 1, from: new Set([0]), to: new Set([1]) }), at(1_000_000, { kind: 'release', id: 1 })],
+    });
+    expect(r.got.map((g) => g.n)).toEqual([0, 1, 2]);
+  });
+
+  it('an injected message travels through its named sender\'s links and partitions', () => {
+    const inject = (atUs: number): ScheduledFault => at(atUs, { kind: 'inject', from: 'a', to: 1, msg: { type: 'Probe', n: 99 } as never });
+    const open = probeRun({ latency: { dist: 'constant', valueUs: 7000 } }, { count: 0, faults: [inject(10)] });
+    expect(open.got).toEqual([{ n: 99, t: 7010, from: 'a' }]);
+    const cut = probeRun({ latency: { dist: 'constant', valueUs: 7000 } }, { count: 0, faults: [at(0, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] }), inject(10)] });
+    expect(cut.got).toEqual([]);
+  });
+
+  it('a crash drops a paused actor\'s backlog, and records the drops', () => {
+    const r = probeRun({ latency: { dist: 'constant', valueUs: 1000 } }, { faults: [at(0, { kind: 'pause', actors: [1] }), at(500_000, { kind: 'crash', actors: [1] })] });
+    expect(r.got).toEqual([]);
+    expect(r.result.counters.dropped.down).toBe(200);
+    expect(r.result.counters.messagesSent).toBe(r.result.counters.messagesDelivered + r.result.counters.dropped.down);
+  });
+
+  it('a zero-delay loop stops the run as stalled instead of hanging', () => {
+    const spinner = setup({}).createMachine({ initial: 'a', states: { a: { after: { 0: { target: 'a', reenter: true } } } } });
+    const sim = createSimulation({
+      seed: 1,
+      actors: [{ name: 's', role: 'spinner', machine: spinner, input: undefined }],
+      network: { defaults: { latency: { dist: 'constant', valueUs: 1 }, loss: 0, duplicate: 0, ordering: 'ordered' }, links: [] },
+      untilUs: 1_000_000,
+      stallEvents: 10_000,
+    });
+    const r = sim.run();
+    expect(r.stoppedBecause).toBe('stalled');
+    expect(r.stall).toEqual({ atUs: 0, events: 10_001 });
   });
 
   it('clock skew shifts the now an actor sees', () => {

@@ -278,3 +278,96 @@ faults:
     expect(bad.expectations.met).toBe(false);
   });
 });
+
+describe('no false alarms where the protocol allows it', () => {
+  it('a node that shut down, crashed and restarted may talk again (mw.shutdown-bye-only)', () => {
+    const s = runText(base(oneManagerTwoWorkers, `
+faults:
+  - { at: 10s, shutdown: worker-1 }
+  - { at: 20s, crash: worker-1, restart: 30s }`));
+    expect(statusOf(s, 'mw.shutdown-bye-only')).toBe('held');
+    expect(s.metrics.workersJoined).toBe(3);
+  });
+
+  it('a long pause does not count as failing to settle (mw.one-manager)', () => {
+    const s = runText(base(oneManagerTwoWorkers.replace('duration: 5m', ''), `
+faults:
+  - { at: 10s, pause: worker-0, resume: 4m }`).replace('duration: 5m', 'duration: 8m'));
+    expect(s.invariants.filter((i) => i.status === 'violated').map((i) => i.violations[0].message)).toEqual([]);
+    expect(s.metrics.timeouts).toBeGreaterThanOrEqual(1);
+  });
+
+  it('timeout < 2 × checkInterval: a silent partner may take max(T, 2I) + I to drop (mw.liveness)', () => {
+    const s = runText(base(`
+  - { role: mw.manager, name: manager, checkInterval: 15s, timeout: 20s, tasks: { count: 20, timeout: 30s } }
+  - { role: mw.worker, count: 2, checkInterval: 15s, timeout: 20s, run: 2s }`, `
+faults:
+  - { at: 7s, crash: worker-1 }`));
+    expect(statusOf(s, 'mw.liveness')).toBe('held');
+    expect(s.metrics.timeouts).toBe(1);
+  });
+
+  it('an actor that throws is treated as crashed, not as a protocol violation', () => {
+    const s = runText(base(oneManagerTwoWorkers), {
+      machines: {
+        'mw.worker': faultyWorker({
+          actions: {
+            pong: act(({ context }: { context: { cfg: { name: string } } }) => {
+              if (context.cfg.name === 'worker-1') throw new Error('boom');
+            }),
+          },
+        }),
+      },
+    });
+    expect(s.actorErrors.map((e) => `${e.actor}: ${e.message}`)).toEqual(['worker-1: boom']);
+    // worker-0 never answers pings either (its pong does nothing): that one is a real violation.
+    expect(violationsOf(s, 'mw.one-answer').every((m) => m.includes('worker-0'))).toBe(true);
+    expect(statusOf(s, 'mw.liveness')).not.toBe('violated');
+  });
+});
+
+describe('duplicated requests', () => {
+  const dupYaml = `
+name: dup
+protocol: manager-worker
+seed: 4
+duration: 10m
+stopWhen: complete
+network: { latency: { dist: uniform, min: 1ms, max: 30ms }, ordering: unordered-duplicating, duplicate: 0.4 }
+actors:
+  - { role: mw.manager, name: manager, tasks: { count: 60, timeout: 30s } }
+  - { role: mw.worker, count: 3, run: 1ms }
+`;
+
+  it('duplicated requests and answers change nothing: every invariant holds', () => {
+    const s = runText(dupYaml);
+    expect(s.messages.duplicated).toBeGreaterThan(100);
+    expect(s.metrics.tasksCompleted).toBe(60);
+    // The only drops are the protocol's own race on unordered links (a TasksExecute overtaking the
+    // ManagerAnswer, answered NotMine): never a duplicate taken for a new request or a stale NotMine.
+    expect(Object.keys(s.metrics.workersDropped as object)).toEqual(expect.not.arrayContaining(['superseded', 'bye', 'timeout']));
+    expect(s.invariants.filter((i) => i.status === 'violated').map((i) => i.violations[0].message)).toEqual([]);
+  });
+
+  it('a worker that runs a duplicated TasksExecute again is caught (mw.task-monotone)', () => {
+    const bad = runText(dupYaml, {
+      machines: {
+        'mw.worker': faultyWorker({
+          actions: {
+            acceptTasks: act(({ context, event, enqueue }: { context: { manager: string; rid: number; tasks: Map<string, unknown> }; event: Ev & { msg: { tasks: { taskId: string }[] } }; enqueue: Enq }) => {
+              enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } });
+              for (const spec of event.msg.tasks) {
+                if (context.tasks.has(spec.taskId)) continue;
+                context.tasks.set(spec.taskId, { spec, rank: 0 });
+                enqueue.emit({ type: 'host.send', to: context.manager, msg: { type: 'TaskStatus', rid: ++context.rid, taskId: spec.taskId, status: { kind: 'Pending' } } });
+                enqueue.emit({ type: 'host.exec', op: 'fetch', ref: spec.taskId });
+              }
+            }),
+          },
+        }),
+      },
+    });
+    expect(violationsOf(bad, 'mw.task-monotone')[0]).toMatch(/reported Pending for manager\/t\d+ after a terminal status/);
+  });
+});
+

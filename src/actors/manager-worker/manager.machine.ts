@@ -35,6 +35,10 @@ export interface ManagerInput {
 }
 
 interface WorkerRecord {
+  /** The ManagerRequest that started the relationship (a duplicate of it changes nothing). */
+  requestRid: number;
+  /** Our request counter when the relationship started: a NotMine answering an older request is stale. */
+  sinceRid: number;
   cpuCount: number;
   running: Set<string>;
   lastPingUs: number;
@@ -188,6 +192,11 @@ export const managerMachine = setup({
   },
   guards: {
     fromWorker: isWorker,
+    /** A NotMine about a request of this relationship (a late or duplicated one about an older request is stale). */
+    currentNotMine: ({ context, event }) => {
+      const w = context.workers.get(fromOf(event));
+      return w !== undefined && (((event as MwMessageEvent).msg as { re?: number }).re ?? -1) > w.sinceRid;
+    },
   },
   actions: {
     answerNodeType: enqueueActions(({ context, event, enqueue }) => {
@@ -207,13 +216,24 @@ export const managerMachine = setup({
       const ev = event as MwMessageEvent;
       if (ev.msg.type !== 'ManagerRequest') return;
       const from = ev.from;
-      const known = context.workers.has(from);
+      const record = context.workers.get(from);
+      if (record && record.requestRid === ev.msg.rid) {
+        // The same request again (the network duplicated it): the same answer, nothing else.
+        enqueue.emit(send(from, { type: 'ManagerAnswer', re: ridOf(event), accepted: true }));
+        return;
+      }
+      if (!context.peerTypes.has(from)) {
+        // First contact with a peer of unknown type: ask it (protocol, "Handshake"). Its next
+        // request is accepted once it says it is a worker (after a manager restart, for example).
+        enqueue.emit(send(from, request(context, { type: 'NodeTypeRequest', nodeType: 'MANAGER' })));
+      }
+      const known = record !== undefined;
       const accepted =
         context.peerTypes.get(from) === 'WORKER' &&
         (known || context.cfg.maxWorkers === 0 || context.workers.size < context.cfg.maxWorkers);
       if (accepted) {
         if (known) dropWorker(context, enqueue, from, 'superseded');
-        context.workers.set(from, { cpuCount: ev.msg.cpuCount, running: new Set(), lastPingUs: ev.now, lastPongUs: ev.now });
+        context.workers.set(from, { requestRid: ev.msg.rid, sinceRid: context.rid, cpuCount: ev.msg.cpuCount, running: new Set(), lastPingUs: ev.now, lastPongUs: ev.now });
         enqueue.emit(observe({ kind: 'mw.worker.add', worker: from, cpuCount: ev.msg.cpuCount }));
       }
       enqueue.emit(send(from, { type: 'ManagerAnswer', re: ridOf(event), accepted }));
@@ -331,7 +351,7 @@ export const managerMachine = setup({
         ManagerBye: [{ guard: 'fromWorker', actions: 'dropOnBye' }, { actions: 'ack' }],
         ManagerPing: [{ guard: 'fromWorker', actions: 'pong' }, { actions: 'notMine' }],
         ManagerPong: { guard: 'fromWorker', actions: 'recordPong' },
-        NotMine: { guard: 'fromWorker', actions: 'dropOnNotMine' },
+        NotMine: { guard: 'currentNotMine', actions: 'dropOnNotMine' },
         TaskStatus: [{ guard: 'fromWorker', actions: 'onTaskStatus' }, { actions: 'notMine' }],
         TasksPong: { guard: 'fromWorker', actions: 'onTasksPong' },
         TasksExecute: [{ guard: 'fromWorker', actions: 'answerMisdirected' }, { actions: 'notMine' }],

@@ -46,10 +46,15 @@ export interface WorkerContext {
   rid: number;
   peerTypes: Map<string, NodeType>;
   manager: string | null;
-  /** The manager a ManagerRequest is outstanding to. */
+  /** The manager a ManagerRequest is outstanding to, and that request's id. */
   candidate: string | null;
-  /** Managers that refused us in this round of the search. */
+  candidateRid: number;
+  /** Managers that refused us (or did not answer) in this round of the search. */
   refused: Set<string>;
+  /** TasksExecute requests of the current manager already handled: a duplicate must not run tasks again. */
+  executed: Set<number>;
+  /** Our request counter when the relationship started: a NotMine answering an older request is stale. */
+  relationshipRid: number;
   lastPingUs: number;
   lastPongUs: number;
   tasks: Map<string, WorkerTask>;
@@ -61,14 +66,12 @@ function isAuthorised(ctx: WorkerContext, peer: string): boolean {
   return ctx.cfg.authorizedManagers.length === 0 || ctx.cfg.authorizedManagers.includes(peer);
 }
 
+/** The first known, authorised manager that has not refused us in this round. */
 function eligibleManager(ctx: WorkerContext): string | undefined {
-  let fallback: string | undefined;
   for (const peer of ctx.cfg.peers) {
-    if (ctx.peerTypes.get(peer) !== 'MANAGER' || !isAuthorised(ctx, peer)) continue;
-    if (!ctx.refused.has(peer)) return peer;
-    fallback ??= peer;
+    if (ctx.peerTypes.get(peer) === 'MANAGER' && isAuthorised(ctx, peer) && !ctx.refused.has(peer)) return peer;
   }
-  return fallback;
+  return undefined;
 }
 
 function answer(enqueue: Enqueue, ev: MwEvent, msg: MwMessageEvent['msg']): void {
@@ -79,10 +82,11 @@ function answer(enqueue: Enqueue, ev: MwEvent, msg: MwMessageEvent['msg']): void
 function requestManagement(ctx: WorkerContext, enqueue: Enqueue): void {
   if (ctx.candidate !== null || ctx.manager !== null) return;
   const target = eligibleManager(ctx);
-  if (target === undefined) return;
-  ctx.refused.delete(target);
+  if (target === undefined) return; // everyone refused: the next round starts on the retry timer
   ctx.candidate = target;
-  enqueue.emit(send(target, request(ctx, { type: 'ManagerRequest', ...ctx.cfg.specs })));
+  const msg = request(ctx, { type: 'ManagerRequest', ...ctx.cfg.specs });
+  ctx.candidateRid = msg.rid;
+  enqueue.emit(send(target, msg));
 }
 
 function report(ctx: WorkerContext, enqueue: Enqueue, taskId: string, status: TaskStatus): void {
@@ -103,6 +107,7 @@ function failTask(ctx: WorkerContext, enqueue: Enqueue, taskId: string, error: T
 function dropManager(ctx: WorkerContext, enqueue: Enqueue, reason: 'bye' | 'timeout' | 'not-mine' | 'shutdown'): void {
   for (const [taskId, task] of ctx.tasks) if (task.rank >= 1) enqueue.cancel(`task:${taskId}`);
   ctx.tasks.clear();
+  ctx.executed.clear();
   ctx.manager = null;
   ctx.candidate = null;
   ctx.refused.clear();
@@ -111,6 +116,10 @@ function dropManager(ctx: WorkerContext, enqueue: Enqueue, reason: 'bye' | 'time
 
 const isFromManager = ({ context, event }: { context: WorkerContext; event: MwEvent }): boolean =>
   context.manager !== null && fromOf(event) === context.manager;
+
+/** A NotMine from our manager about a request of this relationship (a late or duplicated one about an older request is stale). */
+const isCurrentNotMine = ({ context, event }: { context: WorkerContext; event: MwEvent }): boolean =>
+  isFromManager({ context, event }) && (((event as MwMessageEvent).msg as { re?: number }).re ?? -1) > context.relationshipRid;
 
 export const workerMachine = setup({
   types: {
@@ -125,14 +134,24 @@ export const workerMachine = setup({
   },
   guards: {
     fromManager: isFromManager,
+    currentNotMine: isCurrentNotMine,
     /** The partner has been silent for longer than `timeout` since our last ping (protocol: "Liveness"). */
     partnerTimedOut: ({ context, event }) =>
       context.lastPongUs < context.lastPingUs && event.now - context.lastPongUs > context.cfg.timeoutMs * 1000,
-    /** A ManagerAnswer that starts a relationship: accepted, from a known, authorised manager. */
+    /**
+     * A ManagerAnswer that starts a relationship: accepted, from a known, authorised manager, and the
+     * answer to our outstanding request (a stale or duplicated answer must not re-attach us).
+     */
     answerStartsRelationship: ({ context, event }) => {
       const msg = (event as MwMessageEvent).msg as ManagerAnswer;
       const from = fromOf(event);
-      return msg.accepted && context.peerTypes.get(from) === 'MANAGER' && isAuthorised(context, from);
+      return (
+        msg.accepted &&
+        from === context.candidate &&
+        msg.re === context.candidateRid &&
+        context.peerTypes.get(from) === 'MANAGER' &&
+        isAuthorised(context, from)
+      );
     },
   },
   actions: {
@@ -148,16 +167,17 @@ export const workerMachine = setup({
       const changed = recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType);
       if (changed) enqueue.emit(changed);
     }),
-    /** Contacts peers of unknown type and asks an eligible manager, if any is known. */
+    /**
+     * A new round of the search (at start and on every retry): contact peers of unknown type and ask
+     * the first eligible manager. A request still unanswered from the last round counts as refused.
+     */
     contactPeers: enqueueActions(({ context, enqueue }) => {
       context.candidate = null;
+      context.refused.clear();
       for (const peer of context.cfg.peers) {
         if (!context.peerTypes.has(peer)) {
           enqueue.emit(send(peer, request(context, { type: 'NodeTypeRequest', nodeType: 'WORKER' })));
         }
-      }
-      if (context.refused.size > 0 && eligibleManager(context) !== undefined && context.cfg.peers.every((p) => context.peerTypes.get(p) !== 'MANAGER' || context.refused.has(p) || !isAuthorised(context, p))) {
-        context.refused.clear();
       }
       requestManagement(context, enqueue);
     }),
@@ -171,19 +191,25 @@ export const workerMachine = setup({
     onAnswerWhileSearching: enqueueActions(({ context, event, enqueue }) => {
       const from = fromOf(event);
       const msg = (event as MwMessageEvent).msg as ManagerAnswer;
-      if (from === context.candidate) context.candidate = null;
+      const ours = from === context.candidate && msg.re === context.candidateRid;
       if (msg.accepted) {
-        // accepted by an unauthorised manager, or by a peer that is not a manager: say bye.
+        // Accepted by an unauthorised manager, by a peer that is not a manager, or a stale answer:
+        // the sender now counts us as its worker, so say bye.
         enqueue.emit(send(from, request(context, { type: 'ManagerBye' })));
-        return;
+        if (!ours) return;
       }
-      if (context.peerTypes.get(from) === 'MANAGER') context.refused.add(from);
+      if (!ours) return;
+      // Refused ("may try another manager"): ask the next one now; if none is left, wait for the retry.
+      context.candidate = null;
+      context.refused.add(from);
       requestManagement(context, enqueue);
     }),
     attach: enqueueActions(({ context, event, enqueue }) => {
       context.manager = fromOf(event);
       context.candidate = null;
       context.refused.clear();
+      context.executed.clear();
+      context.relationshipRid = context.rid;
       context.lastPingUs = event.now;
       context.lastPongUs = event.now;
       enqueue.emit(observe({ kind: 'mw.manager', manager: context.manager }));
@@ -227,7 +253,8 @@ export const workerMachine = setup({
     acceptTasks: enqueueActions(({ context, event, enqueue }) => {
       const ev = event as MwMessageEvent;
       answer(enqueue, event, { type: 'Ack', re: ridOf(event) });
-      if (ev.msg.type !== 'TasksExecute') return;
+      if (ev.msg.type !== 'TasksExecute' || context.executed.has(ev.msg.rid)) return;
+      context.executed.add(ev.msg.rid);
       for (const spec of ev.msg.tasks) {
         if (context.tasks.has(spec.taskId)) continue;
         context.tasks.set(spec.taskId, { spec, rank: 0 });
@@ -308,7 +335,10 @@ export const workerMachine = setup({
     peerTypes: new Map(),
     manager: null,
     candidate: null,
+    candidateRid: -1,
     refused: new Set(),
+    executed: new Set(),
+    relationshipRid: 0,
     lastPingUs: 0,
     lastPongUs: 0,
     tasks: new Map(),
@@ -352,7 +382,7 @@ export const workerMachine = setup({
       on: {
         ManagerAnswer: { actions: 'onAnswerWhileAttached' },
         ManagerBye: [{ guard: 'fromManager', target: 'searching', actions: 'dropOnBye' }, { actions: 'ack' }],
-        NotMine: { guard: 'fromManager', target: 'searching', actions: 'dropOnNotMine' },
+        NotMine: { guard: 'currentNotMine', target: 'searching', actions: 'dropOnNotMine' },
         ManagerPing: [{ guard: 'fromManager', actions: 'pong' }, { actions: 'notMine' }],
         ManagerPong: { guard: 'fromManager', actions: 'recordPong' },
         TasksExecute: [{ guard: 'fromManager', actions: 'acceptTasks' }, { actions: 'notMine' }],

@@ -13,15 +13,15 @@ import type { WorkerInput } from '../../actors/manager-worker/worker.machine.js'
 import { createMwChecker, MW_INVARIANTS } from '../../invariants/managerWorker.js';
 import type { MwActorInfo } from '../../invariants/managerWorker.js';
 import type { MwMode, MwObservation } from '../../protocol/managerWorker.js';
-import { MW_MODES } from '../../protocol/managerWorker.js';
-import { duration, durationDist, nonNegativeInt, positiveInt, probability, selectors } from '../schemaParts.js';
+import { MW_MODES, parseMwMessage } from '../../protocol/managerWorker.js';
+import { duration, durationDist, nonNegativeInt, positiveDuration, positiveInt, probability, selectors } from '../schemaParts.js';
 import type { FamilyBuildContext, ProtocolFamily } from './types.js';
 
 const common = {
   count: positiveInt.default(1).meta({ description: 'How many actors of this role.' }),
   name: z.string().min(1).optional().meta({ description: 'Name (count 1) or name prefix (names become prefix-0, prefix-1, …).' }),
-  checkInterval: duration.default('15s').meta({ description: 'Liveness check period.' }),
-  timeout: duration.default('60s').meta({ description: 'A partner silent this long after a ping is dropped.' }),
+  checkInterval: positiveDuration.default('15s').meta({ description: 'Liveness check period.' }),
+  timeout: positiveDuration.default('60s').meta({ description: 'A partner silent this long after a ping is dropped.' }),
 };
 
 export const mwManagerRole = z.strictObject({
@@ -51,7 +51,7 @@ export const mwWorkerRole = z.strictObject({
   programKinds: z.array(z.string()).default(['WASM0m1n0']),
   managers: selectors.optional().meta({ description: 'Peers to contact at start (default: every manager).' }),
   authorizedManagers: z.array(z.string()).default([]).meta({ description: 'Managers this worker may join; empty: any.' }),
-  retry: duration.default('5s').meta({ description: 'How long a search waits before contacting peers again.' }),
+  retry: positiveDuration.default('5s').meta({ description: 'How long a search waits before contacting peers again.' }),
   fetch: durationDist.default('0ms').meta({ description: 'Time to fetch a program.' }),
   run: durationDist.default('1s').meta({ description: 'Time a task runs.' }),
   failures: z
@@ -96,6 +96,7 @@ export const managerWorkerFamily: ProtocolFamily = {
   defaultMode: 'strict',
   roles: [mwManagerRole, mwWorkerRole],
   invariants: MW_INVARIANTS,
+  parseMessage: parseMwMessage,
 
   build(ctx) {
     const mode = ctx.mode as MwMode;

@@ -48,5 +48,7 @@ export interface ProtocolFamily {
   /** Zod schemas of the roles, each with a literal `role`. */
   roles: readonly z.ZodObject[];
   invariants: readonly InvariantInfo[];
+  /** Validates a protocol message written in a scenario (`inject`). */
+  parseMessage(input: unknown): { ok: true } | { ok: false; error: string };
   build(ctx: FamilyBuildContext): FamilyBuild;
 }

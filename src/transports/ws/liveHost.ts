@@ -33,6 +33,9 @@ import { parseMwMessage } from '../../protocol/managerWorker.js';
  * `undefined` for no answer (as a hung task). The node owns its environment: `close()` calls
  * `env.close()`.
  */
+/** The longest delay setTimeout honours. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 export interface LiveEnvironment {
   exec(effect: ExecEffect, now: number): Promise<EventObject | undefined> | EventObject | undefined;
   close?(): void;
@@ -279,8 +282,17 @@ export async function createLiveNode(opts: LiveNodeOptions): Promise<LiveNode> {
           if (old) clearTimeout(old.handle);
           const seq = ++timerSeq;
           const { id, event } = e;
-          const handle = setTimeout(() => post({ kind: 'timer', id, seq, event }), Math.max(0, e.delayMs));
-          timers.set(id, { handle, seq });
+          // setTimeout fires at once beyond 2³¹−1 ms (~24.8 days): longer timers wait in legs.
+          const arm = (remainingMs: number): void => {
+            const leg = Math.min(Math.max(0, remainingMs), MAX_TIMEOUT_MS);
+            const handle = setTimeout(() => {
+              if (timers.get(id)?.seq !== seq) return;
+              if (remainingMs > MAX_TIMEOUT_MS) arm(remainingMs - MAX_TIMEOUT_MS);
+              else post({ kind: 'timer', id, seq, event });
+            }, leg);
+            timers.set(id, { handle, seq });
+          };
+          arm(e.delayMs);
           break;
         }
         case 'timer.cancel': {
