@@ -43,7 +43,9 @@ describe('protosim CLI', () => {
   });
 
   it('usage errors exit 2 with a message and no stack', () => {
-    for (const args of [['frobnicate'], ['run'], ['run', small, '--seed', 'abc'], ['run', small, '--until', 'soon'], ['run', small, '--backend', 'fast'], ['run', small, '--bogus'], ['run', join(dir, 'missing.yaml')]]) {
+    const aFile = join(dir, 'a-file');
+    writeFileSync(aFile, 'not a folder');
+    for (const args of [['run', small, '--out', aFile], ['frobnicate'], ['run'], ['run', small, '--seed', 'abc'], ['run', small, '--until', 'soon'], ['run', small, '--backend', 'fast'], ['run', small, '--bogus'], ['run', join(dir, 'missing.yaml')]]) {
       const r = cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.err).toMatch(/^protosim: /);
