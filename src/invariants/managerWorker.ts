@@ -71,7 +71,30 @@ interface TaskAccount {
   failed: boolean;
 }
 
-const key = (a: string, b: string): string => `${a}\u0000${b}`;
+/** A map keyed by an ordered pair of names, without building a key string per lookup. */
+class PairMap<V> {
+  private readonly rows = new Map<string, Map<string, V>>();
+  get(a: string, b: string): V | undefined {
+    return this.rows.get(a)?.get(b);
+  }
+  has(a: string, b: string): boolean {
+    return this.rows.get(a)?.has(b) ?? false;
+  }
+  set(a: string, b: string, v: V): void {
+    let row = this.rows.get(a);
+    if (!row) this.rows.set(a, (row = new Map()));
+    row.set(b, v);
+  }
+  delete(a: string, b: string): void {
+    this.rows.get(a)?.delete(b);
+  }
+  deleteRow(a: string): void {
+    this.rows.delete(a);
+  }
+  forEach(f: (v: V) => void): void {
+    for (const row of this.rows.values()) for (const v of row.values()) f(v);
+  }
+}
 
 /** Deadlines (settling, liveness) are checked this often in virtual time; reports may lag by as much. */
 const SWEEP_US = 1_000_000;
@@ -90,19 +113,19 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   // Views built from observations.
   const workerManager = new Map<string, string | null>();
   const managerWorkers = new Map<string, Set<string>>();
-  const asym = new Map<string, { w: string; m: string; since: number }>();
+  const asym = new PairMap<{ w: string; m: string; since: number }>();
   // Invariant 4: "a>b" present = a must not send relationship-scoped requests to b.
-  const closed = new Set<string>();
+  const closed = new PairMap<true>();
   // Invariant 5: relationships by owner>partner.
-  const rels = new Map<string, Relationship>();
+  const rels = new PairMap<Relationship>();
   // Invariant 6: worker|task → rank of the last report.
-  const ranks = new Map<string, number>();
+  const ranks = new PairMap<number>();
   const executes = new WeakSet<object>();
   // Invariant 7: manager|worker → outstanding task ids; declared slots.
-  const outstanding = new Map<string, Set<string>>();
-  const slots = new Map<string, number>();
+  const outstanding = new PairMap<Set<string>>();
+  const slots = new PairMap<number>();
   // Invariant 8: manager|task → accounting.
-  const accounts = new Map<string, TaskAccount>();
+  const accounts = new PairMap<TaskAccount>();
   // Invariant 10.
   const shutDown = new Set<string>();
   // Each actor's latest request id (rids grow per actor).
@@ -118,31 +141,28 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   let nextSweepUs = 0;
 
   const outstandingOf = (m: string, w: string): Set<string> => {
-    const k = key(m, w);
-    let s = outstanding.get(k);
-    if (!s) outstanding.set(k, (s = new Set()));
-    return s;
+    let set = outstanding.get(m, w);
+    if (!set) outstanding.set(m, w, (set = new Set()));
+    return set;
   };
   const accountOf = (m: string, taskId: string): TaskAccount => {
-    const k = key(m, taskId);
-    let a = accounts.get(k);
-    if (!a) accounts.set(k, (a = { failures: 0, completed: false, failed: false }));
+    let a = accounts.get(m, taskId);
+    if (!a) accounts.set(m, taskId, (a = { failures: 0, completed: false, failed: false }));
     return a;
   };
 
   const updatePair = (w: string, m: string, t: number): void => {
-    const k = key(w, m);
     const symmetric = (workerManager.get(w) === m) === (managerWorkers.get(m)?.has(w) ?? false);
-    if (symmetric) asym.delete(k);
-    else if (!asym.has(k)) asym.set(k, { w, m, since: t });
+    if (symmetric) asym.delete(w, m);
+    else if (!asym.has(w, m)) asym.set(w, m, { w, m, since: t });
   };
 
   const isPartner = (receiver: string, sender: string): boolean =>
     isWorkerName(receiver) ? workerManager.get(receiver) === sender : (managerWorkers.get(receiver)?.has(sender) ?? false);
 
   const startRel = (owner: string, partner: string, t: number): void => {
-    rels.set(key(owner, partner), { owner, partner, startRid: ridSent.get(owner) ?? 0, sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
-    closed.delete(key(owner, partner));
+    rels.set(owner, partner, { owner, partner, startRid: ridSent.get(owner) ?? 0, sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
+    closed.delete(owner, partner);
   };
 
   const sweep = (t: number): void => {
@@ -192,7 +212,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
           }
           startRel(actor, obs.manager, t);
         } else if (before !== null) {
-          rels.delete(key(actor, before));
+          rels.delete(actor, before);
         }
         workerManager.set(actor, obs.manager);
         if (before !== null) updatePair(actor, before, t);
@@ -209,16 +229,16 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       }
       case 'mw.worker.drop': {
         managerWorkers.get(actor)?.delete(obs.worker);
-        rels.delete(key(actor, obs.worker));
+        rels.delete(actor, obs.worker);
         updatePair(obs.worker, actor, t);
-        const tasks = outstanding.get(key(actor, obs.worker));
+        const tasks = outstanding.get(actor, obs.worker);
         expectedAborts.push({ manager: actor, worker: obs.worker, tasks: new Set(tasks ?? []) });
-        outstanding.delete(key(actor, obs.worker));
+        outstanding.delete(actor, obs.worker);
         break;
       }
       case 'mw.timeout': {
         L.check('mw.liveness');
-        const r = rels.get(key(actor, obs.peer));
+        const r = rels.get(actor, obs.peer);
         const a = info.get(actor);
         if (r && a && t - r.lastPongUs <= a.timeoutMs * 1000) {
           L.violate('mw.liveness', t, [actor, obs.peer],
@@ -262,7 +282,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       case 'mw.shutdown':
         shutDown.add(actor);
         if (isManagerName(actor)) {
-          for (const w of managerWorkers.get(actor) ?? []) rels.delete(key(actor, w));
+          for (const w of managerWorkers.get(actor) ?? []) rels.delete(actor, w);
         }
         break;
       default:
@@ -272,7 +292,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
 
   /** A terminal (or Unknown) status for `taskId` reached manager `m` from worker `w`. */
   const managerLearns = (t: number, m: string, w: string, taskId: string, status: TaskStatus): void => {
-    const out = outstanding.get(key(m, w));
+    const out = outstanding.get(m, w);
     if (!out || !out.has(taskId)) return;
     out.delete(taskId);
     if (status.kind === 'Error' && COUNTED_FAILURES.has(status.error)) {
@@ -293,18 +313,18 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       const m = workerManager.get(actor) ?? null;
       workerManager.set(actor, null);
       if (m !== null) {
-        rels.delete(key(actor, m));
+        rels.delete(actor, m);
         updatePair(actor, m, t);
       }
     } else if (isManagerName(actor)) {
       const ws = managerWorkers.get(actor);
       managerWorkers.set(actor, new Set());
       for (const w of ws ?? []) {
-        rels.delete(key(actor, w));
-        outstanding.delete(key(actor, w));
+        rels.delete(actor, w);
+        outstanding.delete(actor, w);
         updatePair(w, actor, t);
       }
-      for (const k of [...accounts.keys()]) if (k.startsWith(actor + '\u0000')) accounts.delete(k);
+      accounts.deleteRow(actor);
     }
   };
 
@@ -319,12 +339,12 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         if (m.type === 'TasksPing') stepReq.askedIds = m.taskIds;
         L.check('mw.one-answer');
         if (scoped) L.check('mw.not-mine');
-        if (m.type === 'ManagerRequest' && isManagerName(to)) slots.set(key(to, from), m.cpuCount);
+        if (m.type === 'ManagerRequest' && isManagerName(to)) slots.set(to, from, m.cpuCount);
         // A new assignment starts a task's reports afresh; a duplicated delivery of the same
         // TasksExecute (the same message object) does not.
         if (m.type === 'TasksExecute' && !nonPartner && !executes.has(m)) {
           executes.add(m);
-          for (const task of m.tasks) ranks.set(key(to, task.taskId), -1);
+          for (const task of m.tasks) ranks.set(to, task.taskId, -1);
         }
         if (m.type === 'TaskStatus' && !nonPartner && isManagerName(to) && isTerminal(m.status)) {
           L.check('mw.failure-accounting');
@@ -332,7 +352,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         }
       } else {
         if (m.type === 'ManagerPong') {
-          const r = rels.get(key(to, from));
+          const r = rels.get(to, from);
           if (r) r.lastPongUs = t;
         }
         if (m.type === 'TasksPong' && isManagerName(to) && managerWorkers.get(to)?.has(from)) {
@@ -341,9 +361,9 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       }
       // A NotMine about a request older than the current relationship is a late or duplicated one
       // from an earlier relationship: it ends nothing (the machines ignore it too).
-      const rel = m.type === 'NotMine' ? rels.get(key(to, from)) : undefined;
+      const rel = m.type === 'NotMine' ? rels.get(to, from) : undefined;
       const stale = rel !== undefined && (m as { re: number }).re <= rel.startRid;
-      if (m.type === 'ManagerBye' || (m.type === 'NotMine' && !stale)) closed.add(key(to, from));
+      if (m.type === 'ManagerBye' || (m.type === 'NotMine' && !stale)) closed.set(to, from, true);
     },
 
     onSend(t, from, to, msg) {
@@ -373,25 +393,24 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
           const got = m.statuses.map((s) => s.taskId).sort().join('\n');
           if (asked !== got) L.violate('mw.task-monotone', t, [from, to], `${from}'s TasksPong answers [${got.split('\n').join(', ')}] but ${to} asked [${asked.split('\n').join(', ')}]`);
         }
-        if (m.type === 'NotMine') closed.add(key(from, to));
+        if (m.type === 'NotMine') closed.set(from, to, true);
         return;
       }
       // A request.
       ridSent.set(from, m.rid);
       if (RELATIONSHIP_SCOPED.has(m.type)) {
         L.check('mw.silence-after-bye');
-        if (closed.has(key(from, to))) {
+        if (closed.has(from, to)) {
           L.violate('mw.silence-after-bye', t, [from, to], `${from} sent ${m.type} to ${to} after ManagerBye/NotMine ended their relationship`);
         }
       }
       if (stepReq?.nonPartner && (m.type === 'TaskStatus' || m.type === 'TasksExecute')) {
         L.violate('mw.not-mine', t, [from, stepReq.from], `${from} changed task state (sent ${m.type}) while handling ${stepReq.type} from non-partner ${stepReq.from}`);
       }
-      if (m.type === 'ManagerBye') closed.add(key(from, to));
+      if (m.type === 'ManagerBye') closed.set(from, to, true);
       if (m.type === 'TaskStatus') {
         L.check('mw.task-monotone');
-        const k = key(from, m.taskId);
-        const last = ranks.get(k);
+        const last = ranks.get(from, m.taskId);
         const rank = statusRank(m.status);
         if (last === undefined) {
           L.violate('mw.task-monotone', t, [from, to], `${from} reported ${m.status.kind} for ${m.taskId}, a task it was never given`);
@@ -399,18 +418,18 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
           const names = ['assigned', 'Pending', 'Started', 'a terminal status'];
           L.violate('mw.task-monotone', t, [from, to], `${from} reported ${m.status.kind} for ${m.taskId} after ${names[last + 1]}`);
         }
-        ranks.set(k, Math.max(rank, last ?? -1));
+        ranks.set(from, m.taskId, Math.max(rank, last ?? -1));
       }
       if (m.type === 'TasksExecute' && isManagerName(from)) {
         L.check('mw.slots');
         const out = outstandingOf(from, to);
         for (const task of m.tasks) {
           out.add(task.taskId);
-          if (accounts.get(key(from, task.taskId))?.failed) {
+          if (accounts.get(from, task.taskId)?.failed) {
             L.violate('mw.failure-accounting', t, [from, to], `${from} handed out ${task.taskId} again after it definitely failed`);
           }
         }
-        const cpu = slots.get(key(from, to));
+        const cpu = slots.get(from, to);
         if (cpu !== undefined && out.size > cpu) {
           L.violate('mw.slots', t, [from, to], `${from} has ${out.size} tasks assigned to ${to}, which declared ${cpu} cpus`);
         }
