@@ -30,10 +30,9 @@ export function summaryText(s: RunSummary, extra: { runDir?: string; untilText: 
   const width = Math.max(...s.invariants.map((i) => i.id.length));
   for (const inv of s.invariants) {
     const mark = inv.status === 'held' ? '✓' : inv.status === 'violated' ? '✗' : '·';
-    const expected = s.expectations && inv.status === 'violated' ? '' : '';
     if (inv.status === 'violated') {
       const v = inv.violations[0];
-      lines.push(`  ${mark} ${inv.id.padEnd(width)}  violated ${n(inv.violationCount)}× — first at ${fmtT(v.t)} [${v.actors.join(', ')}]: ${v.message}${expected}`);
+      lines.push(`  ${mark} ${inv.id.padEnd(width)}  violated ${n(inv.violationCount)}× — first at ${fmtT(v.t)} [${v.actors.join(', ')}]: ${v.message}`);
       lines.push(`    ${''.padEnd(width)}  replay: ${inv.replay}`);
       for (const r of v.trace.slice(-6)) {
         lines.push(`    ${''.padEnd(width)}  | ${fmtT(r.t)} ${r.kind} ${r.from ?? ''}${r.to ? ' → ' + r.to : ''} ${r.type}`);

@@ -222,7 +222,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     });
   }
 
-  // eslint-disable-next-line prefer-const
+  // The simulation is made below; until then there is no trace to show.
   let recentTrace: () => import('../engine/createSimulation.js').TraceRecord[] = () => [];
   const ctx: FamilyBuildContext = {
     mode,

@@ -11,7 +11,6 @@ import { effect } from '../../protocol/host.js';
 import type {
   ManagerAnswer,
   MwMode,
-  MwRequest,
   NodeType,
   TaskErrorKind,
   TaskSpec,
@@ -396,5 +395,3 @@ export const workerMachine = setup({
 });
 
 export type WorkerMachine = typeof workerMachine;
-/** Requests a worker may send (for documentation and tests). */
-export type WorkerRequest = MwRequest;
