@@ -17,7 +17,17 @@ const here = dirname(fileURLToPath(import.meta.url));
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
 // The anchor's default sizes (run.sh): workers × tasks.
-const sizes = quick ? [[100, 10_000], [1000, 20_000], [10_000, 40_000]] : [[100, 100_000], [1000, 100_000], [10_000, 200_000]];
+const sizes = quick
+  ? [
+      [100, 10_000],
+      [1000, 20_000],
+      [10_000, 40_000],
+    ]
+  : [
+      [100, 100_000],
+      [1000, 100_000],
+      [10_000, 200_000],
+    ];
 const caseOptions = { minSamples: quick ? 1 : 3, maxTime: 0.5, initCount: 1 };
 
 /** Messages per run, measured once outside the timed runs. */
@@ -33,22 +43,40 @@ for (const [w, t] of sizes) {
   cases.push({ name: `flat, all invariants, ${w} workers, ${t} tasks`, w, t, opts: {} });
 }
 cases.push({ name: `flat, no invariants, 100 workers, ${sizes[0][1]} tasks`, w: 100, t: sizes[0][1], opts: { invariants: 'none' } });
-cases.push({ name: `xstate interpreter, all invariants, 100 workers, ${sizes[0][1] / 10} tasks`, w: 100, t: sizes[0][1] / 10, opts: { backend: 'xstate' } });
+cases.push({
+  name: `xstate interpreter, all invariants, 100 workers, ${sizes[0][1] / 10} tasks`,
+  w: 100,
+  t: sizes[0][1] / 10,
+  opts: { backend: 'xstate' },
+});
 
 const results = [];
 await b.suite(
   'manager/worker engine',
   ...cases.map((c) =>
-    b.add(c.name, () => {
-      if (!messagesPerRun.has(c.name)) messagesPerRun.set(c.name, runOnce(c.w, c.t, c.opts));
-      return () => prepare(c.w, c.t, c.opts)();
-    }, caseOptions),
+    b.add(
+      c.name,
+      () => {
+        if (!messagesPerRun.has(c.name)) messagesPerRun.set(c.name, runOnce(c.w, c.t, c.opts));
+        return () => prepare(c.w, c.t, c.opts)();
+      },
+      caseOptions,
+    ),
   ),
   b.cycle((r) => {
     const c = cases.find((x) => x.name === r.name);
     const medianS = r.details.median;
     const msgs = messagesPerRun.get(r.name);
-    results.push({ name: r.name, workers: c.w, tasks: c.t, messages: msgs, medianWallS: medianS, samples: r.samples, messagesPerSecond: Math.round(msgs / medianS), tasksPerSecond: Math.round(c.t / medianS) });
+    results.push({
+      name: r.name,
+      workers: c.w,
+      tasks: c.t,
+      messages: msgs,
+      medianWallS: medianS,
+      samples: r.samples,
+      messagesPerSecond: Math.round(msgs / medianS),
+      tasksPerSecond: Math.round(c.t / medianS),
+    });
     return `${r.name}: median ${medianS.toFixed(3)} s over ${r.samples} runs → ${Math.round(msgs / medianS).toLocaleString('en-US')} messages/s`;
   }),
 );
@@ -64,20 +92,41 @@ if (args.has('--simgrid')) {
   simgrid = out
     .split('\n')
     .filter((l) => l.startsWith('workers='))
-    .map((l) => Object.fromEntries(l.split(' ').map((kv) => kv.split('=')).map(([k, v]) => [k, Number(v)])));
-  console.log('\nSimGrid anchor (same session):\n' + out.trim());
+    .map((l) =>
+      Object.fromEntries(
+        l
+          .split(' ')
+          .map((kv) => kv.split('='))
+          .map(([k, v]) => [k, Number(v)]),
+      ),
+    );
+  console.log(`\nSimGrid anchor (same session):\n${out.trim()}`);
 }
 
-console.log('\n| workers | tasks | protosim messages/s | protosim tasks/s' + (simgrid ? ' | SimGrid messages/s | SimGrid tasks/s | ratio (messages/s) |' : ' |'));
-console.log('|---:|---:|---:|---:|' + (simgrid ? '---:|---:|---:|' : ''));
+console.log(
+  '\n| workers | tasks | protosim messages/s | protosim tasks/s' +
+    (simgrid ? ' | SimGrid messages/s | SimGrid tasks/s | ratio (messages/s) |' : ' |'),
+);
+console.log(`|---:|---:|---:|---:|${simgrid ? '---:|---:|---:|' : ''}`);
 for (const [w, t] of sizes) {
   const r = results.find((x) => x.workers === w && x.tasks === t && x.name.startsWith('flat, all'));
   const s = simgrid?.find((x) => x.workers === w);
   const row = `| ${w.toLocaleString('en-US')} | ${t.toLocaleString('en-US')} | ${r.messagesPerSecond.toLocaleString('en-US')} | ${r.tasksPerSecond.toLocaleString('en-US')} |`;
-  console.log(s ? `${row} ${s.msgs_per_s.toLocaleString('en-US')} | ${Math.round(s.tasks / s.wall_s).toLocaleString('en-US')} | ${(r.messagesPerSecond / s.msgs_per_s).toFixed(2)}× |` : row);
+  console.log(
+    s
+      ? `${row} ${s.msgs_per_s.toLocaleString('en-US')} | ${Math.round(s.tasks / s.wall_s).toLocaleString('en-US')} | ${(r.messagesPerSecond / s.msgs_per_s).toFixed(2)}× |`
+      : row,
+  );
 }
 
 mkdirSync(join(here, 'results'), { recursive: true });
 const file = join(here, 'results', 'manager-worker.json');
-writeFileSync(file, JSON.stringify({ node: process.version, quick, results, idle: { actors: idle.actors, bytesPerActor: idle.bytesPerActor }, simgrid }, null, 2) + '\n');
+writeFileSync(
+  file,
+  `${JSON.stringify(
+    { node: process.version, quick, results, idle: { actors: idle.actors, bytesPerActor: idle.bytesPerActor }, simgrid },
+    null,
+    2,
+  )}\n`,
+);
 console.log(`\nsaved ${file}`);

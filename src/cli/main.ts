@@ -68,7 +68,7 @@ function freshRunDir(parent: string, base: string): string {
     mkdirSync(parent, { recursive: true });
   } catch (err) {
     const code = (err as { code?: string }).code;
-    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'it (or a folder above it) is a file, not a folder' : code ?? String(err);
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'it (or a folder above it) is a file, not a folder' : (code ?? String(err));
     throw new ProtosimError('E_USAGE', `--out ${parent}: cannot use it as the runs folder: ${why}`);
   }
   for (let k = 1; ; k++) {
@@ -102,7 +102,8 @@ function runCommand(args: string[], io: Io): number {
   if (positionals.length === 0) usage('run needs at least one scenario file');
   let seed: number | undefined;
   if (values.seed !== undefined) {
-    if (!/^\d+$/.test(values.seed) || !Number.isSafeInteger(Number(values.seed))) usage(`--seed: expected a whole number ≥ 0, got ${JSON.stringify(values.seed)}`);
+    if (!/^\d+$/.test(values.seed) || !Number.isSafeInteger(Number(values.seed)))
+      usage(`--seed: expected a whole number ≥ 0, got ${JSON.stringify(values.seed)}`);
     seed = Number(values.seed);
   }
   let untilUs: number | undefined;
@@ -111,7 +112,8 @@ function runCommand(args: string[], io: Io): number {
     if (untilUs === undefined) usage(`--until: expected a duration like 90s or 2h, got ${JSON.stringify(values.until)}`);
   }
   const backend = (values.backend ?? 'flat') as BackendName;
-  if (!BACKEND_NAMES.includes(backend)) usage(`--backend: expected one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(values.backend)}`);
+  if (!BACKEND_NAMES.includes(backend))
+    usage(`--backend: expected one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(values.backend)}`);
 
   // Load and plan every file first: a mistake in the third file must not cost the first two runs,
   // and no run folder is made for a scenario that cannot run.
@@ -143,21 +145,36 @@ function runCommand(args: string[], io: Io): number {
       run.bar.done();
       run.trace?.close();
       const at = plan.sim.recent().at(-1)?.t ?? 0;
-      writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ scenario: s.name, file: l.file, seed: plan.seed, stoppedBecause: 'internal-error', virtualTimeUs: at, virtualTime: formatDurationUs(at), error: String((err as Error)?.message ?? err) }, null, 2) + '\n');
+      writeFileSync(
+        join(runDir, 'summary.json'),
+        `${JSON.stringify(
+          {
+            scenario: s.name,
+            file: l.file,
+            seed: plan.seed,
+            stoppedBecause: 'internal-error',
+            virtualTimeUs: at,
+            virtualTime: formatDurationUs(at),
+            error: String((err as Error)?.message ?? err),
+          },
+          null,
+          2,
+        )}\n`,
+      );
       throw err;
     }
     run.bar.done();
     run.trace?.close();
-    writeFileSync(join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     summaries.push(summary);
     if (!values.json) {
-      io.out(summaryText(summary, { runDir, untilText: formatDurationUs(untilUs ?? parseDurationUs(s.duration)!) }) + '\n');
+      io.out(`${summaryText(summary, { runDir, untilText: formatDurationUs(untilUs ?? parseDurationUs(s.duration)!) })}\n`);
       if (prepared.length > 1) io.out('\n');
     }
     const c = summary.actorErrors.length > 0 ? EXIT.INTERNAL : summary.expectations.met ? EXIT.OK : EXIT.FAILED;
     code = Math.max(code, c);
   }
-  if (values.json) io.out(JSON.stringify(summaries.length === 1 ? summaries[0] : summaries, null, 2) + '\n');
+  if (values.json) io.out(`${JSON.stringify(summaries.length === 1 ? summaries[0] : summaries, null, 2)}\n`);
   return code;
 }
 
@@ -172,7 +189,7 @@ function validateCommand(args: string[], io: Io): number {
       io.out(`${file}: ok (${l.scenario.name}, ${l.scenario.protocol}, ${l.scenario.actors.length} actor entries)\n`);
     } catch (err) {
       if (!isProtosimError(err)) throw err;
-      io.err(err.message + '\n');
+      io.err(`${err.message}\n`);
       code = EXIT.USAGE;
     }
   }
@@ -190,11 +207,11 @@ export function main(argv: string[], io?: Partial<Io>): number {
   try {
     const [command, ...rest] = argv;
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-      full.out(HELP + '\n');
+      full.out(`${HELP}\n`);
       return command === undefined ? EXIT.USAGE : EXIT.OK;
     }
     if (command === '--version' || command === '-v') {
-      full.out(version() + '\n');
+      full.out(`${version()}\n`);
       return EXIT.OK;
     }
     if (command === 'run') return runCommand(rest, full);

@@ -15,15 +15,28 @@ export function summaryText(s: RunSummary, extra: { runDir?: string; untilText: 
   const dropped = Object.values(s.messages.dropped).reduce((a, b) => a + b, 0);
   lines.push(`scenario   ${s.scenario} (${s.file})`);
   lines.push(`protocol   ${s.protocol}, mode ${s.mode}, seed ${s.seed}, backend ${s.backend}`);
-  const why = { until: 'reached the time limit', idle: 'nothing left to do', complete: 'work complete', stalled: 'STALLED: virtual time stopped advancing' }[s.stoppedBecause];
+  const why = {
+    until: 'reached the time limit',
+    idle: 'nothing left to do',
+    complete: 'work complete',
+    stalled: 'STALLED: virtual time stopped advancing',
+  }[s.stoppedBecause];
   lines.push(`stopped    at ${s.virtualTime} virtual (${why}; limit ${extra.untilText})`);
-  const wall = s.wallMs !== undefined ? ` in ${(s.wallMs / 1000).toFixed(2)}s wall → ${n(s.eventsPerSecond ?? 0)} events/s, ${n(s.messagesPerSecond ?? 0)} messages/s` : '';
+  const wall =
+    s.wallMs !== undefined
+      ? ` in ${(s.wallMs / 1000).toFixed(2)}s wall → ${n(s.eventsPerSecond ?? 0)} events/s, ${n(s.messagesPerSecond ?? 0)} messages/s`
+      : '';
   lines.push(`events     ${n(s.events)}${wall}`);
-  lines.push(`messages   sent ${n(s.messages.sent)}, delivered ${n(s.messages.delivered)}, dropped ${n(dropped)}${dropped ? ` (${byCount(s.messages.dropped)})` : ''}${s.messages.duplicated ? `, duplicated ${n(s.messages.duplicated)}` : ''}`);
+  lines.push(
+    `messages   sent ${n(s.messages.sent)}, delivered ${n(s.messages.delivered)}, dropped ${n(dropped)}${dropped ? ` (${byCount(s.messages.dropped)})` : ''}${s.messages.duplicated ? `, duplicated ${n(s.messages.duplicated)}` : ''}`,
+  );
   lines.push(`  by type  ${byCount(s.messages.byType) || '—'}`);
   lines.push(`timers     ${n(s.timersFired)} fired; faults ${n(s.faults)}`);
   const metrics = Object.entries(s.metrics)
-    .map(([k, v]) => `${k} ${typeof v === 'number' ? n(v) : typeof v === 'object' && v !== null ? `{${byCount(v as Record<string, number>)}}` : String(v)}`)
+    .map(
+      ([k, v]) =>
+        `${k} ${typeof v === 'number' ? n(v) : typeof v === 'object' && v !== null ? `{${byCount(v as Record<string, number>)}}` : String(v)}`,
+    )
     .join(', ');
   lines.push(`metrics    ${metrics}`);
   lines.push('invariants');
@@ -32,16 +45,19 @@ export function summaryText(s: RunSummary, extra: { runDir?: string; untilText: 
     const mark = inv.status === 'held' ? '✓' : inv.status === 'violated' ? '✗' : '·';
     if (inv.status === 'violated') {
       const v = inv.violations[0];
-      lines.push(`  ${mark} ${inv.id.padEnd(width)}  violated ${n(inv.violationCount)}× — first at ${fmtT(v.t)} [${v.actors.join(', ')}]: ${v.message}`);
+      lines.push(
+        `  ${mark} ${inv.id.padEnd(width)}  violated ${n(inv.violationCount)}× — first at ${fmtT(v.t)} [${v.actors.join(', ')}]: ${v.message}`,
+      );
       lines.push(`    ${''.padEnd(width)}  replay: ${inv.replay}`);
       for (const r of v.trace.slice(-6)) {
-        lines.push(`    ${''.padEnd(width)}  | ${fmtT(r.t)} ${r.kind} ${r.from ?? ''}${r.to ? ' → ' + r.to : ''} ${r.type}`);
+        lines.push(`    ${''.padEnd(width)}  | ${fmtT(r.t)} ${r.kind} ${r.from ?? ''}${r.to ? ` → ${r.to}` : ''} ${r.type}`);
       }
     } else {
       lines.push(`  ${mark} ${inv.id.padEnd(width)}  ${inv.status === 'held' ? `held (${n(inv.checks)} checks)` : 'not exercised'}`);
     }
   }
-  if (s.actorErrors.length) lines.push(`errors     ${s.actorErrors.length} actor error(s); first: ${s.actorErrors[0].actor}: ${s.actorErrors[0].message}`);
+  if (s.actorErrors.length)
+    lines.push(`errors     ${s.actorErrors.length} actor error(s); first: ${s.actorErrors[0].actor}: ${s.actorErrors[0].message}`);
   lines.push(s.expectations.met ? 'expect     met' : `expect     NOT MET\n${s.expectations.failures.map((f) => `  - ${f}`).join('\n')}`);
   if (s.traceHash) lines.push(`trace hash ${s.traceHash}`);
   if (extra.runDir) lines.push(`run folder ${extra.runDir}`);

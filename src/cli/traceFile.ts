@@ -12,7 +12,7 @@ export function openTraceFile(path: string): TraceFile {
   let size = 0;
   const flush = (): void => {
     if (chunk.length === 0) return;
-    writeSync(fd, chunk.join('\n') + '\n');
+    writeSync(fd, `${chunk.join('\n')}\n`);
     chunk = [];
     size = 0;
   };

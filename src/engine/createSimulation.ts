@@ -8,7 +8,7 @@
  * console.log(result.reachedUs, result.counters.messagesSent);
  */
 import type { AnyStateMachine, EventObject } from 'xstate';
-import type { Envelope, ExecEffect, HostEffect } from '../protocol/host.js';
+import type { Envelope, ExecEffect } from '../protocol/host.js';
 import { EventKind, EventQueue } from './eventQueue.js';
 import type { BackendName, KernelEffect, MachineInstance } from './machineBackend.js';
 import { backendByName } from './machineBackend.js';
@@ -180,7 +180,9 @@ export function createSimulation(opts: SimulationOptions): Simulation {
   const backend = backendByName(opts.backend ?? 'flat');
   const names = opts.actors.map((a) => a.name);
   const indexByName = new Map<string, number>();
-  names.forEach((n, i) => indexByName.set(n, i));
+  names.forEach((n, i) => {
+    indexByName.set(n, i);
+  });
   const network = new Network(opts.network, opts.seed, names);
   const queue = new EventQueue();
   const observers = opts.observers ?? [];
@@ -329,7 +331,14 @@ export function createSimulation(opts: SimulationOptions): Simulation {
           const seq = ++a.seq;
           a.timers.set(e.id, seq);
           const payload: TimerPayload = { gen: a.gen, id: e.id, seq, event: e.event };
-          queue.push({ time: now + Math.round(e.delayMs * 1000), kind: EventKind.Timer, target: a.index, origin: a.index, originSeq: seq, payload });
+          queue.push({
+            time: now + Math.round(e.delayMs * 1000),
+            kind: EventKind.Timer,
+            target: a.index,
+            origin: a.index,
+            originSeq: seq,
+            payload,
+          });
           break;
         }
         case 'timer.cancel':
@@ -518,7 +527,14 @@ export function createSimulation(opts: SimulationOptions): Simulation {
               link.lastDeliveryUs = at;
             }
           }
-          queue.push({ time: at, kind: EventKind.Message, target: h.payload.to, origin: h.payload.from, originSeq: h.originSeq, payload: h.payload });
+          queue.push({
+            time: at,
+            kind: EventKind.Message,
+            target: h.payload.to,
+            origin: h.payload.from,
+            originSeq: h.originSeq,
+            payload: h.payload,
+          });
         }
         break;
       }

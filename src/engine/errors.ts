@@ -31,6 +31,11 @@ export class ProtosimError extends Error {
 
 /** True for a {@link ProtosimError} or its JSON form (duck-typed on purpose). */
 export function isProtosimError(x: unknown): x is { code: ErrorCode; message: string; details?: unknown } {
-  return typeof x === 'object' && x !== null && typeof (x as { code?: unknown }).code === 'string' &&
-    (x as { code: string }).code in ERROR_EXIT_CODES && typeof (x as { message?: unknown }).message === 'string';
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof (x as { code?: unknown }).code === 'string' &&
+    (x as { code: string }).code in ERROR_EXIT_CODES &&
+    typeof (x as { message?: unknown }).message === 'string'
+  );
 }

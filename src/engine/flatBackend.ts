@@ -138,7 +138,12 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
         // (emit, delayed raise, cancel) go out at once while nothing deferred is queued before them;
         // from the first assign or custom action on, everything waits for `collect` to return —
         // the order XState resolves enqueued actions in.
-        let run: { ctx: Ctx; event: EventObject; out: KernelEffect[]; queued: unknown[] } = { ctx: {}, event: { type: '' }, out: [], queued: [] };
+        let run: { ctx: Ctx; event: EventObject; out: KernelEffect[]; queued: unknown[] } = {
+          ctx: {},
+          event: { type: '' },
+          out: [],
+          queued: [],
+        };
         const put = (item: { kind: string }, immediate: boolean): void => {
           if (immediate && run.queued.length === 0) runQueued(item, run.ctx, run.event, run.out);
           else run.queued.push(item);
@@ -170,13 +175,15 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
 
   const compileAssign = (assignment: unknown, resolveParams: (c: Ctx, e: EventObject) => unknown): Step => {
     if (typeof assignment === 'function') {
-      return (ctx, event) => void Object.assign(ctx, (assignment as (a: Args, p: unknown) => Ctx)({ context: ctx, event }, resolveParams(ctx, event)));
+      return (ctx, event) =>
+        void Object.assign(ctx, (assignment as (a: Args, p: unknown) => Ctx)({ context: ctx, event }, resolveParams(ctx, event)));
     }
     const entries = Object.entries(assignment as Record<string, unknown>);
     return (ctx, event) => {
       const p = resolveParams(ctx, event);
       const partial: Ctx = {};
-      for (const [k, v] of entries) partial[k] = typeof v === 'function' ? (v as (a: Args, p: unknown) => unknown)({ context: ctx, event }, p) : v;
+      for (const [k, v] of entries)
+        partial[k] = typeof v === 'function' ? (v as (a: Args, p: unknown) => unknown)({ context: ctx, event }, p) : v;
       Object.assign(ctx, partial);
     };
   };
@@ -202,7 +209,14 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
   };
 
   const runQueued = (q: unknown, ctx: Ctx, event: EventObject, out: KernelEffect[]): void => {
-    const item = q as { kind?: string; a?: unknown; e?: unknown; o?: { id?: string; delay?: unknown }; sendId?: unknown; assignment?: unknown };
+    const item = q as {
+      kind?: string;
+      a?: unknown;
+      e?: unknown;
+      o?: { id?: string; delay?: unknown };
+      sendId?: unknown;
+      assignment?: unknown;
+    };
     switch (item.kind) {
       case 'action':
         compileAction(item.a, 'enqueueActions')(ctx, event, out);
@@ -264,7 +278,10 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
     for (const type of types) {
       if (type.includes('*')) fail(`a wildcard event descriptor '${type}'`);
       const list = [...(node.transitions.get(type) ?? []), ...(root.transitions.get(type) ?? [])];
-      on.set(type, list.map((t) => compileTransition(t, i, type)));
+      on.set(
+        type,
+        list.map((t) => compileTransition(t, i, type)),
+      );
     }
     return { key: node.key, final: node.type === 'final', on };
   });

@@ -78,7 +78,7 @@ interface XStateScope {
 const scopes = new WeakMap<AnyStateMachine, XStateScope>();
 
 function scopeFor(machine: AnyStateMachine): XStateScope {
-  let s = scopes.get(machine);
+  const s = scopes.get(machine);
   if (s) return s;
   const self = createActor(machine as AnyStateMachine, { input: {} as never });
   const holder: XStateScope = { out: [], scope: undefined };

@@ -32,10 +32,14 @@ export class RandomStream {
   constructor(seed: number, name: string) {
     let s = hashString32(name, hashString32(String(seed)));
     let out: number;
-    [s, out] = splitmix32(s); this.a = out;
-    [s, out] = splitmix32(s); this.b = out;
-    [s, out] = splitmix32(s); this.c = out;
-    [s, out] = splitmix32(s); this.d = out;
+    [s, out] = splitmix32(s);
+    this.a = out;
+    [s, out] = splitmix32(s);
+    this.b = out;
+    [s, out] = splitmix32(s);
+    this.c = out;
+    [s, out] = splitmix32(s);
+    this.d = out;
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
   }
 

@@ -14,11 +14,23 @@ export const MW_INVARIANTS: readonly InvariantInfo[] = [
   { id: 'mw.one-manager', number: 1, title: 'a worker has at most one manager; once settled W.manager = M iff W ∈ M.workers' },
   { id: 'mw.one-answer', number: 2, title: 'every request gets exactly one answer (of a kind it allows); no answer is answered' },
   { id: 'mw.not-mine', number: 3, title: 'relationship-scoped requests from a non-partner get NotMine and change no task state' },
-  { id: 'mw.silence-after-bye', number: 4, title: 'after ManagerBye or NotMine, neither side sends new relationship-scoped requests to the other' },
+  {
+    id: 'mw.silence-after-bye',
+    number: 4,
+    title: 'after ManagerBye or NotMine, neither side sends new relationship-scoped requests to the other',
+  },
   { id: 'mw.liveness', number: 5, title: 'an unresponsive partner is dropped within timeout + checkInterval; a responsive one never is' },
-  { id: 'mw.task-monotone', number: 6, title: "each task's reports are monotone Pending → Started → Completed | Error; TasksPong answers exactly the asked ids" },
-  { id: 'mw.slots', number: 7, title: "tasks assigned to a worker ≤ its cpuCount; every assigned task of a lost worker is aborted once" },
-  { id: 'mw.failure-accounting', number: 8, title: 'failures counted as specified; a task is definitely failed at most once and never after completion' },
+  {
+    id: 'mw.task-monotone',
+    number: 6,
+    title: "each task's reports are monotone Pending → Started → Completed | Error; TasksPong answers exactly the asked ids",
+  },
+  { id: 'mw.slots', number: 7, title: 'tasks assigned to a worker ≤ its cpuCount; every assigned task of a lost worker is aborted once' },
+  {
+    id: 'mw.failure-accounting',
+    number: 8,
+    title: 'failures counted as specified; a task is definitely failed at most once and never after completion',
+  },
   { id: 'mw.authorised-only', number: 9, title: 'a worker never keeps a manager outside a non-empty authorizedManagers' },
   { id: 'mw.shutdown-bye-only', number: 10, title: 'a shutting-down node sends only ManagerBye' },
 ];
@@ -161,7 +173,15 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     isWorkerName(receiver) ? workerManager.get(receiver) === sender : (managerWorkers.get(receiver)?.has(sender) ?? false);
 
   const startRel = (owner: string, partner: string, t: number): void => {
-    rels.set(owner, partner, { owner, partner, startRid: ridSent.get(owner) ?? 0, sinceUs: t, lastPongUs: -Infinity, baselineUs: t, reported: false });
+    rels.set(owner, partner, {
+      owner,
+      partner,
+      startRid: ridSent.get(owner) ?? 0,
+      sinceUs: t,
+      lastPongUs: -Infinity,
+      baselineUs: t,
+      reported: false,
+    });
     closed.delete(owner, partner);
   };
 
@@ -171,8 +191,12 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         // A paused node cannot settle anything; its pairs are judged from its resume on.
         if (paused.has(a.w) || paused.has(a.m)) return;
         if (t - a.since > settleUs) {
-          L.violate('mw.one-manager', t, [a.w, a.m],
-            `${a.w}.manager = ${workerManager.get(a.w) ?? 'none'} but ${a.m}.workers ${managerWorkers.get(a.m)?.has(a.w) ? 'contains' : 'lacks'} ${a.w} for ${((t - a.since) / 1e6).toFixed(3)}s (settling allows ${(settleUs / 1e6).toFixed(3)}s)`);
+          L.violate(
+            'mw.one-manager',
+            t,
+            [a.w, a.m],
+            `${a.w}.manager = ${workerManager.get(a.w) ?? 'none'} but ${a.m}.workers ${managerWorkers.get(a.m)?.has(a.w) ? 'contains' : 'lacks'} ${a.w} for ${((t - a.since) / 1e6).toFixed(3)}s (settling allows ${(settleUs / 1e6).toFixed(3)}s)`,
+          );
           a.since = Infinity;
         }
       });
@@ -189,8 +213,12 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         const quietSince = Math.max(r.lastPongUs, r.sinceUs, r.baselineUs);
         if (t - quietSince > allowUs) {
           r.reported = true;
-          L.violate('mw.liveness', t, [owner, partner],
-            `${owner} kept unresponsive partner ${partner}: no pong for ${((t - quietSince) / 1e6).toFixed(3)}s (allowed ${(allowUs / 1e6).toFixed(3)}s)`);
+          L.violate(
+            'mw.liveness',
+            t,
+            [owner, partner],
+            `${owner} kept unresponsive partner ${partner}: no pong for ${((t - quietSince) / 1e6).toFixed(3)}s (allowed ${(allowUs / 1e6).toFixed(3)}s)`,
+          );
         }
       });
     }
@@ -203,12 +231,22 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         if (obs.manager !== null) {
           L.check('mw.one-manager');
           if (before !== null && before !== obs.manager) {
-            L.violate('mw.one-manager', t, [actor, before, obs.manager], `${actor} took manager ${obs.manager} while still managed by ${before}`);
+            L.violate(
+              'mw.one-manager',
+              t,
+              [actor, before, obs.manager],
+              `${actor} took manager ${obs.manager} while still managed by ${before}`,
+            );
           }
           L.check('mw.authorised-only');
           const allowed = info.get(actor)?.authorizedManagers ?? [];
           if (allowed.length > 0 && !allowed.includes(obs.manager)) {
-            L.violate('mw.authorised-only', t, [actor, obs.manager], `${actor} took manager ${obs.manager}, not in authorizedManagers [${allowed.join(', ')}]`);
+            L.violate(
+              'mw.authorised-only',
+              t,
+              [actor, obs.manager],
+              `${actor} took manager ${obs.manager}, not in authorizedManagers [${allowed.join(', ')}]`,
+            );
           }
           startRel(actor, obs.manager, t);
         } else if (before !== null) {
@@ -241,16 +279,25 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         const r = rels.get(actor, obs.peer);
         const a = info.get(actor);
         if (r && a && t - r.lastPongUs <= a.timeoutMs * 1000) {
-          L.violate('mw.liveness', t, [actor, obs.peer],
-            `${actor} dropped responsive partner ${obs.peer}: last pong ${((t - r.lastPongUs) / 1e6).toFixed(3)}s ago, timeout ${a.timeoutMs / 1000}s`);
+          L.violate(
+            'mw.liveness',
+            t,
+            [actor, obs.peer],
+            `${actor} dropped responsive partner ${obs.peer}: last pong ${((t - r.lastPongUs) / 1e6).toFixed(3)}s ago, timeout ${a.timeoutMs / 1000}s`,
+          );
         }
         break;
       }
       case 'mw.task.aborted': {
         L.check('mw.slots');
         const e = expectedAborts.find((x) => x.manager === actor && x.worker === obs.worker);
-        if (!e || !e.tasks.delete(obs.taskId)) {
-          L.violate('mw.slots', t, [actor, obs.worker], `${actor} aborted ${obs.taskId} of ${obs.worker} again, or a task that was not assigned to it`);
+        if (!e?.tasks.delete(obs.taskId)) {
+          L.violate(
+            'mw.slots',
+            t,
+            [actor, obs.worker],
+            `${actor} aborted ${obs.taskId} of ${obs.worker} again, or a task that was not assigned to it`,
+          );
         }
         break;
       }
@@ -258,7 +305,12 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         L.check('mw.failure-accounting');
         const acc = accountOf(actor, obs.taskId);
         if (obs.failures !== acc.failures) {
-          L.violate('mw.failure-accounting', t, [actor], `${actor} counts ${obs.failures} failures for ${obs.taskId}; the statuses it received count ${acc.failures}`);
+          L.violate(
+            'mw.failure-accounting',
+            t,
+            [actor],
+            `${actor} counts ${obs.failures} failures for ${obs.taskId}; the statuses it received count ${acc.failures}`,
+          );
         }
         break;
       }
@@ -268,7 +320,13 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         const max = info.get(actor)?.maxFailures ?? 1;
         if (acc.failed) L.violate('mw.failure-accounting', t, [actor], `${obs.taskId} definitely failed twice`);
         else if (acc.completed) L.violate('mw.failure-accounting', t, [actor], `${obs.taskId} definitely failed after it completed`);
-        else if (acc.failures < max) L.violate('mw.failure-accounting', t, [actor], `${obs.taskId} definitely failed after ${acc.failures} counted failures (maxFailures ${max})`);
+        else if (acc.failures < max)
+          L.violate(
+            'mw.failure-accounting',
+            t,
+            [actor],
+            `${obs.taskId} definitely failed after ${acc.failures} counted failures (maxFailures ${max})`,
+          );
         acc.failed = true;
         mustFail = mustFail.filter((x) => !(x.manager === actor && x.taskId === obs.taskId));
         break;
@@ -293,7 +351,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   /** A terminal (or Unknown) status for `taskId` reached manager `m` from worker `w`. */
   const managerLearns = (t: number, m: string, w: string, taskId: string, status: TaskStatus): void => {
     const out = outstanding.get(m, w);
-    if (!out || !out.has(taskId)) return;
+    if (!out?.has(taskId)) return;
     out.delete(taskId);
     if (status.kind === 'Error' && COUNTED_FAILURES.has(status.error)) {
       const acc = accountOf(m, taskId);
@@ -356,7 +414,8 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
           if (r) r.lastPongUs = t;
         }
         if (m.type === 'TasksPong' && isManagerName(to) && managerWorkers.get(to)?.has(from)) {
-          for (const s of m.statuses) if (isTerminal(s.status) || s.status.kind === 'Unknown') managerLearns(t, to, from, s.taskId, s.status);
+          for (const s of m.statuses)
+            if (isTerminal(s.status) || s.status.kind === 'Unknown') managerLearns(t, to, from, s.taskId, s.status);
         }
       }
       // A NotMine about a request older than the current relationship is a late or duplicated one
@@ -370,28 +429,53 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       const m = msg as MwMessage;
       if (shutDown.has(from)) {
         L.check('mw.shutdown-bye-only');
-        if (m.type !== 'ManagerBye') L.violate('mw.shutdown-bye-only', t, [from, to], `${from} sent ${m.type} to ${to} after it began shutting down`);
+        if (m.type !== 'ManagerBye')
+          L.violate('mw.shutdown-bye-only', t, [from, to], `${from} sent ${m.type} to ${to} after it began shutting down`);
       }
       if (!isMwRequest(m)) {
         // An answer: it must answer the request being processed, once.
         const re = (msg as Envelope).re;
         if (!stepReq || stepReq.from !== to || stepReq.rid !== re) {
-          L.violate('mw.one-answer', t, [from, to], `${from} sent ${m.type} (re ${re}) to ${to}, which answers no request it is processing (an answer to an answer, or a late answer)`);
+          L.violate(
+            'mw.one-answer',
+            t,
+            [from, to],
+            `${from} sent ${m.type} (re ${re}) to ${to}, which answers no request it is processing (an answer to an answer, or a late answer)`,
+          );
           return;
         }
         stepReq.answers += 1;
         const allowed = MW_ANSWERS[stepReq.type];
         if (!allowed.includes(m.type)) {
-          L.violate('mw.one-answer', t, [from, to], `${from} answered ${stepReq.type} from ${to} with ${m.type}; the protocol allows ${allowed.join(' or ')}`);
+          L.violate(
+            'mw.one-answer',
+            t,
+            [from, to],
+            `${from} answered ${stepReq.type} from ${to} with ${m.type}; the protocol allows ${allowed.join(' or ')}`,
+          );
         }
         if (stepReq.nonPartner && m.type !== 'NotMine') {
-          L.violate('mw.not-mine', t, [from, to], `${from} answered ${stepReq.type} from non-partner ${to} with ${m.type} instead of NotMine`);
+          L.violate(
+            'mw.not-mine',
+            t,
+            [from, to],
+            `${from} answered ${stepReq.type} from non-partner ${to} with ${m.type} instead of NotMine`,
+          );
         }
         if (m.type === 'TasksPong' && stepReq.askedIds) {
           L.check('mw.task-monotone');
           const asked = [...stepReq.askedIds].sort().join('\n');
-          const got = m.statuses.map((s) => s.taskId).sort().join('\n');
-          if (asked !== got) L.violate('mw.task-monotone', t, [from, to], `${from}'s TasksPong answers [${got.split('\n').join(', ')}] but ${to} asked [${asked.split('\n').join(', ')}]`);
+          const got = m.statuses
+            .map((s) => s.taskId)
+            .sort()
+            .join('\n');
+          if (asked !== got)
+            L.violate(
+              'mw.task-monotone',
+              t,
+              [from, to],
+              `${from}'s TasksPong answers [${got.split('\n').join(', ')}] but ${to} asked [${asked.split('\n').join(', ')}]`,
+            );
         }
         if (m.type === 'NotMine') closed.set(from, to, true);
         return;
@@ -401,11 +485,21 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       if (RELATIONSHIP_SCOPED.has(m.type)) {
         L.check('mw.silence-after-bye');
         if (closed.has(from, to)) {
-          L.violate('mw.silence-after-bye', t, [from, to], `${from} sent ${m.type} to ${to} after ManagerBye/NotMine ended their relationship`);
+          L.violate(
+            'mw.silence-after-bye',
+            t,
+            [from, to],
+            `${from} sent ${m.type} to ${to} after ManagerBye/NotMine ended their relationship`,
+          );
         }
       }
       if (stepReq?.nonPartner && (m.type === 'TaskStatus' || m.type === 'TasksExecute')) {
-        L.violate('mw.not-mine', t, [from, stepReq.from], `${from} changed task state (sent ${m.type}) while handling ${stepReq.type} from non-partner ${stepReq.from}`);
+        L.violate(
+          'mw.not-mine',
+          t,
+          [from, stepReq.from],
+          `${from} changed task state (sent ${m.type}) while handling ${stepReq.type} from non-partner ${stepReq.from}`,
+        );
       }
       if (m.type === 'ManagerBye') closed.set(from, to, true);
       if (m.type === 'TaskStatus') {
@@ -443,13 +537,20 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     onStepEnd(t, actor) {
       if (stepReq) {
         if (stepReq.answers !== 1) {
-          L.violate('mw.one-answer', t, [actor, stepReq.from],
-            stepReq.answers === 0 ? `${actor} left ${stepReq.type} (rid ${stepReq.rid}) from ${stepReq.from} unanswered` : `${actor} answered ${stepReq.type} (rid ${stepReq.rid}) from ${stepReq.from} ${stepReq.answers} times`);
+          L.violate(
+            'mw.one-answer',
+            t,
+            [actor, stepReq.from],
+            stepReq.answers === 0
+              ? `${actor} left ${stepReq.type} (rid ${stepReq.rid}) from ${stepReq.from} unanswered`
+              : `${actor} answered ${stepReq.type} (rid ${stepReq.rid}) from ${stepReq.from} ${stepReq.answers} times`,
+          );
         }
         stepReq = undefined;
       }
       for (const e of expectedAborts) {
-        for (const taskId of e.tasks) L.violate('mw.slots', t, [e.manager, e.worker], `${e.manager} lost ${e.worker} without aborting its task ${taskId}`);
+        for (const taskId of e.tasks)
+          L.violate('mw.slots', t, [e.manager, e.worker], `${e.manager} lost ${e.worker} without aborting its task ${taskId}`);
       }
       expectedAborts = [];
       for (const f of mustFail) {

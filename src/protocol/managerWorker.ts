@@ -81,15 +81,7 @@ export type ManagerPong = { type: 'ManagerPong'; re: number };
 export type NotMine = { type: 'NotMine'; re: number };
 export type TasksPong = { type: 'TasksPong'; re: number; statuses: { taskId: string; status: TaskStatus }[] };
 
-export type MwRequest =
-  | NodeTypeRequest
-  | ManagerRequest
-  | ManagerBye
-  | ManagerPing
-  | TasksExecute
-  | TasksPing
-  | TasksAbord
-  | TaskStatusMsg;
+export type MwRequest = NodeTypeRequest | ManagerRequest | ManagerBye | ManagerPing | TasksExecute | TasksPing | TasksAbord | TaskStatusMsg;
 export type MwAnswer = NodeTypeAnswer | ManagerAnswer | Ack | ManagerPong | NotMine | TasksPong;
 export type MwMessage = MwRequest | MwAnswer;
 export type MwRequestType = MwRequest['type'];
@@ -108,13 +100,7 @@ export const MW_ANSWERS: Readonly<Record<MwRequestType, readonly MwAnswerType[]>
 };
 
 /** Requests that only a partner may send; a non-partner gets `NotMine` (invariant 3). */
-export const RELATIONSHIP_SCOPED: ReadonlySet<string> = new Set([
-  'ManagerPing',
-  'TasksExecute',
-  'TasksPing',
-  'TasksAbord',
-  'TaskStatus',
-]);
+export const RELATIONSHIP_SCOPED: ReadonlySet<string> = new Set(['ManagerPing', 'TasksExecute', 'TasksPing', 'TasksAbord', 'TaskStatus']);
 
 export function isMwRequest(msg: { type: string }): msg is MwRequest {
   return MW_ANSWERS_BY_TYPE.has(msg.type);
@@ -175,9 +161,7 @@ export const mwMessageSchema = z.discriminatedUnion('type', [
 ]);
 
 /** Validates an untrusted manager/worker message. */
-export function parseMwMessage(
-  input: unknown,
-): { ok: true; msg: MwMessage } | { ok: false; error: string } {
+export function parseMwMessage(input: unknown): { ok: true; msg: MwMessage } | { ok: false; error: string } {
   const r = mwMessageSchema.safeParse(input);
   if (r.success) return { ok: true, msg: r.data as MwMessage };
   const issue = r.error.issues[0];

@@ -24,7 +24,7 @@ export interface ScenarioProblem {
 
 /** Formats a problem the way every protosim error names a place in a file. */
 export function formatProblem(p: ScenarioProblem): string {
-  return `${p.file}:${p.line}:${p.col} ${p.path ? p.path + ': ' : ''}${p.message}`;
+  return `${p.file}:${p.line}:${p.col} ${p.path ? `${p.path}: ` : ''}${p.message}`;
 }
 
 export class ScenarioError extends ProtosimError {
@@ -74,7 +74,10 @@ export function loadScenario(file: string): LoadedScenario {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as { code?: string }).code;
-    throw new ProtosimError('E_SCENARIO_UNREADABLE', `${file}: cannot read the scenario file (${code === 'ENOENT' ? 'no such file' : code ?? String(err)})`);
+    throw new ProtosimError(
+      'E_SCENARIO_UNREADABLE',
+      `${file}: cannot read the scenario file (${code === 'ENOENT' ? 'no such file' : (code ?? String(err))})`,
+    );
   }
   return parseScenario(text, file);
 }
@@ -138,18 +141,26 @@ export function parseScenario(text: string, file: string): LoadedScenario {
   const problems: ScenarioProblem[] = [];
   const family = FAMILIES.find((f) => f.protocol === scenario.protocol)!;
   if (scenario.mode !== undefined && !family.modes.includes(scenario.mode)) {
-    problems.push(locate(['mode'], `expected one of ${family.modes.join(', ')} for protocol ${family.protocol}, got ${describe(scenario.mode)}`));
+    problems.push(
+      locate(['mode'], `expected one of ${family.modes.join(', ')} for protocol ${family.protocol}, got ${describe(scenario.mode)}`),
+    );
   }
   const familyRoles = family.roles.map((r) => (r.shape.role as z.ZodLiteral<string>).value);
   scenario.actors.forEach((a, i) => {
     if (!familyRoles.includes(a.role as string)) {
-      problems.push(locate(['actors', i, 'role'], `expected a role of protocol ${family.protocol} (${familyRoles.join(', ')}), got ${describe(a.role)}`));
+      problems.push(
+        locate(
+          ['actors', i, 'role'],
+          `expected a role of protocol ${family.protocol} (${familyRoles.join(', ')}), got ${describe(a.role)}`,
+        ),
+      );
     }
   });
   const ids = family.invariants.map((inv) => inv.id);
   const checkIds = (list: string[], path: Path): void =>
     list.forEach((id, i) => {
-      if (!ids.includes(id)) problems.push(locate([...path, i], `expected an invariant id of ${family.protocol} (${ids.join(', ')}), got ${describe(id)}`));
+      if (!ids.includes(id))
+        problems.push(locate([...path, i], `expected an invariant id of ${family.protocol} (${ids.join(', ')}), got ${describe(id)}`));
     });
   if (scenario.invariants !== 'all') checkIds(scenario.invariants, ['invariants']);
   checkIds(scenario.expect.violated, ['expect', 'violated']);
@@ -163,12 +174,23 @@ function problemOf(issue: z.core.$ZodIssue, data: unknown, locate: (p: Path, m: 
   const path = issue.path as Path;
   const got = valueAt(data, path);
   const parentValue = valueAt(data, path.slice(0, -1));
-  if (got === undefined && path.length > 0 && issue.code !== 'unrecognized_keys' && typeof parentValue === 'object' && parentValue !== null && !Array.isArray(parentValue)) {
+  if (
+    got === undefined &&
+    path.length > 0 &&
+    issue.code !== 'unrecognized_keys' &&
+    typeof parentValue === 'object' &&
+    parentValue !== null &&
+    !Array.isArray(parentValue)
+  ) {
     return locate(path.slice(0, -1), `missing field ${JSON.stringify(path[path.length - 1])}: ${baseMessage(issue.message)}`);
   }
   switch (issue.code) {
     case 'unrecognized_keys':
-      return locate(path, `unknown field (expected one of the fields of ${formatPath(path) || 'the scenario'}; see scenarios/scenario.schema.json)`, issue.keys[0]);
+      return locate(
+        path,
+        `unknown field (expected one of the fields of ${formatPath(path) || 'the scenario'}; see scenarios/scenario.schema.json)`,
+        issue.keys[0],
+      );
     case 'invalid_type':
       if (got === undefined) {
         const parent = path.slice(0, -1);
@@ -185,7 +207,10 @@ function problemOf(issue: z.core.$ZodIssue, data: unknown, locate: (p: Path, m: 
     case 'custom':
       return locate(path, baseMessage(issue.message));
     default:
-      return locate(path, got === undefined || typeof got === 'object' ? baseMessage(issue.message) : `${baseMessage(issue.message)}, got ${describe(got)}`);
+      return locate(
+        path,
+        got === undefined || typeof got === 'object' ? baseMessage(issue.message) : `${baseMessage(issue.message)}, got ${describe(got)}`,
+      );
   }
 }
 

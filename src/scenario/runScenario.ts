@@ -82,7 +82,14 @@ function toDist(d: DurationDistInput, us: (t: string) => number): LatencyDist {
 }
 
 const globToRegExp = (glob: string): RegExp =>
-  new RegExp('^' + glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
+  new RegExp(
+    '^' +
+      glob
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*') +
+      '$',
+  );
 
 /** Builds the simulation for a scenario (also used by tests that need the parts). */
 export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {}) {
@@ -118,9 +125,15 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       if (indexByName.has(item)) out.add(indexByName.get(item)!);
       else if (item.includes('*')) {
         const re = globToRegExp(item);
-        declared.forEach((d, i) => re.test(d.name) && out.add(i));
-      } else declared.forEach((d, i) => d.role === item && out.add(i));
-      if (out.size === before && !list.slice(0, k).includes(item)) fail(itemPath, `no actor matches ${JSON.stringify(item)} (actors: ${summariseNames(declared.map((d) => d.name))})`);
+        declared.forEach((d, i) => {
+          if (re.test(d.name)) out.add(i);
+        });
+      } else
+        declared.forEach((d, i) => {
+          if (d.role === item) out.add(i);
+        });
+      if (out.size === before && !list.slice(0, k).includes(item))
+        fail(itemPath, `no actor matches ${JSON.stringify(item)} (actors: ${summariseNames(declared.map((d) => d.name))})`);
     });
     return [...out].sort((a, b) => a - b);
   };
@@ -133,18 +146,25 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
   };
 
   // Network.
-  const linkOf = (base: LinkParams, o: { latency?: DurationDistInput; loss?: number; duplicate?: number; ordering?: LinkParams['ordering'] }, path: Path): LinkParams => {
+  const linkOf = (
+    base: LinkParams,
+    o: { latency?: DurationDistInput; loss?: number; duplicate?: number; ordering?: LinkParams['ordering'] },
+    path: Path,
+  ): LinkParams => {
     const p: LinkParams = {
       latency: o.latency === undefined ? base.latency : toDist(o.latency, us),
       loss: o.loss ?? base.loss,
       duplicate: o.duplicate ?? base.duplicate,
       ordering: o.ordering ?? base.ordering,
     };
-    if (p.duplicate > 0 && p.ordering !== 'unordered-duplicating') fail([...path, 'duplicate'], `duplicate needs ordering: unordered-duplicating, got ordering ${p.ordering}`);
+    if (p.duplicate > 0 && p.ordering !== 'unordered-duplicating')
+      fail([...path, 'duplicate'], `duplicate needs ordering: unordered-duplicating, got ordering ${p.ordering}`);
     if (o.latency !== undefined) checkDist(p.latency, [...path, 'latency']);
     return p;
   };
-  const defaults = linkOf({ latency: { dist: 'constant', valueUs: 1000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, s.network, ['network']);
+  const defaults = linkOf({ latency: { dist: 'constant', valueUs: 1000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, s.network, [
+    'network',
+  ]);
   const links: LinkRule[] = s.network.links.map((l, i) => ({
     from: new Set(selectIndices(l.from, ['network', 'links', i, 'from'])),
     to: new Set(selectIndices(l.to, ['network', 'links', i, 'to'])),
@@ -211,7 +231,12 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       const parsed = family.parseMessage(f.inject.msg);
       if (!parsed.ok) fail([...path, 'inject', 'msg'], `not a valid ${family.protocol} message: ${parsed.error}`);
       const to = selectIndices(f.inject.to, [...path, 'inject', 'to']);
-      for (const k of to) push(at, { kind: 'inject', from: f.inject.from, to: k, msg: f.inject.msg as { type: string } }, `inject ${f.inject.msg.type} ${f.inject.from} -> ${declared[k].name}`);
+      for (const k of to)
+        push(
+          at,
+          { kind: 'inject', from: f.inject.from, to: k, msg: f.inject.msg as { type: string } },
+          `inject ${f.inject.msg.type} ${f.inject.from} -> ${declared[k].name}`,
+        );
     }
   });
 
@@ -270,7 +295,11 @@ export function runScenario(loaded: LoadedScenario, overrides: RunOverrides = {}
 }
 
 /** Runs a scenario planned by {@link planScenario} (once: a plan holds the simulation's state). */
-export function runPlanned(loaded: LoadedScenario, plan: ScenarioPlan, overrides: Pick<RunOverrides, 'backend' | 'wallClockMs'> = {}): RunSummary {
+export function runPlanned(
+  loaded: LoadedScenario,
+  plan: ScenarioPlan,
+  overrides: Pick<RunOverrides, 'backend' | 'wallClockMs'> = {},
+): RunSummary {
   const { scenario: s, sim, built, seed } = plan;
   const backend = overrides.backend ?? 'flat';
   const t0 = overrides.wallClockMs?.();
@@ -281,23 +310,30 @@ export function runPlanned(loaded: LoadedScenario, plan: ScenarioPlan, overrides
     const first = r.violations[0];
     if (!first) return r;
     const until = formatDurationUs(first.t + 1000);
-    return { ...r, replay: `protosim run ${loaded.file} --seed ${seed}${backend !== 'flat' ? ` --backend ${backend}` : ''} --until ${until} --trace` };
+    return {
+      ...r,
+      replay: `protosim run ${loaded.file} --seed ${seed}${backend !== 'flat' ? ` --backend ${backend}` : ''} --until ${until} --trace`,
+    };
   });
 
   const failures: string[] = [];
   for (const id of s.expect.violated) {
-    if (invariants.find((i) => i.id === id)?.status !== 'violated') failures.push(`expected ${id} to be caught as violated, but it ${statusText(invariants.find((i) => i.id === id)?.status)}`);
+    if (invariants.find((i) => i.id === id)?.status !== 'violated')
+      failures.push(`expected ${id} to be caught as violated, but it ${statusText(invariants.find((i) => i.id === id)?.status)}`);
   }
   for (const id of s.expect.held) {
     const st = invariants.find((i) => i.id === id)?.status;
     if (st !== 'held') failures.push(`expected ${id} to hold (and be exercised), but it ${statusText(st)}`);
   }
   for (const inv of invariants) {
-    if (inv.status === 'violated' && !s.expect.violated.includes(inv.id)) failures.push(`${inv.id} was violated (${inv.violationCount}×): ${inv.violations[0].message}`);
+    if (inv.status === 'violated' && !s.expect.violated.includes(inv.id))
+      failures.push(`${inv.id} was violated (${inv.violationCount}×): ${inv.violations[0].message}`);
   }
   for (const e of result.actorErrors.slice(0, 5)) failures.push(`actor ${e.actor} threw at ${formatDurationUs(e.t)}: ${e.message}`);
   if (result.stall) {
-    failures.push(`the run stalled: ${result.stall.events.toLocaleString('en-US')} events at ${formatDurationUs(result.stall.atUs)} without virtual time advancing (a zero-delay loop?)`);
+    failures.push(
+      `the run stalled: ${result.stall.events.toLocaleString('en-US')} events at ${formatDurationUs(result.stall.atUs)} without virtual time advancing (a zero-delay loop?)`,
+    );
   }
 
   const c = result.counters;

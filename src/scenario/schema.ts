@@ -10,7 +10,9 @@ import { duration, durationDist, nonNegativeInt, probability, selector, selector
 const linkParams = {
   latency: durationDist.optional().meta({ description: 'Latency distribution (a bare duration is constant).' }),
   loss: probability.optional().meta({ description: 'Probability that a message is lost.' }),
-  duplicate: probability.optional().meta({ description: 'Probability that a message is delivered twice (needs ordering: unordered-duplicating).' }),
+  duplicate: probability
+    .optional()
+    .meta({ description: 'Probability that a message is delivered twice (needs ordering: unordered-duplicating).' }),
   ordering: z.enum(ORDERINGS, { error: `expected one of ${ORDERINGS.join(', ')}` }).optional(),
 };
 
@@ -62,10 +64,20 @@ export const faultSchema = z
       });
       return;
     }
-    const pairs: [string, string][] = [['restart', 'crash'], ['resume', 'pause'], ['heal', 'partition'], ['release', 'hold'], ['by', 'skew']];
+    const pairs: [string, string][] = [
+      ['restart', 'crash'],
+      ['resume', 'pause'],
+      ['heal', 'partition'],
+      ['release', 'hold'],
+      ['by', 'skew'],
+    ];
     for (const [k, owner] of pairs) {
       if ((f as Record<string, unknown>)[k] !== undefined && (f as Record<string, unknown>)[owner] === undefined) {
-        ctx.addIssue({ code: 'custom', path: [k], message: `${k} goes with ${owner}${k === 'restart' && f.pause !== undefined ? ' (a pause ends with resume)' : ''}` });
+        ctx.addIssue({
+          code: 'custom',
+          path: [k],
+          message: `${k} goes with ${owner}${k === 'restart' && f.pause !== undefined ? ' (a pause ends with resume)' : ''}`,
+        });
       }
     }
     if (f.skew !== undefined && f.by === undefined) ctx.addIssue({ code: 'custom', path: ['by'], message: 'skew needs by (a duration)' });
@@ -97,9 +109,7 @@ export const scenarioSchema = z.strictObject({
   network: networkSchema,
   actors: z.array(actorSchema, { error: 'expected a list of actors' }).min(1, { error: 'expected at least one actor' }),
   faults: z.array(faultSchema).default([]),
-  invariants: z
-    .union([z.literal('all'), z.array(z.string())], { error: 'expected all, or a list of invariant ids' })
-    .default('all'),
+  invariants: z.union([z.literal('all'), z.array(z.string())], { error: 'expected all, or a list of invariant ids' }).default('all'),
   expect: z
     .strictObject({
       violated: z.array(z.string()).default([]).meta({ description: 'Invariants this run must catch as violated.' }),

@@ -4,4 +4,4 @@ import { fileURLToPath } from 'node:url';
 import { scenarioJsonSchema } from './schema.js';
 
 const target = fileURLToPath(new URL('../../scenarios/scenario.schema.json', import.meta.url));
-writeFileSync(target, JSON.stringify(scenarioJsonSchema(), null, 2) + '\n');
+writeFileSync(target, `${JSON.stringify(scenarioJsonSchema(), null, 2)}\n`);

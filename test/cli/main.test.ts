@@ -28,7 +28,14 @@ function cli(args: string[], tty = false) {
   let out = '';
   let err = '';
   let progress = '';
-  const stderr = { isTTY: tty, columns: 100, write: (t: string) => ((progress += t), true) } as unknown as NodeJS.WriteStream;
+  const stderr = {
+    isTTY: tty,
+    columns: 100,
+    write: (t: string) => {
+      progress += t;
+      return true;
+    },
+  } as unknown as NodeJS.WriteStream;
   let clock = 0;
   const code = main(args, { out: (t) => void (out += t), err: (t) => void (err += t), stderr, wallMs: () => (clock += 150) });
   return { code, out, err, progress };
@@ -45,7 +52,16 @@ describe('protosim CLI', () => {
   it('usage errors exit 2 with a message and no stack', () => {
     const aFile = join(dir, 'a-file');
     writeFileSync(aFile, 'not a folder');
-    for (const args of [['run', small, '--out', aFile], ['frobnicate'], ['run'], ['run', small, '--seed', 'abc'], ['run', small, '--until', 'soon'], ['run', small, '--backend', 'fast'], ['run', small, '--bogus'], ['run', join(dir, 'missing.yaml')]]) {
+    for (const args of [
+      ['run', small, '--out', aFile],
+      ['frobnicate'],
+      ['run'],
+      ['run', small, '--seed', 'abc'],
+      ['run', small, '--until', 'soon'],
+      ['run', small, '--backend', 'fast'],
+      ['run', small, '--bogus'],
+      ['run', join(dir, 'missing.yaml')],
+    ]) {
       const r = cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.err).toMatch(/^protosim: /);
@@ -60,7 +76,9 @@ describe('protosim CLI', () => {
     expect(a.code).toBe(0);
     expect(b.code).toBe(0);
     expect(readdirSync(out).sort()).toEqual(['small-seed1', 'small-seed1-2']);
-    const trace = readFileSync(join(out, 'small-seed1', 'trace.jsonl'), 'utf8').trim().split('\n');
+    const trace = readFileSync(join(out, 'small-seed1', 'trace.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
     expect(trace.length).toBeGreaterThan(100);
     expect(JSON.parse(trace[0])).toMatchObject({ t: 0, kind: 'send' });
     const summary = JSON.parse(readFileSync(join(out, 'small-seed1', 'summary.json'), 'utf8')) as { traceHash: string };
@@ -82,14 +100,14 @@ describe('protosim CLI', () => {
     writeFileSync(big, readFileSync(small, 'utf8').replace('count: 30', 'count: 3000').replace('name: small', 'name: big'));
     const onTty = cli(['run', big, '--out', join(dir, 'p1')], true);
     const offTty = cli(['run', big, '--out', join(dir, 'p2')], false);
-    expect(onTty.progress).toMatch(/\rbig \[#*\.*\] +\d+%  t=\S+  events [\d,]+/);
+    expect(onTty.progress).toMatch(/\rbig \[#*\.*\] +\d+% {2}t=\S+ {2}events [\d,]+/);
     expect(onTty.progress.endsWith('\r\x1b[K')).toBe(true);
     expect(offTty.progress).toBe('');
   });
 
   it('exit 1 when an expectation fails, with the reason', () => {
     const f = join(dir, 'unmet.yaml');
-    writeFileSync(f, readFileSync(small, 'utf8').replace('name: small', 'name: unmet') + 'expect: { violated: [mw.slots] }\n');
+    writeFileSync(f, `${readFileSync(small, 'utf8').replace('name: small', 'name: unmet')}expect: { violated: [mw.slots] }\n`);
     const r = cli(['run', f, '--out', join(dir, 'unmet-runs')]);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/expect {5}NOT MET\n {2}- expected mw\.slots to be caught as violated, but it held/);

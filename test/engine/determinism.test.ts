@@ -41,11 +41,14 @@ describe('determinism', () => {
     expect(c.hash).not.toBe(a.hash);
   });
 
-  test.prop([fc.integer({ min: 0, max: 2 ** 31 - 1 })], { numRuns: 8 })('any seed: twice the same hash, and XState\'s interpreter agrees with the flat backend', (seed) => {
-    const flat = traceOf(seed);
-    expect(traceOf(seed)).toEqual(flat);
-    expect(traceOf(seed, 'xstate')).toEqual(flat);
-  });
+  test.prop([fc.integer({ min: 0, max: 2 ** 31 - 1 })], { numRuns: 8 })(
+    "any seed: twice the same hash, and XState's interpreter agrees with the flat backend",
+    (seed) => {
+      const flat = traceOf(seed);
+      expect(traceOf(seed)).toEqual(flat);
+      expect(traceOf(seed, 'xstate')).toEqual(flat);
+    },
+  );
 
   it('distinct seeds almost always give distinct traces', () => {
     const hashes = new Set([1, 2, 3, 4, 5, 6, 7, 8].map((s) => traceOf(s).hash));

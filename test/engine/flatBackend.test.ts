@@ -25,7 +25,15 @@ const statuses = [
   { kind: 'Error', error: 'ABORTED' },
   { kind: 'Unknown' },
 ] as const;
-const spec = (taskId: string) => ({ taskId, programAddresses: [], programHash: 'h', programKind: 'k', argument: taskId, timeout: 5, maxNetworkUsage: 0 });
+const spec = (taskId: string) => ({
+  taskId,
+  programAddresses: [],
+  programHash: 'h',
+  programKind: 'k',
+  argument: taskId,
+  timeout: 5,
+  maxNetworkUsage: 0,
+});
 
 /** One input to the machine: a message, an environment answer, a timer firing, or a shutdown. */
 const step = fc.oneof(
@@ -37,15 +45,35 @@ const step = fc.oneof(
       ok: fc.boolean(),
       nodeType: fc.constantFrom('MANAGER', 'WORKER'),
       type: fc.constantFrom(
-        'NodeTypeRequest', 'NodeTypeAnswer', 'ManagerRequest', 'ManagerAnswer', 'ManagerBye', 'ManagerPing',
-        'ManagerPong', 'NotMine', 'Ack', 'TasksExecute', 'TasksPing', 'TasksAbord', 'TaskStatus', 'TasksPong',
+        'NodeTypeRequest',
+        'NodeTypeAnswer',
+        'ManagerRequest',
+        'ManagerAnswer',
+        'ManagerBye',
+        'ManagerPing',
+        'ManagerPong',
+        'NotMine',
+        'Ack',
+        'TasksExecute',
+        'TasksPing',
+        'TasksAbord',
+        'TaskStatus',
+        'TasksPong',
       ),
       task: fc.constantFrom(...taskIds),
       status: fc.constantFrom(...statuses),
     }),
     weight: 10,
   },
-  { arbitrary: fc.record({ kind: fc.constant('env' as const), op: fc.constantFrom('fetch', 'run'), task: fc.constantFrom(...taskIds), ok: fc.boolean() }), weight: 3 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('env' as const),
+      op: fc.constantFrom('fetch', 'run'),
+      task: fc.constantFrom(...taskIds),
+      ok: fc.boolean(),
+    }),
+    weight: 3,
+  },
   { arbitrary: fc.record({ kind: fc.constant('timer' as const), pick: fc.nat(10) }), weight: 4 },
   { arbitrary: fc.constant({ kind: 'shutdown' as const }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant('wait' as const), us: fc.integer({ min: 1, max: 90_000_000 }) }), weight: 3 },
@@ -60,7 +88,16 @@ function message(s: Extract<Step, { kind: 'msg' }>): Record<string, unknown> {
     case 'NodeTypeAnswer':
       return { type: s.type, re: rid, nodeType: s.nodeType };
     case 'ManagerRequest':
-      return { type: s.type, rid, workerPrice: 1, networkPrice: 1, cpuCount: 1 + (s.n % 3), memory: 1, networkSpeed: 1, supportedProgramKinds: ['k'] };
+      return {
+        type: s.type,
+        rid,
+        workerPrice: 1,
+        networkPrice: 1,
+        cpuCount: 1 + (s.n % 3),
+        memory: 1,
+        networkSpeed: 1,
+        supportedProgramKinds: ['k'],
+      };
     case 'ManagerAnswer':
       return { type: s.type, re: rid, accepted: s.ok };
     case 'TasksExecute':
@@ -164,11 +201,24 @@ describe('flat backend ≡ XState interpreter', () => {
       context: { n: 0, log: [] },
       initial: 'a',
       states: {
-        a: { entry: 'bump', after: { tick: { target: 'b' } }, on: { same: { target: 'a' }, again: { target: 'a', reenter: true }, go: 'b' } },
+        a: {
+          entry: 'bump',
+          after: { tick: { target: 'b' } },
+          on: { same: { target: 'a' }, again: { target: 'a', reenter: true }, go: 'b' },
+        },
         b: { entry: 'bump', exit: 'bump', on: { go: { target: 'a', actions: 'bump' } } },
       },
     });
-    const steps: Step[] = ['same', 'again', 'go', 'go', 'same'].map((t) => ({ kind: 'msg', from: 'x', n: 0, ok: true, nodeType: 'MANAGER', type: t as never, task: 'x', status: statuses[0] }));
+    const steps: Step[] = ['same', 'again', 'go', 'go', 'same'].map((t) => ({
+      kind: 'msg',
+      from: 'x',
+      n: 0,
+      ok: true,
+      nodeType: 'MANAGER',
+      type: t as never,
+      task: 'x',
+      status: statuses[0],
+    }));
     compare(m as AnyStateMachine, undefined, [...steps, { kind: 'timer', pick: 0 }]);
   });
 });

@@ -31,7 +31,9 @@ describe('event queue', () => {
       for (const k of keys) q.push({ ...k, payload: null });
       const popped: QueuedEvent[] = [];
       for (let e = q.pop(); e; e = q.pop()) popped.push(e);
-      const sorted = [...keys].sort((a, b) => a.time - b.time || a.kind - b.kind || a.target - b.target || a.origin - b.origin || a.originSeq - b.originSeq);
+      const sorted = [...keys].sort(
+        (a, b) => a.time - b.time || a.kind - b.kind || a.target - b.target || a.origin - b.origin || a.originSeq - b.originSeq,
+      );
       expect(popped.map(({ payload: _, ...k }) => k)).toEqual(sorted);
     },
   );
@@ -42,7 +44,7 @@ describe('random streams', () => {
     const alone = new RandomStream(42, 'actor:worker-3');
     const a = Array.from({ length: 5 }, () => alone.nextUint32());
     const noise = Array.from({ length: 100 }, (_, i) => new RandomStream(42, `actor:other-${i}`));
-    noise.forEach((r) => r.next());
+    for (const r of noise) r.next();
     const again = new RandomStream(42, 'actor:worker-3');
     expect(Array.from({ length: 5 }, () => again.nextUint32())).toEqual(a);
     expect(new RandomStream(43, 'actor:worker-3').nextUint32()).not.toBe(a[0]);
@@ -113,7 +115,8 @@ const sender = setup({
   types: { context: {} as { to: string; count: number; sent: number }, input: {} as { to: string; count: number } },
   actions: {
     burst: enqueueActions(({ context, enqueue }) => {
-      for (let i = 0; i < context.count; i++) enqueue.emit({ type: 'host.send', to: context.to, msg: { type: 'Probe', n: context.sent++ } } as never);
+      for (let i = 0; i < context.count; i++)
+        enqueue.emit({ type: 'host.send', to: context.to, msg: { type: 'Probe', n: context.sent++ } } as never);
     }),
   },
 }).createMachine({
@@ -133,14 +136,29 @@ const receiver = setup({
   },
 }).createMachine({ context: () => ({ got: [] }), initial: 'on', states: { on: { on: { Probe: { actions: 'record' } } } } });
 
-function probeRun(link: Partial<LinkParams>, opts: { count?: number; faults?: ScheduledFault[]; extraActors?: ActorDefinition[]; untilUs?: number; seed?: number } = {}) {
+function probeRun(
+  link: Partial<LinkParams>,
+  opts: { count?: number; faults?: ScheduledFault[]; extraActors?: ActorDefinition[]; untilUs?: number; seed?: number } = {},
+) {
   const actors: ActorDefinition[] = [
     { name: 'a', role: 'sender', machine: sender, input: { to: 'b', count: opts.count ?? 200 } },
     { name: 'b', role: 'receiver', machine: receiver, input: undefined },
     ...(opts.extraActors ?? []),
   ];
-  const params: LinkParams = { latency: { dist: 'uniform', minUs: 1_000, maxUs: 50_000 }, loss: 0, duplicate: 0, ordering: 'unordered', ...link };
-  const sim = createSimulation({ seed: opts.seed ?? 9, actors, network: { defaults: params, links: [] }, faults: opts.faults, untilUs: opts.untilUs ?? 10_000_000 });
+  const params: LinkParams = {
+    latency: { dist: 'uniform', minUs: 1_000, maxUs: 50_000 },
+    loss: 0,
+    duplicate: 0,
+    ordering: 'unordered',
+    ...link,
+  };
+  const sim = createSimulation({
+    seed: opts.seed ?? 9,
+    actors,
+    network: { defaults: params, links: [] },
+    faults: opts.faults,
+    untilUs: opts.untilUs ?? 10_000_000,
+  });
   const result = sim.run();
   const b = sim.actorState('b')!.context as { got: { n: number; t: number }[] } | undefined;
   return { got: b?.got ?? [], result };
@@ -169,42 +187,74 @@ describe('network model', () => {
 
   it('adding an actor elsewhere does not change what a link draws', () => {
     const base = probeRun({});
-    const more = probeRun({}, { extraActors: [{ name: 'c', role: 'receiver', machine: receiver, input: undefined }, { name: 'd', role: 'sender', machine: sender, input: { to: 'c', count: 50 } }] });
+    const more = probeRun(
+      {},
+      {
+        extraActors: [
+          { name: 'c', role: 'receiver', machine: receiver, input: undefined },
+          { name: 'd', role: 'sender', machine: sender, input: { to: 'c', count: 50 } },
+        ],
+      },
+    );
     expect(more.got).toEqual(base.got);
   });
 
   it('a two-way partition drops in both directions until it heals; a one-way one in one direction', () => {
-    const cut = probeRun({ latency: { dist: 'constant', valueUs: 1000 } }, { faults: [at(0, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] })] });
+    const cut = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 } },
+      { faults: [at(0, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] })] },
+    );
     expect(cut.got).toEqual([]);
     expect(cut.result.counters.dropped.partition).toBe(200);
-    const oneWayBack = probeRun({ latency: { dist: 'constant', valueUs: 1000 } }, { faults: [at(0, { kind: 'partition-one-way', id: 1, from: new Set([1]), to: new Set([0]) })] });
+    const oneWayBack = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 } },
+      { faults: [at(0, { kind: 'partition-one-way', id: 1, from: new Set([1]), to: new Set([0]) })] },
+    );
     expect(oneWayBack.got).toHaveLength(200);
-    const oneWay = probeRun({ latency: { dist: 'constant', valueUs: 1000 } }, { faults: [at(0, { kind: 'partition-one-way', id: 1, from: new Set([0]), to: new Set([1]) })] });
+    const oneWay = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 } },
+      { faults: [at(0, { kind: 'partition-one-way', id: 1, from: new Set([0]), to: new Set([1]) })] },
+    );
     expect(oneWay.got).toHaveLength(0);
   });
 
   it('messages in flight while a partition cuts their link are lost, even if it heals before they arrive', () => {
-    const r = probeRun({ latency: { dist: 'constant', valueUs: 5000 } }, { faults: [at(2000, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] }), at(3000, { kind: 'heal', id: 1 })] });
+    const r = probeRun(
+      { latency: { dist: 'constant', valueUs: 5000 } },
+      { faults: [at(2000, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] }), at(3000, { kind: 'heal', id: 1 })] },
+    );
     expect(r.got).toEqual([]);
     expect(r.result.counters.dropped.partition).toBe(200);
-    const after = probeRun({ latency: { dist: 'constant', valueUs: 5000 } }, { faults: [at(6000, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] })] });
+    const after = probeRun(
+      { latency: { dist: 'constant', valueUs: 5000 } },
+      { faults: [at(6000, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] })] },
+    );
     expect(after.got).toHaveLength(200);
   });
 
   it('a hold keeps messages and the release delivers them, in order, at the release time', () => {
-    const r = probeRun({ latency: { dist: 'constant', valueUs: 1000 }, ordering: 'ordered' }, {
-      faults: [at(0, { kind: 'hold', id: 1, from: new Set([0]), to: new Set([1]) }), at(4_000_000, { kind: 'release', id: 1 })],
-    });
+    const r = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 }, ordering: 'ordered' },
+      {
+        faults: [at(0, { kind: 'hold', id: 1, from: new Set([0]), to: new Set([1]) }), at(4_000_000, { kind: 'release', id: 1 })],
+      },
+    );
     expect(r.got).toHaveLength(200);
     expect(new Set(r.got.map((g) => g.t))).toEqual(new Set([4_000_000]));
     expect(r.got.map((g) => g.n)).toEqual(Array.from({ length: 200 }, (_, i) => i));
   });
 
   it('a crashed actor loses what it had and gets nothing until it restarts; a paused one gets it all on resume', () => {
-    const crashed = probeRun({ latency: { dist: 'constant', valueUs: 1000 } }, { faults: [at(0, { kind: 'crash', actors: [1] }), at(500_000, { kind: 'restart', actors: [1] })] });
+    const crashed = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 } },
+      { faults: [at(0, { kind: 'crash', actors: [1] }), at(500_000, { kind: 'restart', actors: [1] })] },
+    );
     expect(crashed.got).toEqual([]);
     expect(crashed.result.counters.dropped.down).toBe(200);
-    const paused = probeRun({ latency: { dist: 'constant', valueUs: 1000 }, ordering: 'ordered' }, { faults: [at(0, { kind: 'pause', actors: [1] }), at(2_000_000, { kind: 'resume', actors: [1] })] });
+    const paused = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 }, ordering: 'ordered' },
+      { faults: [at(0, { kind: 'pause', actors: [1] }), at(2_000_000, { kind: 'resume', actors: [1] })] },
+    );
     expect(paused.got).toHaveLength(200);
     expect(paused.got.every((g) => g.t === 2_000_000)).toBe(true);
     expect(paused.got.map((g) => g.n)).toEqual(Array.from({ length: 200 }, (_, i) => i));
@@ -213,24 +263,33 @@ describe('network model', () => {
   it('a release keeps an ordered link FIFO: held messages never overtake one still in flight', () => {
     // Message 0 leaves before the hold with a 5 s latency; messages 1.. leave during a 1 s hold.
     const poke = { name: 'p', role: 'sender', machine: sender, input: { to: 'a', count: 0 } };
-    const r = probeRun({ latency: { dist: 'constant', valueUs: 5_000_000 }, ordering: 'ordered' }, {
-      count: 3,
-      extraActors: [poke],
-      faults: [at(1, { kind: 'hold', id: 1, from: new Set([0]), to: new Set([1]) }), at(1_000_000, { kind: 'release', id: 1 })],
-    });
+    const r = probeRun(
+      { latency: { dist: 'constant', valueUs: 5_000_000 }, ordering: 'ordered' },
+      {
+        count: 3,
+        extraActors: [poke],
+        faults: [at(1, { kind: 'hold', id: 1, from: new Set([0]), to: new Set([1]) }), at(1_000_000, { kind: 'release', id: 1 })],
+      },
+    );
     expect(r.got.map((g) => g.n)).toEqual([0, 1, 2]);
   });
 
-  it('an injected message travels through its named sender\'s links and partitions', () => {
+  it("an injected message travels through its named sender's links and partitions", () => {
     const inject = (atUs: number): ScheduledFault => at(atUs, { kind: 'inject', from: 'a', to: 1, msg: { type: 'Probe', n: 99 } as never });
     const open = probeRun({ latency: { dist: 'constant', valueUs: 7000 } }, { count: 0, faults: [inject(10)] });
     expect(open.got).toEqual([{ n: 99, t: 7010, from: 'a' }]);
-    const cut = probeRun({ latency: { dist: 'constant', valueUs: 7000 } }, { count: 0, faults: [at(0, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] }), inject(10)] });
+    const cut = probeRun(
+      { latency: { dist: 'constant', valueUs: 7000 } },
+      { count: 0, faults: [at(0, { kind: 'partition', id: 1, groups: [new Set([0]), new Set([1])] }), inject(10)] },
+    );
     expect(cut.got).toEqual([]);
   });
 
-  it('a crash drops a paused actor\'s backlog, and records the drops', () => {
-    const r = probeRun({ latency: { dist: 'constant', valueUs: 1000 } }, { faults: [at(0, { kind: 'pause', actors: [1] }), at(500_000, { kind: 'crash', actors: [1] })] });
+  it("a crash drops a paused actor's backlog, and records the drops", () => {
+    const r = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 } },
+      { faults: [at(0, { kind: 'pause', actors: [1] }), at(500_000, { kind: 'crash', actors: [1] })] },
+    );
     expect(r.got).toEqual([]);
     expect(r.result.counters.dropped.down).toBe(200);
     expect(r.result.counters.messagesSent).toBe(r.result.counters.messagesDelivered + r.result.counters.dropped.down);
@@ -251,7 +310,10 @@ describe('network model', () => {
   });
 
   it('clock skew shifts the now an actor sees', () => {
-    const r = probeRun({ latency: { dist: 'constant', valueUs: 1000 } }, { count: 1, faults: [at(0, { kind: 'skew', actors: [1], byUs: 5_000_000 })] });
+    const r = probeRun(
+      { latency: { dist: 'constant', valueUs: 1000 } },
+      { count: 1, faults: [at(0, { kind: 'skew', actors: [1], byUs: 5_000_000 })] },
+    );
     expect(r.got[0].t).toBe(5_001_000);
   });
 });

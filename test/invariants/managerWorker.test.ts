@@ -18,7 +18,7 @@ const faultyManager = (impl: Record<string, unknown>): AnyStateMachine => (manag
 type Ev = { type: string; from: string; msg: { rid?: number; type: string }; now: number };
 type Enq = { emit: (e: unknown) => void };
 /** enqueueActions for faulty test variants, without XState's exact typing. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: faulty test variants bypass XState's exact action typing
 const act = (fn: (args: any) => void) => enqueueActions(fn as never);
 
 const base = (body: string, extra = ''): string => `
@@ -42,11 +42,14 @@ function both(yaml: string, machines: Record<string, AnyStateMachine>) {
 
 describe('manager/worker invariants are caught when broken', () => {
   it('1 mw.one-manager: a worker that takes a second manager', () => {
-    const yaml = base(`
+    const yaml = base(
+      `
   - { role: mw.manager, count: 2, tasks: { count: 0 } }
-  - { role: mw.worker, name: w, managers: [manager-0, manager-1] }`, `
+  - { role: mw.worker, name: w, managers: [manager-0, manager-1] }`,
+      `
 faults:
-  - { at: 10s, inject: { from: manager-1, to: w, msg: { type: ManagerAnswer, re: 77, accepted: true } } }`);
+  - { at: 10s, inject: { from: manager-1, to: w, msg: { type: ManagerAnswer, re: 77, accepted: true } } }`,
+    );
     const { good, bad } = both(yaml, {
       'mw.worker': faultyWorker({
         actions: {
@@ -76,7 +79,8 @@ faults:
         actions: {
           // answers every Ack it receives with another Ack
           recordPong: act(({ event, enqueue }: { event: Ev; enqueue: Enq }) =>
-            enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: 1 } })),
+            enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: 1 } }),
+          ),
         },
       }),
     });
@@ -85,12 +89,19 @@ faults:
   });
 
   it('3 mw.not-mine: a worker that acknowledges a ping from a stranger', () => {
-    const yaml = base(oneManagerTwoWorkers, `
+    const yaml = base(
+      oneManagerTwoWorkers,
+      `
 faults:
-  - { at: 5s, inject: { from: stranger, to: worker-0, msg: { type: ManagerPing, rid: 1 } } }`);
+  - { at: 5s, inject: { from: stranger, to: worker-0, msg: { type: ManagerPing, rid: 1 } } }`,
+    );
     const { good, bad } = both(yaml, {
       'mw.worker': faultyWorker({
-        actions: { notMine: act(({ event, enqueue }: { event: Ev; enqueue: Enq }) => enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } })) },
+        actions: {
+          notMine: act(({ event, enqueue }: { event: Ev; enqueue: Enq }) =>
+            enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } }),
+          ),
+        },
       }),
     });
     expect(statusOf(good, 'mw.not-mine')).toBe('held');
@@ -98,31 +109,53 @@ faults:
   });
 
   it('4 mw.silence-after-bye: a manager that keeps pinging a worker that said goodbye', () => {
-    const yaml = base(oneManagerTwoWorkers, `
+    const yaml = base(
+      oneManagerTwoWorkers,
+      `
 faults:
-  - { at: 20s, shutdown: worker-1 }`);
-    const { good, bad } = both(yaml, {
-      'mw.manager': faultyManager({
-        actions: { dropOnBye: act(({ event, enqueue }: { event: Ev; enqueue: Enq }) => enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } })) },
-      }),
-    });
-    expect(statusOf(good, 'mw.silence-after-bye')).toBe('held');
-    expect(violationsOf(bad, 'mw.silence-after-bye')[0]).toMatch(/manager sent (ManagerPing|TasksPing|TasksExecute) to worker-1 after ManagerBye\/NotMine/);
-  });
-
-  it('5 mw.liveness: a manager that never drops a crashed worker', () => {
-    const yaml = base(oneManagerTwoWorkers, `
-faults:
-  - { at: 20s, crash: worker-1 }`);
+  - { at: 20s, shutdown: worker-1 }`,
+    );
     const { good, bad } = both(yaml, {
       'mw.manager': faultyManager({
         actions: {
-          tick: act(({ context, event, enqueue }: { context: { workers: Map<string, { lastPingUs: number }>; rid: number }; event: Ev; enqueue: Enq }) => {
-            for (const [w, rec] of context.workers) {
-              rec.lastPingUs = event.now;
-              enqueue.emit({ type: 'host.send', to: w, msg: { type: 'ManagerPing', rid: ++context.rid } });
-            }
-          }),
+          dropOnBye: act(({ event, enqueue }: { event: Ev; enqueue: Enq }) =>
+            enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } }),
+          ),
+        },
+      }),
+    });
+    expect(statusOf(good, 'mw.silence-after-bye')).toBe('held');
+    expect(violationsOf(bad, 'mw.silence-after-bye')[0]).toMatch(
+      /manager sent (ManagerPing|TasksPing|TasksExecute) to worker-1 after ManagerBye\/NotMine/,
+    );
+  });
+
+  it('5 mw.liveness: a manager that never drops a crashed worker', () => {
+    const yaml = base(
+      oneManagerTwoWorkers,
+      `
+faults:
+  - { at: 20s, crash: worker-1 }`,
+    );
+    const { good, bad } = both(yaml, {
+      'mw.manager': faultyManager({
+        actions: {
+          tick: act(
+            ({
+              context,
+              event,
+              enqueue,
+            }: {
+              context: { workers: Map<string, { lastPingUs: number }>; rid: number };
+              event: Ev;
+              enqueue: Enq;
+            }) => {
+              for (const [w, rec] of context.workers) {
+                rec.lastPingUs = event.now;
+                enqueue.emit({ type: 'host.send', to: w, msg: { type: 'ManagerPing', rid: ++context.rid } });
+              }
+            },
+          ),
         },
       }),
     });
@@ -143,7 +176,9 @@ faults:
       }),
     });
     expect(statusOf(good, 'mw.liveness')).not.toBe('violated');
-    expect(violationsOf(bad, 'mw.liveness')[0]).toMatch(/worker-\d dropped responsive partner manager: last pong \d+\.\d+s ago, timeout 60s/);
+    expect(violationsOf(bad, 'mw.liveness')[0]).toMatch(
+      /worker-\d dropped responsive partner manager: last pong \d+\.\d+s ago, timeout 60s/,
+    );
   });
 
   it('6 mw.task-monotone: a worker that reports Started again after Completed', () => {
@@ -151,13 +186,30 @@ faults:
     const { good, bad } = both(yaml, {
       'mw.worker': faultyWorker({
         actions: {
-          onRun: act(({ context, event, enqueue }: { context: { manager: string; rid: number; tasks: Map<string, unknown> }; event: { ref: string; now: number }; enqueue: Enq & { cancel: (id: string) => void } }) => {
-            enqueue.cancel(`task:${event.ref}`);
-            context.tasks.delete(event.ref);
-            for (const status of [{ kind: 'Completed', result: 'x' }, { kind: 'Started', startTime: 0 }]) {
-              enqueue.emit({ type: 'host.send', to: context.manager, msg: { type: 'TaskStatus', rid: ++context.rid, taskId: event.ref, status } });
-            }
-          }),
+          onRun: act(
+            ({
+              context,
+              event,
+              enqueue,
+            }: {
+              context: { manager: string; rid: number; tasks: Map<string, unknown> };
+              event: { ref: string; now: number };
+              enqueue: Enq & { cancel: (id: string) => void };
+            }) => {
+              enqueue.cancel(`task:${event.ref}`);
+              context.tasks.delete(event.ref);
+              for (const status of [
+                { kind: 'Completed', result: 'x' },
+                { kind: 'Started', startTime: 0 },
+              ]) {
+                enqueue.emit({
+                  type: 'host.send',
+                  to: context.manager,
+                  msg: { type: 'TaskStatus', rid: ++context.rid, taskId: event.ref, status },
+                });
+              }
+            },
+          ),
         },
       }),
     });
@@ -171,7 +223,11 @@ faults:
   - { role: mw.worker, count: 1, run: 40s }`);
     const { good, bad } = both(yaml, {
       'mw.worker': faultyWorker({
-        actions: { answerTasksPing: act(({ event, enqueue }: { event: Ev; enqueue: Enq }) => enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'TasksPong', re: event.msg.rid, statuses: [] } })) },
+        actions: {
+          answerTasksPing: act(({ event, enqueue }: { event: Ev; enqueue: Enq }) =>
+            enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'TasksPong', re: event.msg.rid, statuses: [] } }),
+          ),
+        },
       }),
     });
     expect(statusOf(good, 'mw.task-monotone')).toBe('held');
@@ -184,8 +240,20 @@ faults:
       'mw.manager': faultyManager({
         actions: {
           recordPong: act(({ context, event, enqueue }: { context: { rid: number }; event: Ev; enqueue: Enq }) => {
-            const spec = (id: string) => ({ taskId: id, programAddresses: [], programHash: '', programKind: 'WASM0m1n0', argument: '', timeout: 30, maxNetworkUsage: 0 });
-            enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'TasksExecute', rid: ++context.rid, tasks: [spec('extra-a'), spec('extra-b')] } });
+            const spec = (id: string) => ({
+              taskId: id,
+              programAddresses: [],
+              programHash: '',
+              programKind: 'WASM0m1n0',
+              argument: '',
+              timeout: 30,
+              maxNetworkUsage: 0,
+            });
+            enqueue.emit({
+              type: 'host.send',
+              to: event.from,
+              msg: { type: 'TasksExecute', rid: ++context.rid, tasks: [spec('extra-a'), spec('extra-b')] },
+            });
           }),
         },
       }),
@@ -195,9 +263,12 @@ faults:
   });
 
   it('7 mw.slots: a manager that loses a worker without aborting its tasks', () => {
-    const yaml = base(oneManagerTwoWorkers, `
+    const yaml = base(
+      oneManagerTwoWorkers,
+      `
 faults:
-  - { at: 7s, shutdown: worker-1 }`);
+  - { at: 7s, shutdown: worker-1 }`,
+    );
     const { good, bad } = both(yaml, {
       'mw.manager': faultyManager({
         actions: {
@@ -222,7 +293,8 @@ faults:
         actions: {
           onTaskStatus: act(({ event, enqueue }: { event: Ev & { msg: { taskId: string; status: { kind: string } } }; enqueue: Enq }) => {
             enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } });
-            if (event.msg.status.kind === 'Error') enqueue.emit({ type: 'host.observe', obs: { kind: 'mw.task.failed', taskId: event.msg.taskId, failures: 1 } });
+            if (event.msg.status.kind === 'Error')
+              enqueue.emit({ type: 'host.observe', obs: { kind: 'mw.task.failed', taskId: event.msg.taskId, failures: 1 } });
           }),
         },
       }),
@@ -233,13 +305,18 @@ faults:
   });
 
   it('9 mw.authorised-only: a worker that accepts an unauthorised manager', () => {
-    const yaml = base(`
+    const yaml = base(
+      `
   - { role: mw.manager, count: 2, tasks: { count: 0 } }
-  - { role: mw.worker, name: w, managers: [manager-1], authorizedManagers: [manager-0] }`, `
+  - { role: mw.worker, name: w, managers: [manager-1], authorizedManagers: [manager-0] }`,
+      `
 faults:
-  - { at: 3s, inject: { from: manager-1, to: w, msg: { type: ManagerAnswer, re: 5, accepted: true } } }`);
+  - { at: 3s, inject: { from: manager-1, to: w, msg: { type: ManagerAnswer, re: 5, accepted: true } } }`,
+    );
     const { good, bad } = both(yaml, {
-      'mw.worker': faultyWorker({ guards: { answerStartsRelationship: ({ event }: { event: Ev & { msg: { accepted: boolean } } }) => event.msg.accepted } }),
+      'mw.worker': faultyWorker({
+        guards: { answerStartsRelationship: ({ event }: { event: Ev & { msg: { accepted: boolean } } }) => event.msg.accepted },
+      }),
     });
     expect(statusOf(good, 'mw.authorised-only')).not.toBe('violated');
     expect(good.metrics.workersJoined).toBe(0);
@@ -247,9 +324,12 @@ faults:
   });
 
   it('10 mw.shutdown-bye-only: a worker that pings after it began shutting down', () => {
-    const yaml = base(oneManagerTwoWorkers, `
+    const yaml = base(
+      oneManagerTwoWorkers,
+      `
 faults:
-  - { at: 20s, shutdown: worker-0 }`);
+  - { at: 20s, shutdown: worker-0 }`,
+    );
     const { good, bad } = both(yaml, {
       'mw.worker': faultyWorker({
         actions: {
@@ -281,28 +361,43 @@ faults:
 
 describe('no false alarms where the protocol allows it', () => {
   it('a node that shut down, crashed and restarted may talk again (mw.shutdown-bye-only)', () => {
-    const s = runText(base(oneManagerTwoWorkers, `
+    const s = runText(
+      base(
+        oneManagerTwoWorkers,
+        `
 faults:
   - { at: 10s, shutdown: worker-1 }
-  - { at: 20s, crash: worker-1, restart: 30s }`));
+  - { at: 20s, crash: worker-1, restart: 30s }`,
+      ),
+    );
     expect(statusOf(s, 'mw.shutdown-bye-only')).toBe('held');
     expect(s.metrics.workersJoined).toBe(3);
   });
 
   it('a long pause does not count as failing to settle (mw.one-manager)', () => {
-    const s = runText(base(oneManagerTwoWorkers.replace('duration: 5m', ''), `
+    const s = runText(
+      base(
+        oneManagerTwoWorkers.replace('duration: 5m', ''),
+        `
 faults:
-  - { at: 10s, pause: worker-0, resume: 4m }`).replace('duration: 5m', 'duration: 8m'));
+  - { at: 10s, pause: worker-0, resume: 4m }`,
+      ).replace('duration: 5m', 'duration: 8m'),
+    );
     expect(s.invariants.filter((i) => i.status === 'violated').map((i) => i.violations[0].message)).toEqual([]);
     expect(s.metrics.timeouts).toBeGreaterThanOrEqual(1);
   });
 
   it('timeout < 2 × checkInterval: a silent partner may take max(T, 2I) + I to drop (mw.liveness)', () => {
-    const s = runText(base(`
+    const s = runText(
+      base(
+        `
   - { role: mw.manager, name: manager, checkInterval: 15s, timeout: 20s, tasks: { count: 20, timeout: 30s } }
-  - { role: mw.worker, count: 2, checkInterval: 15s, timeout: 20s, run: 2s }`, `
+  - { role: mw.worker, count: 2, checkInterval: 15s, timeout: 20s, run: 2s }`,
+        `
 faults:
-  - { at: 7s, crash: worker-1 }`));
+  - { at: 7s, crash: worker-1 }`,
+      ),
+    );
     expect(statusOf(s, 'mw.liveness')).toBe('held');
     expect(s.metrics.timeouts).toBe(1);
   });
@@ -354,15 +449,29 @@ actors:
       machines: {
         'mw.worker': faultyWorker({
           actions: {
-            acceptTasks: act(({ context, event, enqueue }: { context: { manager: string; rid: number; tasks: Map<string, unknown> }; event: Ev & { msg: { tasks: { taskId: string }[] } }; enqueue: Enq }) => {
-              enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } });
-              for (const spec of event.msg.tasks) {
-                if (context.tasks.has(spec.taskId)) continue;
-                context.tasks.set(spec.taskId, { spec, rank: 0 });
-                enqueue.emit({ type: 'host.send', to: context.manager, msg: { type: 'TaskStatus', rid: ++context.rid, taskId: spec.taskId, status: { kind: 'Pending' } } });
-                enqueue.emit({ type: 'host.exec', op: 'fetch', ref: spec.taskId });
-              }
-            }),
+            acceptTasks: act(
+              ({
+                context,
+                event,
+                enqueue,
+              }: {
+                context: { manager: string; rid: number; tasks: Map<string, unknown> };
+                event: Ev & { msg: { tasks: { taskId: string }[] } };
+                enqueue: Enq;
+              }) => {
+                enqueue.emit({ type: 'host.send', to: event.from, msg: { type: 'Ack', re: event.msg.rid } });
+                for (const spec of event.msg.tasks) {
+                  if (context.tasks.has(spec.taskId)) continue;
+                  context.tasks.set(spec.taskId, { spec, rank: 0 });
+                  enqueue.emit({
+                    type: 'host.send',
+                    to: context.manager,
+                    msg: { type: 'TaskStatus', rid: ++context.rid, taskId: spec.taskId, status: { kind: 'Pending' } },
+                  });
+                  enqueue.emit({ type: 'host.exec', op: 'fetch', ref: spec.taskId });
+                }
+              },
+            ),
           },
         }),
       },
@@ -370,4 +479,3 @@ actors:
     expect(violationsOf(bad, 'mw.task-monotone')[0]).toMatch(/reported Pending for manager\/t\d+ after a terminal status/);
   });
 });
-

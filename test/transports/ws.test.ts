@@ -50,7 +50,8 @@ async function waitFor(what: string, cond: () => boolean, ms = 10_000, details: 
   }
 }
 
-const observed = (node: LiveNode, kind: string) => node.observations.filter((o) => o.obs.kind === kind).map((o) => o.obs as Record<string, unknown>);
+const observed = (node: LiveNode, kind: string) =>
+  node.observations.filter((o) => o.obs.kind === kind).map((o) => o.obs as Record<string, unknown>);
 
 /** Everything a test opened, closed after it whatever happened. */
 let cleanups: Array<() => Promise<void> | void> = [];
@@ -87,57 +88,65 @@ async function rawClient(url: string): Promise<{ ws: WebSocket; received: string
 }
 
 describe('live WebSocket host (manager/worker over loopback)', () => {
-  it.each(['flat', 'xstate'] as const)('one manager and three workers complete 12 tasks over real sockets (%s backend)', async (backendName) => {
-    const backend = backendName === 'xstate' ? xstateBackend : undefined;
-    const manager = await node({ name: 'manager', machine: managerMachine, input: managerInput(12), backend });
-    expect(manager.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
-    expect(manager.port).toBeGreaterThan(0);
-    const workers: LiveNode[] = [];
-    for (const [i, cpuCount] of [1, 2, 1].entries()) {
-      const name = `w${i}`;
-      workers.push(
-        await node({
-          name,
-          machine: workerMachine,
-          input: workerInput(name, cpuCount),
-          backend,
-          env: createMwWorkerEnv({ fetchMs: 2, runMs: 20 }),
-          peers: { manager: manager.url },
+  it.each(['flat', 'xstate'] as const)(
+    'one manager and three workers complete 12 tasks over real sockets (%s backend)',
+    async (backendName) => {
+      const backend = backendName === 'xstate' ? xstateBackend : undefined;
+      const manager = await node({ name: 'manager', machine: managerMachine, input: managerInput(12), backend });
+      expect(manager.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+      expect(manager.port).toBeGreaterThan(0);
+      const workers: LiveNode[] = [];
+      for (const [i, cpuCount] of [1, 2, 1].entries()) {
+        const name = `w${i}`;
+        workers.push(
+          await node({
+            name,
+            machine: workerMachine,
+            input: workerInput(name, cpuCount),
+            backend,
+            env: createMwWorkerEnv({ fetchMs: 2, runMs: 20 }),
+            peers: { manager: manager.url },
+          }),
+        );
+      }
+      // Each node has its own server; the manager reaches the workers at their own addresses.
+      expect(new Set([manager.port, ...workers.map((w) => w.port)]).size).toBe(4);
+      for (const w of workers) manager.setPeer(w.name, w.url);
+
+      await waitFor(
+        'mw.done at the manager',
+        () => observed(manager, 'mw.done').length > 0,
+        10_000,
+        () => ({
+          manager: manager.observations.slice(-5),
+          log: manager.log.slice(-5),
         }),
       );
-    }
-    // Each node has its own server; the manager reaches the workers at their own addresses.
-    expect(new Set([manager.port, ...workers.map((w) => w.port)]).size).toBe(4);
-    for (const w of workers) manager.setPeer(w.name, w.url);
+      expect(observed(manager, 'mw.done')).toEqual([{ kind: 'mw.done', completed: 12, failed: 0 }]);
+      expect(observed(manager, 'mw.task.completed')).toHaveLength(12);
+      expect(new Set(observed(manager, 'mw.worker.add').map((o) => o.worker))).toEqual(new Set(['w0', 'w1', 'w2']));
 
-    await waitFor('mw.done at the manager', () => observed(manager, 'mw.done').length > 0, 10_000, () => ({
-      manager: manager.observations.slice(-5),
-      log: manager.log.slice(-5),
-    }));
-    expect(observed(manager, 'mw.done')).toEqual([{ kind: 'mw.done', completed: 12, failed: 0 }]);
-    expect(observed(manager, 'mw.task.completed')).toHaveLength(12);
-    expect(new Set(observed(manager, 'mw.worker.add').map((o) => o.worker))).toEqual(new Set(['w0', 'w1', 'w2']));
+      for (const w of workers) {
+        expect(observed(w, 'mw.manager')[0]).toEqual({ kind: 'mw.manager', manager: 'manager' });
+        expect(w.stats.framesReceived).toBeGreaterThan(0);
+        expect(w.stats.framesSent).toBeGreaterThan(0);
+        expect(w.stats.invalidFrames).toBe(0);
+        expect(w.log.filter((e) => e.kind === 'actor-error')).toEqual([]);
+      }
+      expect(manager.stats.framesReceived).toBeGreaterThan(0);
+      expect(manager.stats.framesSent).toBeGreaterThan(0);
+      expect(manager.stats.invalidFrames).toBe(0);
+      expect(manager.halted).toBe(false);
 
-    for (const w of workers) {
-      expect(observed(w, 'mw.manager')[0]).toEqual({ kind: 'mw.manager', manager: 'manager' });
-      expect(w.stats.framesReceived).toBeGreaterThan(0);
-      expect(w.stats.framesSent).toBeGreaterThan(0);
-      expect(w.stats.invalidFrames).toBe(0);
-      expect(w.log.filter((e) => e.kind === 'actor-error')).toEqual([]);
-    }
-    expect(manager.stats.framesReceived).toBeGreaterThan(0);
-    expect(manager.stats.framesSent).toBeGreaterThan(0);
-    expect(manager.stats.invalidFrames).toBe(0);
-    expect(manager.halted).toBe(false);
-
-    // A graceful shutdown: the manager says ManagerBye to each worker, which lets it go.
-    manager.shutdown();
-    expect(manager.halted).toBe(true);
-    await waitFor('every worker released by ManagerBye', () =>
-      workers.every((w) => observed(w, 'mw.manager').some((o) => o.manager === null && o.reason === 'bye')),
-    );
-    await Promise.all([manager, ...workers].map((n) => n.close()));
-  });
+      // A graceful shutdown: the manager says ManagerBye to each worker, which lets it go.
+      manager.shutdown();
+      expect(manager.halted).toBe(true);
+      await waitFor('every worker released by ManagerBye', () =>
+        workers.every((w) => observed(w, 'mw.manager').some((o) => o.manager === null && o.reason === 'bye')),
+      );
+      await Promise.all([manager, ...workers].map((n) => n.close()));
+    },
+  );
 
   it('rejects and counts invalid frames from a raw client, and keeps working', async () => {
     const manager = await node({ name: 'manager', machine: managerMachine, input: managerInput(0) });
@@ -152,7 +161,12 @@ describe('live WebSocket host (manager/worker over loopback)', () => {
     ];
     for (const frame of bad) ws.send(frame);
     ws.send(Buffer.from([0xff, 0x00]), { binary: true });
-    await waitFor('7 invalid frames counted', () => manager.stats.invalidFrames === bad.length + 1, 5000, () => manager.stats);
+    await waitFor(
+      '7 invalid frames counted',
+      () => manager.stats.invalidFrames === bad.length + 1,
+      5000,
+      () => manager.stats,
+    );
     const reasons = manager.log.filter((e) => e.kind === 'invalid-frame').map((e) => (e.kind === 'invalid-frame' ? e.reason : ''));
     expect(reasons[0]).toBe('not JSON');
     expect(reasons[1]).toMatch(/^invalid message: /);
@@ -175,7 +189,12 @@ describe('live WebSocket host (manager/worker over loopback)', () => {
     await gone.close();
     const input = { ...workerInput('w-lonely', 1), peers: ['nobody', 'manager'] };
     const w = await node({ name: 'w-lonely', machine: workerMachine, input, env: createMwWorkerEnv(), peers: { manager: gone.url } });
-    await waitFor('both drops', () => (w.stats.dropped['unknown-peer'] ?? 0) > 0 && (w.stats.dropped.unreachable ?? 0) > 0, 5000, () => w.log);
+    await waitFor(
+      'both drops',
+      () => (w.stats.dropped['unknown-peer'] ?? 0) > 0 && (w.stats.dropped.unreachable ?? 0) > 0,
+      5000,
+      () => w.log,
+    );
     expect(w.log.some((e) => e.kind === 'drop' && e.to === 'nobody' && e.type === 'NodeTypeRequest')).toBe(true);
     expect(w.log.some((e) => e.kind === 'socket-error' && e.peer === 'manager')).toBe(true);
     expect(w.halted).toBe(false);
@@ -200,7 +219,12 @@ describe('live WebSocket host (manager/worker over loopback)', () => {
     });
 
     // The manager never learns the child's URL: it answers on the child's own connection.
-    await waitFor('mw.done with the child worker', () => observed(manager, 'mw.done').length > 0, 10_000, () => ({ stderr, log: manager.log.slice(-5) }));
+    await waitFor(
+      'mw.done with the child worker',
+      () => observed(manager, 'mw.done').length > 0,
+      10_000,
+      () => ({ stderr, log: manager.log.slice(-5) }),
+    );
     expect(observed(manager, 'mw.done')).toEqual([{ kind: 'mw.done', completed: 6, failed: 0 }]);
     expect(observed(manager, 'mw.worker.add').map((o) => o.worker)).toEqual(['child-w']);
     expect(manager.stats.framesReceived).toBeGreaterThan(0);

@@ -14,9 +14,7 @@ export type MwEnvEvent =
   | { type: 'env.fetch'; ref: string; ok: boolean; now: number }
   | { type: 'env.run'; ref: string; ok: boolean; result: string; now: number };
 
-export type MwControlEvent =
-  | { type: 'host.shutdown'; now: number }
-  | { type: 'task.timeout'; taskId: string; now: number };
+export type MwControlEvent = { type: 'host.shutdown'; now: number } | { type: 'task.timeout'; taskId: string; now: number };
 
 /** Timer events carry `now` too: the host adds it when it delivers them. */
 export type MwTimerEvent = { type: `xstate.after.${string}`; now: number };

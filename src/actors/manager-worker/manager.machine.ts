@@ -177,8 +177,7 @@ function onStatus(ctx: ManagerContext, enqueue: Enqueue, worker: string, taskId:
   }
 }
 
-const isWorker = ({ context, event }: { context: ManagerContext; event: MwEvent }): boolean =>
-  context.workers.has(fromOf(event));
+const isWorker = ({ context, event }: { context: ManagerContext; event: MwEvent }): boolean => context.workers.has(fromOf(event));
 
 export const managerMachine = setup({
   types: {
@@ -233,7 +232,14 @@ export const managerMachine = setup({
         (known || context.cfg.maxWorkers === 0 || context.workers.size < context.cfg.maxWorkers);
       if (accepted) {
         if (known) dropWorker(context, enqueue, from, 'superseded');
-        context.workers.set(from, { requestRid: ev.msg.rid, sinceRid: context.rid, cpuCount: ev.msg.cpuCount, running: new Set(), lastPingUs: ev.now, lastPongUs: ev.now });
+        context.workers.set(from, {
+          requestRid: ev.msg.rid,
+          sinceRid: context.rid,
+          cpuCount: ev.msg.cpuCount,
+          running: new Set(),
+          lastPingUs: ev.now,
+          lastPongUs: ev.now,
+        });
         enqueue.emit(observe({ kind: 'mw.worker.add', worker: from, cpuCount: ev.msg.cpuCount }));
       }
       enqueue.emit(send(from, { type: 'ManagerAnswer', re: ridOf(event), accepted }));

@@ -8,15 +8,7 @@
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
-import type {
-  ManagerAnswer,
-  MwMode,
-  NodeType,
-  TaskErrorKind,
-  TaskSpec,
-  TaskStatus,
-  WorkerSpecs,
-} from '../../protocol/managerWorker.js';
+import type { ManagerAnswer, MwMode, NodeType, TaskErrorKind, TaskSpec, TaskStatus, WorkerSpecs } from '../../protocol/managerWorker.js';
 import type { MwEmitted, MwEvent, MwMessageEvent } from './common.js';
 import { fromOf, observe, recordPeerType, request, ridOf, send } from './common.js';
 
@@ -59,7 +51,11 @@ export interface WorkerContext {
   tasks: Map<string, WorkerTask>;
 }
 
-type Enqueue = { emit: (e: MwEmitted) => void; raise: (e: MwEvent, o: { id: string; delay: number }) => void; cancel: (id: string) => void };
+type Enqueue = {
+  emit: (e: MwEmitted) => void;
+  raise: (e: MwEvent, o: { id: string; delay: number }) => void;
+  cancel: (id: string) => void;
+};
 
 function isAuthorised(ctx: WorkerContext, peer: string): boolean {
   return ctx.cfg.authorizedManagers.length === 0 || ctx.cfg.authorizedManagers.includes(peer);
@@ -286,7 +282,7 @@ export const workerMachine = setup({
     onFetched: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'env.fetch') return;
       const task = context.tasks.get(event.ref);
-      if (!task || task.rank !== 0) return;
+      if (task?.rank !== 0) return;
       if (!event.ok) {
         failTask(context, enqueue, event.ref, 'DOWNLOAD');
         return;
@@ -299,7 +295,7 @@ export const workerMachine = setup({
     onRun: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'env.run') return;
       const task = context.tasks.get(event.ref);
-      if (!task || task.rank !== 1) return;
+      if (task?.rank !== 1) return;
       if (!event.ok) {
         failTask(context, enqueue, event.ref, 'RUNTIME');
         return;
@@ -312,7 +308,7 @@ export const workerMachine = setup({
     onTaskTimeout: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'task.timeout') return;
       const task = context.tasks.get(event.taskId);
-      if (!task || task.rank !== 1) return;
+      if (task?.rank !== 1) return;
       context.tasks.delete(event.taskId); // the timer already fired: nothing to cancel
       report(context, enqueue, event.taskId, { kind: 'Error', error: context.cfg.mode === 'balthazar' ? 'RUNTIME' : 'TIMED_OUT' });
     }),

@@ -117,10 +117,21 @@ export const managerWorkerFamily: ProtocolFamily = {
           maxWorkers: r.maxWorkers,
           maxFailures: r.maxFailures,
           statusPollMs: ms(r.statusPoll),
-          tasks: { count: r.tasks.count, timeoutS: ms(r.tasks.timeout) / 1000, programKind: r.tasks.programKind, maxNetworkUsage: r.tasks.maxNetworkUsage },
+          tasks: {
+            count: r.tasks.count,
+            timeoutS: ms(r.tasks.timeout) / 1000,
+            programKind: r.tasks.programKind,
+            maxNetworkUsage: r.tasks.maxNetworkUsage,
+          },
         };
         actors.push({ name: a.name, role: a.role, machine: managerMachine, input });
-        infos.push({ name: a.name, role: 'mw.manager', checkIntervalMs: input.checkIntervalMs, timeoutMs: input.timeoutMs, maxFailures: r.maxFailures });
+        infos.push({
+          name: a.name,
+          role: 'mw.manager',
+          checkIntervalMs: input.checkIntervalMs,
+          timeoutMs: input.timeoutMs,
+          maxFailures: r.maxFailures,
+        });
       } else {
         const r = a.params as WorkerRole;
         let common = shared.get(r);
@@ -150,11 +161,22 @@ export const managerWorkerFamily: ProtocolFamily = {
           retryMs: ms(r.retry),
         };
         actors.push({ name: a.name, role: a.role, machine: workerMachine, input, env: common.env });
-        infos.push({ name: a.name, role: 'mw.worker', checkIntervalMs: input.checkIntervalMs, timeoutMs: input.timeoutMs, authorizedManagers: r.authorizedManagers });
+        infos.push({
+          name: a.name,
+          role: 'mw.worker',
+          checkIntervalMs: input.checkIntervalMs,
+          timeoutMs: input.timeoutMs,
+          authorizedManagers: r.authorizedManagers,
+        });
       }
     }
 
-    const checker = createMwChecker({ actors: infos, enabled: ctx.enabledInvariants, latencyBoundUs: ctx.latencyBoundUs, recentTrace: ctx.recentTrace });
+    const checker = createMwChecker({
+      actors: infos,
+      enabled: ctx.enabledInvariants,
+      latencyBoundUs: ctx.latencyBoundUs,
+      recentTrace: ctx.recentTrace,
+    });
 
     // Completion and metrics from observations.
     const done = new Set<string>();
@@ -207,7 +229,13 @@ export const managerWorkerFamily: ProtocolFamily = {
       },
       onDeliver(_t, to, from, msg) {
         const m = msg as { type: string; re?: number };
-        if (pingsInFlight.size > 0 && m.re !== undefined && pingsInFlight.delete(`${to}>${from}#${m.re}`) && m.type !== 'TasksPong' && m.type !== 'NotMine') {
+        if (
+          pingsInFlight.size > 0 &&
+          m.re !== undefined &&
+          pingsInFlight.delete(`${to}>${from}#${m.re}`) &&
+          m.type !== 'TasksPong' &&
+          m.type !== 'NotMine'
+        ) {
           metrics.tasksPingUnanswered++;
         }
       },

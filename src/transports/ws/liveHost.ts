@@ -328,13 +328,22 @@ export async function createLiveNode(opts: LiveNodeOptions): Promise<LiveNode> {
   };
 
   const send = (to: string, msg: Envelope): void => {
-    if (closing) return drop(to, msg, 'closed');
-    if (to === name) return post({ kind: 'msg', from: name, msg }); // to itself: no socket needed
+    if (closing) {
+      drop(to, msg, 'closed');
+      return;
+    }
+    if (to === name) {
+      post({ kind: 'msg', from: name, msg });
+      return;
+    } // to itself: no socket needed
     const frame = JSON.stringify({ from: name, to, msg });
     const url = directory.get(to);
     if (url === undefined) {
       const back = learned.get(to);
-      if (back?.readyState !== WebSocket.OPEN) return drop(to, msg, 'unknown-peer');
+      if (back?.readyState !== WebSocket.OPEN) {
+        drop(to, msg, 'unknown-peer');
+        return;
+      }
       back.send(frame);
       stats.framesSent++;
       return;
@@ -346,7 +355,8 @@ export async function createLiveNode(opts: LiveNodeOptions): Promise<LiveNode> {
         out = connect(to, url);
       } catch (err) {
         report({ kind: 'socket-error', now: now(), peer: to, message: errorText(err) }); // e.g. a malformed URL
-        return drop(to, msg, 'unreachable');
+        drop(to, msg, 'unreachable');
+        return;
       }
     }
     if (out.ws.readyState === WebSocket.OPEN) {
@@ -391,21 +401,35 @@ export async function createLiveNode(opts: LiveNodeOptions): Promise<LiveNode> {
     if (closing) return;
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     const text = bytes.toString('utf8');
-    if (isBinary) return invalid('binary frame (expected JSON text)', text);
+    if (isBinary) {
+      invalid('binary frame (expected JSON text)', text);
+      return;
+    }
     let frame: unknown;
     try {
       frame = JSON.parse(text);
     } catch {
-      return invalid('not JSON', text);
+      invalid('not JSON', text);
+      return;
     }
-    if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return invalid('frame is not an object', text);
+    if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
+      invalid('frame is not an object', text);
+      return;
+    }
     const { from, to, msg } = frame as Record<string, unknown>;
     if (typeof from !== 'string' || from === '' || typeof to !== 'string' || msg === undefined) {
-      return invalid('frame must be {from: string, to: string, msg}', text);
+      invalid('frame must be {from: string, to: string, msg}', text);
+      return;
     }
-    if (to !== name) return invalid(`frame addressed to ${JSON.stringify(to)}, not ${JSON.stringify(name)}`, text);
+    if (to !== name) {
+      invalid(`frame addressed to ${JSON.stringify(to)}, not ${JSON.stringify(name)}`, text);
+      return;
+    }
     const parsed = validate(msg);
-    if (!parsed.ok) return invalid(`invalid message: ${parsed.error}`, text);
+    if (!parsed.ok) {
+      invalid(`invalid message: ${parsed.error}`, text);
+      return;
+    }
     learned.set(from, ws);
     post({ kind: 'msg', from, msg: parsed.msg });
   };
