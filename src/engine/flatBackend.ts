@@ -298,36 +298,45 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
           ? (contextConfig as (a: unknown) => Ctx)({ input, self: undefined, spawn: () => fail('spawn') })
           : { ...(contextConfig as Ctx | undefined) }
       ) as Ctx;
-      let current = initialIndex;
       const init = { type: 'xstate.init', input } as EventObject;
-      for (const step of entrySteps[current]) step(ctx, init, out);
-      let done = states[current].final;
-      return {
-        deliver(event, effects) {
-          if (done) return;
-          const candidates = states[current].on.get(event.type);
-          if (candidates === undefined) return;
-          const args: Args = { context: ctx, event };
-          for (const t of candidates) {
-            if (t.guard !== undefined && !t.guard(args)) continue;
-            for (const step of t.steps) step(ctx, event, effects);
-            if (t.target >= 0) {
-              current = t.target;
-              done = states[current].final;
-            }
-            return;
-          }
-        },
-        get done() {
-          return done;
-        },
-        get state() {
-          return states[current].key;
-        },
-        get context() {
-          return ctx;
-        },
-      };
+      for (const step of entrySteps[initialIndex]) step(ctx, init, out);
+      return new FlatInstance(states, ctx, initialIndex);
     },
   };
+}
+
+/**
+ * One running flat machine: three fields and shared prototype methods, so that 10⁵–10⁶ idle
+ * actors cost no closures each.
+ */
+class FlatInstance implements MachineInstance {
+  done: boolean;
+  constructor(
+    private readonly states: readonly FlatState[],
+    readonly context: Ctx,
+    private current: number,
+  ) {
+    this.done = states[current].final;
+  }
+
+  get state(): string {
+    return this.states[this.current].key;
+  }
+
+  deliver(event: EventObject, effects: KernelEffect[]): void {
+    if (this.done) return;
+    const candidates = this.states[this.current].on.get(event.type);
+    if (candidates === undefined) return;
+    const ctx = this.context;
+    const args: Args = { context: ctx, event };
+    for (const t of candidates) {
+      if (t.guard !== undefined && !t.guard(args)) continue;
+      for (const step of t.steps) step(ctx, event, effects);
+      if (t.target >= 0) {
+        this.current = t.target;
+        this.done = this.states[t.target].final;
+      }
+      return;
+    }
+  }
 }
