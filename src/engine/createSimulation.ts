@@ -511,7 +511,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         break;
       case 'release': {
         Network.remove(network.holds, action.id);
-        for (let i = 0; i < heldMessages.length; ) {
+        for (let i = 0; i < heldMessages.length;) {
           const h = heldMessages[i];
           if (h.cutId !== action.id) {
             i++;

@@ -16,9 +16,7 @@ import { compileFlatMachine } from './flatBackend.js';
 
 /** What a machine asks of its host: protocol effects plus timers. */
 export type KernelEffect =
-  | HostEffect
-  | { type: 'timer.set'; id: string; delayMs: number; event: EventObject }
-  | { type: 'timer.cancel'; id: string };
+  HostEffect | { type: 'timer.set'; id: string; delayMs: number; event: EventObject } | { type: 'timer.cancel'; id: string };
 
 /** One running machine. */
 export interface MachineInstance {

@@ -11,8 +11,7 @@ export type MwMessageEvent = { type: MwMessage['type']; from: string; msg: MwMes
 
 /** Answers of the environment to `host.exec` (see protocol/host.ts). */
 export type MwEnvEvent =
-  | { type: 'env.fetch'; ref: string; ok: boolean; now: number }
-  | { type: 'env.run'; ref: string; ok: boolean; result: string; now: number };
+  { type: 'env.fetch'; ref: string; ok: boolean; now: number } | { type: 'env.run'; ref: string; ok: boolean; result: string; now: number };
 
 export type MwControlEvent = { type: 'host.shutdown'; now: number } | { type: 'task.timeout'; taskId: string; now: number };
 

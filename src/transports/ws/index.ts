@@ -10,14 +10,6 @@
  *   env: createMwWorkerEnv({ runMs: 20 }), peers: { manager: manager.url } });
  */
 export { createLiveNode } from './liveHost.js';
-export type {
-  DropReason,
-  LiveEnvironment,
-  LiveLogEntry,
-  LiveNode,
-  LiveNodeOptions,
-  LiveNodeStats,
-  MessageValidator,
-} from './liveHost.js';
+export type { DropReason, LiveEnvironment, LiveLogEntry, LiveNode, LiveNodeOptions, LiveNodeStats, MessageValidator } from './liveHost.js';
 export { createMwWorkerEnv } from './managerWorkerEnv.js';
 export type { DelayMs, MwWorkerEnv, MwWorkerEnvOptions } from './managerWorkerEnv.js';
