@@ -441,7 +441,11 @@ export function createSimulation(opts: SimulationOptions): Simulation {
   };
 
   const shutdown = (a: HostedActor): void => {
-    if (a.alive && !a.halted) step(a, { type: 'host.shutdown', now: now + a.skewUs } as EventObject);
+    if (a.alive && !a.halted) {
+      // Observers learn of a shutdown when it happens (a paused actor's waits for its resume).
+      for (const o of obsFault) o.onFault!(now, { kind: 'shutdown', actors: [a.index] }, [a.def.name]);
+      step(a, { type: 'host.shutdown', now: now + a.skewUs } as EventObject);
+    }
     a.halted = true;
     discardBacklog(a, 'halted');
   };
@@ -458,7 +462,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     const action = f.action;
     record('fault', undefined, undefined, action.kind, { label: f.label });
     const touched = 'actors' in action ? action.actors.map((i) => names[i]) : [];
-    for (const o of obsFault) o.onFault!(now, action, touched);
+    if (action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);
     switch (action.kind) {
       case 'crash':
         for (const i of action.actors) crash(actors[i]);

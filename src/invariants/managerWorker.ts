@@ -70,8 +70,12 @@ interface Relationship {
   partner: string;
   /** The owner's latest request id when the relationship started: NotMine about older requests is stale. */
   startRid: number;
+  // Times below are on the owner's own clock (virtual time + its skew): a node keeps the liveness
+  // rule by the clock it reads, so a clock fault moves its deadlines with it.
   sinceUs: number;
   lastPongUs: number;
+  /** Virtual time of the first ping the owner sent after the last pong (undefined: none pending). */
+  pendingPingUs: number | undefined;
   /** Reset when the owner resumes from a pause: a paused node cannot be held to its deadlines. */
   baselineUs: number;
   reported: boolean;
@@ -117,10 +121,14 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const isWorkerName = (n: string): boolean => info.get(n)?.role === 'mw.worker';
   const isManagerName = (n: string): boolean => info.get(n)?.role === 'mw.manager';
   const maxOf = (f: (a: MwActorInfo) => number): number => opts.actors.reduce((m, a) => Math.max(m, f(a)), 0);
-  const maxTimeoutUs = maxOf((a) => a.timeoutMs) * 1000;
-  const maxIntervalUs = maxOf((a) => a.checkIntervalMs) * 1000;
+  /**
+   * The longest a correct node may keep a silent partner: after the last pong at P, a ping goes out
+   * at the first check after P + I, and the drop comes at the first check after both that ping and
+   * P + T, so by P + max(T, 2I) + I.
+   */
+  const dropAllowanceUs = (a: MwActorInfo): number => (Math.max(a.timeoutMs, 2 * a.checkIntervalMs) + a.checkIntervalMs) * 1000 + 1000;
   /** One timeout plus one exchange to settle (invariant 1), with room for slow messages. */
-  const settleUs = maxTimeoutUs + 2 * maxIntervalUs + 4 * opts.latencyBoundUs;
+  const settleUs = maxOf(dropAllowanceUs) + maxOf((a) => a.checkIntervalMs) * 1000 + 4 * opts.latencyBoundUs;
 
   // Views built from observations.
   const workerManager = new Map<string, string | null>();
@@ -142,6 +150,11 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const shutDown = new Set<string>();
   // Each actor's latest request id (rids grow per actor).
   const ridSent = new Map<string, number>();
+  // Clock skew per actor (invariant 5 is judged on each node's own clock).
+  const skews = new Map<string, number>();
+  /** How far each actor's clock has jumped in all (forward and back): the slack deadlines allow. */
+  const skewTravel = new Map<string, number>();
+  const local = (actor: string, t: number): number => t + (skews.get(actor) ?? 0);
   // A paused node cannot be held to its deadlines (invariant 5).
   const paused = new Set<string>();
 
@@ -177,9 +190,10 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       owner,
       partner,
       startRid: ridSent.get(owner) ?? 0,
-      sinceUs: t,
+      sinceUs: local(owner, t),
       lastPongUs: -Infinity,
-      baselineUs: t,
+      pendingPingUs: undefined,
+      baselineUs: local(owner, t),
       reported: false,
     });
     closed.delete(owner, partner);
@@ -190,12 +204,14 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       asym.forEach((a) => {
         // A paused node cannot settle anything; its pairs are judged from its resume on.
         if (paused.has(a.w) || paused.has(a.m)) return;
-        if (t - a.since > settleUs) {
+        // A clock set back delays that node's timeouts by as much.
+        const allowUs = settleUs + (skewTravel.get(a.w) ?? 0) + (skewTravel.get(a.m) ?? 0);
+        if (t - a.since > allowUs) {
           L.violate(
             'mw.one-manager',
             t,
             [a.w, a.m],
-            `${a.w}.manager = ${workerManager.get(a.w) ?? 'none'} but ${a.m}.workers ${managerWorkers.get(a.m)?.has(a.w) ? 'contains' : 'lacks'} ${a.w} for ${((t - a.since) / 1e6).toFixed(3)}s (settling allows ${(settleUs / 1e6).toFixed(3)}s)`,
+            `${a.w}.manager = ${workerManager.get(a.w) ?? 'none'} but ${a.m}.workers ${managerWorkers.get(a.m)?.has(a.w) ? 'contains' : 'lacks'} ${a.w} for ${((t - a.since) / 1e6).toFixed(3)}s (settling allows ${(allowUs / 1e6).toFixed(3)}s)`,
           );
           a.since = Infinity;
         }
@@ -207,17 +223,30 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         const a = info.get(owner);
         if (!a || paused.has(owner)) return;
         L.check('mw.liveness');
-        // After the last pong at P, a ping goes out at the first check after P + I, and the drop comes
-        // at the first check after both that ping and P + T: by P + max(T, 2I) + I.
-        const allowUs = (Math.max(a.timeoutMs, 2 * a.checkIntervalMs) + a.checkIntervalMs) * 1000 + 1000;
-        const quietSince = Math.max(r.lastPongUs, r.sinceUs, r.baselineUs);
-        if (t - quietSince > allowUs) {
+        const quietSince = Math.max(r.lastPongUs, r.sinceUs, r.baselineUs); // owner's clock
+        const intervalUs = a.checkIntervalMs * 1000;
+        // Checks run on timers (virtual time); the drop rule reads the owner's clock. Once a ping is
+        // unanswered, the drop must come by the check after both that ping and quietSince + T (in
+        // virtual time: the owner's clock minus its skew). A node whose clock never moved must also
+        // keep pinging: then the bound is quietSince + max(T, 2I) + I.
+        let deadlineUs: number | undefined;
+        if (r.pendingPingUs !== undefined) {
+          const skew = skews.get(owner);
+          // A clock that moved puts the checks out of step with the drop rule: allow one more check.
+          const clockSlackUs = skew === undefined ? 0 : intervalUs + (skewTravel.get(owner) ?? 0);
+          deadlineUs = Math.max(r.pendingPingUs, quietSince + a.timeoutMs * 1000 - (skew ?? 0)) + intervalUs + 1000 + clockSlackUs;
+        } else if (!skews.has(owner)) {
+          deadlineUs = quietSince + dropAllowanceUs(a);
+        }
+        if (deadlineUs !== undefined && t > deadlineUs) {
           r.reported = true;
           L.violate(
             'mw.liveness',
             t,
             [owner, partner],
-            `${owner} kept unresponsive partner ${partner}: no pong for ${((t - quietSince) / 1e6).toFixed(3)}s (allowed ${(allowUs / 1e6).toFixed(3)}s)`,
+            `${owner} kept unresponsive partner ${partner}: no pong for ${((local(owner, t) - quietSince) / 1e6).toFixed(3)}s${
+              r.pendingPingUs !== undefined ? ` (a ping unanswered since ${(r.pendingPingUs / 1e6).toFixed(3)}s)` : ''
+            }, past the deadline by ${((t - deadlineUs) / 1e6).toFixed(3)}s`,
           );
         }
       });
@@ -278,12 +307,12 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         L.check('mw.liveness');
         const r = rels.get(actor, obs.peer);
         const a = info.get(actor);
-        if (r && a && t - r.lastPongUs <= a.timeoutMs * 1000) {
+        if (r && a && local(actor, t) - r.lastPongUs <= a.timeoutMs * 1000) {
           L.violate(
             'mw.liveness',
             t,
             [actor, obs.peer],
-            `${actor} dropped responsive partner ${obs.peer}: last pong ${((t - r.lastPongUs) / 1e6).toFixed(3)}s ago, timeout ${a.timeoutMs / 1000}s`,
+            `${actor} dropped responsive partner ${obs.peer}: last pong ${((local(actor, t) - r.lastPongUs) / 1e6).toFixed(3)}s ago, timeout ${a.timeoutMs / 1000}s`,
           );
         }
         break;
@@ -411,7 +440,10 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       } else {
         if (m.type === 'ManagerPong') {
           const r = rels.get(to, from);
-          if (r) r.lastPongUs = t;
+          if (r) {
+            r.lastPongUs = local(to, t);
+            r.pendingPingUs = undefined;
+          }
         }
         if (m.type === 'TasksPong' && isManagerName(to) && managerWorkers.get(to)?.has(from)) {
           for (const s of m.statuses)
@@ -502,6 +534,10 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         );
       }
       if (m.type === 'ManagerBye') closed.set(from, to, true);
+      if (m.type === 'ManagerPing') {
+        const r = rels.get(from, to);
+        if (r && r.pendingPingUs === undefined) r.pendingPingUs = t;
+      }
       if (m.type === 'TaskStatus') {
         L.check('mw.task-monotone');
         const last = ranks.get(from, m.taskId);
@@ -566,6 +602,19 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     onFault(t, action: FaultAction, actors) {
       if (action.kind === 'crash' || action.kind === 'restart') for (const a of actors) forget(a, t);
       if (action.kind === 'pause') for (const a of actors) paused.add(a);
+      // Released messages carry old news (a pong from a node that has crashed since, say): settling
+      // starts again from the release.
+      if (action.kind === 'release') {
+        asym.forEach((p) => {
+          if (p.since !== Infinity) p.since = Math.max(p.since, t);
+        });
+      }
+      if (action.kind === 'skew') {
+        for (const a of actors) {
+          skews.set(a, (skews.get(a) ?? 0) + action.byUs);
+          skewTravel.set(a, (skewTravel.get(a) ?? 0) + Math.abs(action.byUs));
+        }
+      }
       // Mark before the shutdown step runs: a machine that forgets to say so is still held to it.
       if (action.kind === 'shutdown') for (const a of actors) shutDown.add(a);
       if (action.kind === 'resume') {
@@ -575,7 +624,10 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
             if ((p.w === a || p.m === a) && p.since !== Infinity) p.since = Math.max(p.since, t);
           });
           rels.forEach((r) => {
-            if (r.owner === a) r.baselineUs = t;
+            if (r.owner === a) {
+              r.baselineUs = local(a, t);
+              if (r.pendingPingUs !== undefined) r.pendingPingUs = Math.max(r.pendingPingUs, t);
+            }
           });
         }
       }
