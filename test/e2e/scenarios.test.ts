@@ -91,6 +91,18 @@ describe('manager/worker scenarios', () => {
     expect(b.invariants.find((i) => i.id === 'mw.one-answer')?.violations[0].message).toMatch(/answered TasksPing from manager with Ack/);
   });
 
+  it('the replay command of a violation reproduces it, up to that moment', () => {
+    const b = run('balthazar-mode.yaml');
+    const inv = b.invariants.find((i) => i.id === 'mw.one-answer')!;
+    const args = inv.replay!.replace(/^protosim /, '').split(' ');
+    const r = cli(...args, '--out', out, '--json');
+    const replayed = JSON.parse(r.stdout) as RunSummary;
+    const again = replayed.invariants.find((i) => i.id === 'mw.one-answer')!;
+    expect(again.violations[0]).toEqual(inv.violations[0]);
+    expect(replayed.virtualTimeUs).toBeLessThanOrEqual(inv.violations[0].t + 1000);
+    expect(readdirSync(out).some((d) => d.startsWith('mw-balthazar-mode-seed17'))).toBe(true);
+  });
+
   it('npm start runs the default scenario and prints its summary', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
     const args = pkg.scripts.start.replace(/^node bin\/protosim\.js /, '').split(' ');
