@@ -43,6 +43,11 @@ export class RandomStream {
     if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
   }
 
+  /** The four state words (to hand the stream to the WebAssembly core, which continues it bit for bit). */
+  state(): [number, number, number, number] {
+    return [this.a >>> 0, this.b >>> 0, this.c >>> 0, this.d >>> 0];
+  }
+
   /** A uniform 32-bit unsigned integer. */
   nextUint32(): number {
     const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;

@@ -1,0 +1,54 @@
+// Seeded random streams inside the core: xoshiro128**, bit-identical to src/engine/rng.ts
+// (RandomStream). The host derives each stream's four state words from (seed, stable name) and hands
+// them over, so a shuffle in WebAssembly draws exactly the numbers the TypeScript reference draws.
+
+const MAX_STREAMS: i32 = 1 << 16;
+const state = new StaticArray<u32>(MAX_STREAMS * 4);
+
+/** Sets stream `slot` to the state words `a, b, c, d` (from RandomStream.state()). */
+export function rngSeed(slot: i32, a: u32, b: u32, c: u32, d: u32): void {
+  const o = slot << 2;
+  unchecked((state[o] = a));
+  unchecked((state[o + 1] = b));
+  unchecked((state[o + 2] = c));
+  unchecked((state[o + 3] = d));
+}
+
+/** A uniform 32-bit unsigned integer from stream `slot`. */
+export function rngNextU32(slot: i32): u32 {
+  const o = slot << 2;
+  let a = unchecked(state[o]);
+  let b = unchecked(state[o + 1]);
+  let c = unchecked(state[o + 2]);
+  let d = unchecked(state[o + 3]);
+  const result = rotl<u32>(b * 5, 7) * 9;
+  const t = b << 9;
+  c ^= a;
+  d ^= b;
+  b ^= c;
+  a ^= d;
+  c ^= t;
+  d = rotl<u32>(d, 11);
+  unchecked((state[o] = a));
+  unchecked((state[o + 1] = b));
+  unchecked((state[o + 2] = c));
+  unchecked((state[o + 3] = d));
+  return result;
+}
+
+/** A uniform float in [0, 1) with 53 bits, as RandomStream.next(). */
+export function rngNext(slot: i32): f64 {
+  const hi = <f64>(rngNextU32(slot) >>> 5);
+  const lo = <f64>(rngNextU32(slot) >>> 6);
+  return (hi * 67108864.0 + lo) / 9007199254740992.0;
+}
+
+/** A uniform integer in [0, n), as RandomStream.int(n). */
+export function rngInt(slot: i32, n: i32): i32 {
+  return <i32>Math.floor(rngNext(slot) * <f64>n);
+}
+
+/** The state words of stream `slot` (for tests: `which` 0..3). */
+export function rngState(slot: i32, which: i32): u32 {
+  return unchecked(state[(slot << 2) + which]);
+}
