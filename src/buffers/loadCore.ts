@@ -17,6 +17,19 @@ export interface CoreExports {
   rngNext(slot: number): number;
   rngInt(slot: number, n: number): number;
   rngState(slot: number, which: number): number;
+  /** Reserves bytes of linear memory; returns their address. */
+  alloc(bytes: number): number;
+  /** See assembly/distribute.ts (addresses of i32/u32 arrays). */
+  distribute(
+    amount: number,
+    members: number,
+    count: number,
+    order: number,
+    serverBuffer: number,
+    bufferLimit: number,
+    slot: number,
+    fair: boolean,
+  ): number;
   memory: WebAssembly.Memory;
 }
 
@@ -54,6 +67,8 @@ export function instantiateCore(): CoreExports {
     rngNext: raw.rngNext,
     rngInt: raw.rngInt,
     rngState: (slot, which) => raw.rngState(slot, which) >>> 0,
+    alloc: (bytes) => raw.alloc(bytes) >>> 0,
+    distribute: (...args) => raw.distribute(...args) >>> 0,
     memory: raw.memory,
   };
 }
