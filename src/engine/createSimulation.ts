@@ -30,8 +30,11 @@ export interface ActorDefinition {
   machine: AnyStateMachine;
   input: unknown;
   env?: SimEnvironment;
-  /** Input after a crash: the declared durable state. Defaults to the original input. */
-  restartInput?: unknown;
+  /**
+   * Input for a restart after a crash (incarnation 1, 2, …): what the actor keeps, and anything that
+   * must differ between incarnations (request id ranges). Defaults to the original input.
+   */
+  restartInput?: (incarnation: number) => unknown;
 }
 
 /** A fault or control action at a virtual time. Actor sets are indices into the actor list. */
@@ -127,8 +130,10 @@ interface HostedActor {
   index: number;
   def: ActorDefinition;
   instance: MachineInstance | null;
-  /** Incarnation: bumped by crash/restart so stale timers and env answers are ignored. */
+  /** Generation: bumped by crash/restart so stale timers and env answers are ignored. */
   gen: number;
+  /** How many times the actor was restarted. */
+  incarnation: number;
   alive: boolean;
   halted: boolean;
   paused: boolean;
@@ -260,6 +265,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     def,
     instance: null,
     gen: 0,
+    incarnation: 0,
     alive: false,
     halted: false,
     paused: false,
@@ -461,7 +467,12 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     counters.faults++;
     const action = f.action;
     record('fault', undefined, undefined, action.kind, { label: f.label });
-    const touched = 'actors' in action ? action.actors.map((i) => names[i]) : [];
+    const touched =
+      'actors' in action
+        ? action.actors.map((i) => names[i])
+        : action.kind === 'hold' || action.kind === 'partition-one-way'
+          ? [...new Set([...action.from, ...action.to])].sort((x, y) => x - y).map((i) => names[i])
+          : [];
     if (action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);
     switch (action.kind) {
       case 'crash':
@@ -471,7 +482,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         for (const i of action.actors) {
           const a = actors[i];
           if (a.alive) crash(a);
-          start(a, a.def.restartInput ?? a.def.input);
+          a.incarnation++;
+          start(a, a.def.restartInput ? a.def.restartInput(a.incarnation) : a.def.input);
         }
         break;
       case 'pause':

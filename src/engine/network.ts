@@ -140,7 +140,8 @@ export class Network {
     const spans = this.spans;
     for (let i = 0; i < spans.length; i++) {
       const s = spans[i];
-      if (s.startUs <= nowUs && s.endUs >= sentUs && s.cut.blocks(from, to)) return true;
+      // A message sent at the very instant of a heal left after it (faults run first at an instant).
+      if (s.startUs <= nowUs && s.endUs > sentUs && s.cut.blocks(from, to)) return true;
     }
     return false;
   }

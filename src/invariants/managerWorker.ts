@@ -74,10 +74,12 @@ interface Relationship {
   // rule by the clock it reads, so a clock fault moves its deadlines with it.
   sinceUs: number;
   lastPongUs: number;
+  /** When the owner last pinged the partner (owner's clock). */
+  lastPingUs: number;
   /** Virtual time of the first ping the owner sent after the last pong (undefined: none pending). */
   pendingPingUs: number | undefined;
-  /** Reset when the owner resumes from a pause: a paused node cannot be held to its deadlines. */
-  baselineUs: number;
+  /** Virtual time until which a deadline is not judged (a resume gives the node two checks). */
+  graceUntilUs: number;
   reported: boolean;
 }
 
@@ -133,7 +135,8 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   // Views built from observations.
   const workerManager = new Map<string, string | null>();
   const managerWorkers = new Map<string, Set<string>>();
-  const asym = new PairMap<{ w: string; m: string; since: number }>();
+  /** One-sided pairs: since when, and a virtual time until which they may stay so (after a fault that delays settling). */
+  const asym = new PairMap<{ w: string; m: string; since: number; graceUntil: number }>();
   // Invariant 4: "a>b" present = a must not send relationship-scoped requests to b.
   const closed = new PairMap<true>();
   // Invariant 5: relationships by owner>partner.
@@ -152,9 +155,21 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const ridSent = new Map<string, number>();
   // Clock skew per actor (invariant 5 is judged on each node's own clock).
   const skews = new Map<string, number>();
-  /** How far each actor's clock has jumped in all (forward and back): the slack deadlines allow. */
-  const skewTravel = new Map<string, number>();
+  /** Gives the one-sided pairs of `actors` time to settle until `untilUs` (never less than they had). */
+  const graceForPairs = (actors: ReadonlySet<string>, untilUs: number): void => {
+    asym.forEach((p) => {
+      if (p.since !== Infinity && (actors.has(p.w) || actors.has(p.m))) p.graceUntil = Math.max(p.graceUntil, untilUs);
+    });
+  };
+  // Hold faults by id, with the actors on their links (a release brings old news to them).
+  const holds = new Map<number, ReadonlySet<string>>();
   const local = (actor: string, t: number): number => t + (skews.get(actor) ?? 0);
+  const skewChangedAt = new Map<string, number>();
+  const clockDelay = new Map<string, { amountUs: number; untilUs: number }>();
+  const delayOf = (actor: string, sinceUs: number): number => {
+    const d = clockDelay.get(actor);
+    return d && sinceUs <= d.untilUs ? d.amountUs : 0;
+  };
   // A paused node cannot be held to its deadlines (invariant 5).
   const paused = new Set<string>();
 
@@ -179,7 +194,7 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const updatePair = (w: string, m: string, t: number): void => {
     const symmetric = (workerManager.get(w) === m) === (managerWorkers.get(m)?.has(w) ?? false);
     if (symmetric) asym.delete(w, m);
-    else if (!asym.has(w, m)) asym.set(w, m, { w, m, since: t });
+    else if (!asym.has(w, m)) asym.set(w, m, { w, m, since: t, graceUntil: 0 });
   };
 
   const isPartner = (receiver: string, sender: string): boolean =>
@@ -192,8 +207,9 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       startRid: ridSent.get(owner) ?? 0,
       sinceUs: local(owner, t),
       lastPongUs: -Infinity,
+      lastPingUs: -Infinity,
       pendingPingUs: undefined,
-      baselineUs: local(owner, t),
+      graceUntilUs: 0,
       reported: false,
     });
     closed.delete(owner, partner);
@@ -204,9 +220,8 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       asym.forEach((a) => {
         // A paused node cannot settle anything; its pairs are judged from its resume on.
         if (paused.has(a.w) || paused.has(a.m)) return;
-        // A clock set back delays that node's timeouts by as much.
-        const allowUs = settleUs + (skewTravel.get(a.w) ?? 0) + (skewTravel.get(a.m) ?? 0);
-        if (t - a.since > allowUs) {
+        const allowUs = settleUs + delayOf(a.w, a.since) + delayOf(a.m, a.since);
+        if (t - a.since > allowUs && t > a.graceUntil) {
           L.violate(
             'mw.one-manager',
             t,
@@ -223,30 +238,34 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         const a = info.get(owner);
         if (!a || paused.has(owner)) return;
         L.check('mw.liveness');
-        const quietSince = Math.max(r.lastPongUs, r.sinceUs, r.baselineUs); // owner's clock
+        const quietSince = r.lastPongUs === -Infinity ? r.sinceUs : r.lastPongUs; // owner's clock, as the machine keeps it
         const intervalUs = a.checkIntervalMs * 1000;
-        // Checks run on timers (virtual time); the drop rule reads the owner's clock. Once a ping is
-        // unanswered, the drop must come by the check after both that ping and quietSince + T (in
-        // virtual time: the owner's clock minus its skew). A node whose clock never moved must also
-        // keep pinging: then the bound is quietSince + max(T, 2I) + I.
-        let deadlineUs: number | undefined;
+        const skew = skews.get(owner) ?? 0;
+        // The checks run on timers (virtual time) and the rule reads the owner's clock: a time on the
+        // owner's clock is at (that time − its skew) in virtual time. A clock that ever moved puts the
+        // checks out of step with the rule by up to one check.
+        const stepSlackUs = skews.has(owner) ? intervalUs : 0;
+        // A deadline never falls before the last clock jump: the node's next check comes after it.
+        const jumpedAt = skewChangedAt.get(owner) ?? -Infinity;
+        let deadlineUs: number;
+        let why: string;
         if (r.pendingPingUs !== undefined) {
-          const skew = skews.get(owner);
-          // A clock that moved puts the checks out of step with the drop rule: allow one more check.
-          const clockSlackUs = skew === undefined ? 0 : intervalUs + (skewTravel.get(owner) ?? 0);
-          deadlineUs = Math.max(r.pendingPingUs, quietSince + a.timeoutMs * 1000 - (skew ?? 0)) + intervalUs + 1000 + clockSlackUs;
-        } else if (!skews.has(owner)) {
-          deadlineUs = quietSince + dropAllowanceUs(a);
+          // A ping is unanswered: the drop comes at the check after both it and quietSince + T.
+          deadlineUs = Math.max(r.pendingPingUs, quietSince + a.timeoutMs * 1000 - skew, jumpedAt) + intervalUs + 1000 + stepSlackUs;
+          why = `a ping unanswered since ${(r.pendingPingUs / 1e6).toFixed(3)}s`;
+        } else {
+          // No ping pending: one is due once both the last ping and the last pong are I old.
+          deadlineUs = Math.max(Math.max(r.lastPingUs, quietSince) + intervalUs - skew, jumpedAt) + intervalUs + 1000 + stepSlackUs;
+          why = 'no ping sent since it was due';
         }
-        if (deadlineUs !== undefined && t > deadlineUs) {
+        deadlineUs = Math.max(deadlineUs, r.graceUntilUs);
+        if (t > deadlineUs) {
           r.reported = true;
           L.violate(
             'mw.liveness',
             t,
             [owner, partner],
-            `${owner} kept unresponsive partner ${partner}: no pong for ${((local(owner, t) - quietSince) / 1e6).toFixed(3)}s${
-              r.pendingPingUs !== undefined ? ` (a ping unanswered since ${(r.pendingPingUs / 1e6).toFixed(3)}s)` : ''
-            }, past the deadline by ${((t - deadlineUs) / 1e6).toFixed(3)}s`,
+            `${owner} kept unresponsive partner ${partner}: no pong for ${((local(owner, t) - quietSince) / 1e6).toFixed(3)}s (${why}), past the deadline by ${((t - deadlineUs) / 1e6).toFixed(3)}s`,
           );
         }
       });
@@ -307,12 +326,15 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         L.check('mw.liveness');
         const r = rels.get(actor, obs.peer);
         const a = info.get(actor);
-        if (r && a && local(actor, t) - r.lastPongUs <= a.timeoutMs * 1000) {
+        // As the machine keeps it: the last pong, or the start of the relationship before any pong
+        // (a clock jump can put a pong "before" the start; the node's own clock is what counts).
+        const lastHeard = r ? (r.lastPongUs === -Infinity ? r.sinceUs : r.lastPongUs) : 0;
+        if (r && a && local(actor, t) - lastHeard <= a.timeoutMs * 1000) {
           L.violate(
             'mw.liveness',
             t,
             [actor, obs.peer],
-            `${actor} dropped responsive partner ${obs.peer}: last pong ${((local(actor, t) - r.lastPongUs) / 1e6).toFixed(3)}s ago, timeout ${a.timeoutMs / 1000}s`,
+            `${actor} dropped responsive partner ${obs.peer}: ${r.lastPongUs === -Infinity ? 'no pong since the relationship began' : 'last pong'} ${((local(actor, t) - lastHeard) / 1e6).toFixed(3)}s ago, timeout ${a.timeoutMs / 1000}s`,
           );
         }
         break;
@@ -369,7 +391,12 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       case 'mw.shutdown':
         shutDown.add(actor);
         if (isManagerName(actor)) {
-          for (const w of managerWorkers.get(actor) ?? []) rels.delete(actor, w);
+          // A manager that shuts down manages nobody any more; its workers learn it from the Bye.
+          const ws = [...(managerWorkers.get(actor) ?? [])];
+          managerWorkers.set(actor, new Set());
+          rels.deleteRow(actor);
+          outstanding.deleteRow(actor);
+          for (const w of ws) updatePair(w, actor, t);
         }
         break;
       default:
@@ -406,11 +433,9 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     } else if (isManagerName(actor)) {
       const ws = managerWorkers.get(actor);
       managerWorkers.set(actor, new Set());
-      for (const w of ws ?? []) {
-        rels.delete(actor, w);
-        outstanding.delete(actor, w);
-        updatePair(w, actor, t);
-      }
+      for (const w of ws ?? []) updatePair(w, actor, t);
+      rels.deleteRow(actor);
+      outstanding.deleteRow(actor);
       accounts.deleteRow(actor);
     }
   };
@@ -536,7 +561,13 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       if (m.type === 'ManagerBye') closed.set(from, to, true);
       if (m.type === 'ManagerPing') {
         const r = rels.get(from, to);
-        if (r && r.pendingPingUs === undefined) r.pendingPingUs = t;
+        if (r) {
+          r.lastPingUs = local(from, t);
+          // As the machine sees it, a ping is unanswered only once it is later than the last pong
+          // (or the start): a ping at that same instant does not count yet.
+          const lastHeard = r.lastPongUs === -Infinity ? r.sinceUs : r.lastPongUs;
+          if (r.pendingPingUs === undefined && r.lastPingUs > lastHeard) r.pendingPingUs = t;
+        }
       }
       if (m.type === 'TaskStatus') {
         L.check('mw.task-monotone');
@@ -602,32 +633,34 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
     onFault(t, action: FaultAction, actors) {
       if (action.kind === 'crash' || action.kind === 'restart') for (const a of actors) forget(a, t);
       if (action.kind === 'pause') for (const a of actors) paused.add(a);
-      // Released messages carry old news (a pong from a node that has crashed since, say): settling
-      // starts again from the release.
-      if (action.kind === 'release') {
-        asym.forEach((p) => {
-          if (p.since !== Infinity) p.since = Math.max(p.since, t);
-        });
-      }
+      if (action.kind === 'hold') holds.set(action.id, new Set(actors));
+      // Released messages carry old news (a pong from a node that has crashed since, say): the pairs
+      // on the held links get a fresh settling window.
+      if (action.kind === 'release') graceForPairs(holds.get(action.id) ?? new Set(), t + settleUs);
       if (action.kind === 'skew') {
         for (const a of actors) {
           skews.set(a, (skews.get(a) ?? 0) + action.byUs);
-          skewTravel.set(a, (skewTravel.get(a) ?? 0) + Math.abs(action.byUs));
+          skewChangedAt.set(a, t);
+          // A clock set back delays that node's timeouts by as much, for pairs that go one-sided
+          // while the jump still matters.
+          const prev = clockDelay.get(a);
+          const amount = Math.max(Math.abs(action.byUs), prev && prev.untilUs >= t ? prev.amountUs : 0);
+          clockDelay.set(a, { amountUs: amount, untilUs: t + settleUs + amount });
         }
+        graceForPairs(new Set(actors), t + settleUs + Math.abs(action.byUs));
       }
       // Mark before the shutdown step runs: a machine that forgets to say so is still held to it.
       if (action.kind === 'shutdown') for (const a of actors) shutDown.add(a);
       if (action.kind === 'resume') {
+        // A resumed node works through its backlog at once: it gets two checks to catch up, never
+        // a fresh quiet period.
         for (const a of actors) {
           paused.delete(a);
-          asym.forEach((p) => {
-            if ((p.w === a || p.m === a) && p.since !== Infinity) p.since = Math.max(p.since, t);
-          });
+          const info2 = info.get(a);
+          const twoChecksUs = 2 * (info2?.checkIntervalMs ?? 0) * 1000 + 4 * opts.latencyBoundUs;
+          graceForPairs(new Set([a]), t + twoChecksUs);
           rels.forEach((r) => {
-            if (r.owner === a) {
-              r.baselineUs = local(a, t);
-              if (r.pendingPingUs !== undefined) r.pendingPingUs = Math.max(r.pendingPingUs, t);
-            }
+            if (r.owner === a) r.graceUntilUs = Math.max(r.graceUntilUs, t + twoChecksUs);
           });
         }
       }

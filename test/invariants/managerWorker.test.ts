@@ -479,3 +479,120 @@ actors:
     expect(violationsOf(bad, 'mw.task-monotone')[0]).toMatch(/reported Pending for manager\/t\d+ after a terminal status/);
   });
 });
+
+describe('second review: liveness and settling after the fixes', () => {
+  it('a worker joins even when answers take longer than its retry period', () => {
+    const s = runText(`
+name: slow-rtt
+protocol: manager-worker
+duration: 10m
+stopWhen: complete
+network: { latency: 3s }
+actors:
+  - { role: mw.manager, name: manager, tasks: { count: 4, timeout: 30s } }
+  - { role: mw.worker, count: 1, run: 1s }
+`);
+    expect(s.metrics.tasksCompleted).toBe(4);
+    // The second round's request may supersede the first (the manager re-accepts), but the worker
+    // never says goodbye to an answer it asked for.
+    expect(s.metrics.workersDropped).not.toHaveProperty('bye');
+    expect(s.metrics.workersJoined).toBeLessThanOrEqual(2);
+  });
+
+  it('a restarted worker is not taken for its old self (request ids differ per incarnation)', () => {
+    const s = runText(`
+name: worker-restart
+protocol: manager-worker
+mode: balthazar
+duration: 10m
+stopWhen: complete
+network: { latency: 1ms }
+invariants: [mw.slots, mw.one-manager]
+actors:
+  - { role: mw.manager, name: manager, tasks: { count: 6, timeout: 30s } }
+  - { role: mw.worker, count: 1, cpuCount: 2, run: 5s }
+faults:
+  - { at: 2s, crash: worker-0, restart: 3s }
+`);
+    expect(s.metrics.tasksCompleted).toBe(6);
+    expect(s.virtualTimeUs).toBeLessThan(60_000_000);
+  });
+
+  it('a silent manager first on the peer list does not keep a worker from the next one', () => {
+    const s = runText(`
+name: dead-first
+protocol: manager-worker
+duration: 10m
+stopWhen: complete
+network: { latency: 1ms }
+actors:
+  - { role: mw.manager, count: 2, tasks: { count: 0 } }
+  - { role: mw.manager, name: backup, tasks: { count: 10, timeout: 30s } }
+  - { role: mw.worker, count: 2, managers: [manager-0, backup], run: 1s }
+faults:
+  - { at: 0s, crash: manager-0 }
+`);
+    expect(s.metrics.tasksCompleted).toBe(10);
+    expect(s.messages.byType.ManagerRequest).toBeLessThan(20);
+  });
+
+  it('a manager that shuts down leaves no one-sided pairs behind (mw.one-manager)', () => {
+    const s = runText(
+      base(
+        oneManagerTwoWorkers,
+        `
+faults:
+  - { at: 10s, shutdown: manager }`,
+      ),
+    );
+    expect(statusOf(s, 'mw.one-manager')).toBe('held');
+  });
+
+  const neverPings = faultyManager({ actions: { tick: act(() => {}) } });
+  it('a manager that never pings is caught, with or without a clock jump', () => {
+    for (const extra of [
+      '',
+      `
+faults:
+  - { at: 3s, skew: manager, by: 1ms }`,
+    ]) {
+      const bad = runText(base(oneManagerTwoWorkers, extra), { machines: { 'mw.manager': neverPings } });
+      expect(violationsOf(bad, 'mw.liveness')[0]).toMatch(/manager kept unresponsive partner worker-\d: .*no ping sent since it was due/);
+    }
+  });
+
+  it('regular pauses do not hide a manager that never drops a crashed worker', () => {
+    const yaml = base(
+      oneManagerTwoWorkers,
+      `
+faults:
+  - { at: 5s, crash: worker-1 }
+  - { at: 50s, pause: manager, resume: 51s }
+  - { at: 100s, pause: manager, resume: 101s }
+  - { at: 150s, pause: manager, resume: 151s }`,
+    );
+    const neverDrops = faultyManager({
+      actions: {
+        tick: act(
+          ({
+            context,
+            event,
+            enqueue,
+          }: {
+            context: { workers: Map<string, { lastPingUs: number }>; rid: number };
+            event: Ev;
+            enqueue: Enq;
+          }) => {
+            for (const [w, rec] of context.workers) {
+              rec.lastPingUs = event.now;
+              enqueue.emit({ type: 'host.send', to: w, msg: { type: 'ManagerPing', rid: ++context.rid } });
+            }
+          },
+        ),
+      },
+    });
+    expect(violationsOf(runText(yaml, { machines: { 'mw.manager': neverDrops } }), 'mw.liveness')[0]).toMatch(
+      /manager kept unresponsive partner worker-1/,
+    );
+  });
+});

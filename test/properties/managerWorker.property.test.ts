@@ -19,7 +19,7 @@ const fault = (workers: number, managers: number) => {
   return fc.oneof(
     fc.record({ at: fc.integer({ min: 1, max: 200 }), crash: node, restartAfter: fc.option(fc.integer({ min: 1, max: 120 })) }),
     fc.record({ at: fc.integer({ min: 1, max: 200 }), pause: node, resumeAfter: fc.integer({ min: 1, max: 150 }) }),
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), shutdown: worker }),
+    fc.record({ at: fc.integer({ min: 1, max: 200 }), shutdown: node }),
     fc.record({ at: fc.integer({ min: 1, max: 200 }), partitionOf: node, healAfter: fc.integer({ min: 1, max: 200 }) }),
     fc.record({ at: fc.integer({ min: 1, max: 200 }), oneWayFrom: node, oneWayTo: node, healAfter: fc.integer({ min: 1, max: 200 }) }),
     fc.record({ at: fc.integer({ min: 1, max: 200 }), holdFrom: node, holdTo: node, releaseAfter: fc.integer({ min: 1, max: 100 }) }),
@@ -51,7 +51,11 @@ const scenario = fc
       managers: fc.constant(managers),
       mode: fc.constantFrom('strict', 'balthazar'),
       seed: fc.nat(1_000_000),
-      latencyMs: fc.integer({ min: 0, max: 300 }),
+      // Mostly LAN-like, sometimes slower than a worker's 5 s retry.
+      latencyMs: fc.oneof(
+        { arbitrary: fc.integer({ min: 0, max: 300 }), weight: 4 },
+        { arbitrary: fc.integer({ min: 1000, max: 9000 }), weight: 1 },
+      ),
       loss: fc.constantFrom(0, 0, 0.01, 0.05),
       ordering: fc.constantFrom('ordered', 'unordered', 'unordered-duplicating'),
       duplicate: fc.constantFrom(0.01, 0.1),
@@ -88,7 +92,10 @@ ${p.mode === 'balthazar' ? 'invariants: [mw.one-manager, mw.not-mine, mw.silence
 `;
 }
 
-test.prop([scenario], { numRuns: Number(process.env.PROTOSIM_PROPERTY_RUNS ?? 60) })(
+// CI runs a fixed sample (seed 20261122) so that a red run always means a change broke something;
+// PROTOSIM_PROPERTY_RUNS=N explores N fresh random scenarios instead.
+const explore = process.env.PROTOSIM_PROPERTY_RUNS !== undefined;
+test.prop([scenario], explore ? { numRuns: Number(process.env.PROTOSIM_PROPERTY_RUNS) } : { numRuns: 80, seed: 20261122 })(
   'no invariant is violated by the correct machines, whatever the scenario',
   (p) => {
     const yaml = yamlOf(p);

@@ -32,6 +32,8 @@ export interface ManagerInput {
   /** A running task without news for this long is asked about with TasksPing. */
   statusPollMs: number;
   tasks: ManagerTasksInput;
+  /** Where request ids start: the host gives each incarnation its own range after a restart. */
+  ridBase?: number;
 }
 
 interface WorkerRecord {
@@ -335,7 +337,7 @@ export const managerMachine = setup({
   id: 'mw.manager',
   context: ({ input }) => ({
     cfg: input,
-    rid: 0,
+    rid: input.ridBase ?? 0,
     peerTypes: new Map(),
     workers: new Map(),
     tasks: new Map(),

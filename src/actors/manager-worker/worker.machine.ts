@@ -24,6 +24,8 @@ export interface WorkerInput {
   timeoutMs: number;
   /** How long a search waits before contacting peers again. */
   retryMs: number;
+  /** Where request ids start: the host gives each incarnation its own range after a restart. */
+  ridBase?: number;
 }
 
 interface WorkerTask {
@@ -40,10 +42,13 @@ export interface WorkerContext {
   /** The manager a ManagerRequest is outstanding to, and that request's id. */
   candidate: string | null;
   candidateRid: number;
+  /** Our request counter when this search began: an answer to any request of this search counts. */
+  searchRid: number;
   /** Managers that refused us (or did not answer) in this round of the search. */
   refused: Set<string>;
-  /** TasksExecute requests of the current manager already handled: a duplicate must not run tasks again. */
+  /** TasksExecute requests of `executedFrom` already handled: a duplicate must not run tasks again. */
   executed: Set<number>;
+  executedFrom: string | null;
   /** Our request counter when the relationship started: a NotMine answering an older request is stale. */
   relationshipRid: number;
   lastPingUs: number;
@@ -102,10 +107,10 @@ function failTask(ctx: WorkerContext, enqueue: Enqueue, taskId: string, error: T
 function dropManager(ctx: WorkerContext, enqueue: Enqueue, reason: 'bye' | 'timeout' | 'not-mine' | 'shutdown'): void {
   for (const [taskId, task] of ctx.tasks) if (task.rank >= 1) enqueue.cancel(`task:${taskId}`);
   ctx.tasks.clear();
-  ctx.executed.clear();
   ctx.manager = null;
   ctx.candidate = null;
   ctx.refused.clear();
+  ctx.searchRid = ctx.rid;
   enqueue.emit(observe({ kind: 'mw.manager', manager: null, reason }));
 }
 
@@ -134,19 +139,15 @@ export const workerMachine = setup({
     partnerTimedOut: ({ context, event }) =>
       context.lastPongUs < context.lastPingUs && event.now - context.lastPongUs > context.cfg.timeoutMs * 1000,
     /**
-     * A ManagerAnswer that starts a relationship: accepted, from a known, authorised manager, and the
-     * answer to our outstanding request (a stale or duplicated answer must not re-attach us).
+     * A ManagerAnswer that starts a relationship (protocol table, "true | none | authorised
+     * manager"): accepted, from a known, authorised manager, answering a request of this search —
+     * also one of an earlier round that was slow to answer. An answer from before the search (a stale
+     * or duplicated one from an old relationship) must not re-attach us.
      */
     answerStartsRelationship: ({ context, event }) => {
       const msg = (event as MwMessageEvent).msg as ManagerAnswer;
       const from = fromOf(event);
-      return (
-        msg.accepted &&
-        from === context.candidate &&
-        msg.re === context.candidateRid &&
-        context.peerTypes.get(from) === 'MANAGER' &&
-        isAuthorised(context, from)
-      );
+      return msg.accepted && msg.re > context.searchRid && context.peerTypes.get(from) === 'MANAGER' && isAuthorised(context, from);
     },
   },
   actions: {
@@ -167,14 +168,21 @@ export const workerMachine = setup({
      * the first eligible manager. A request still unanswered from the last round counts as refused.
      */
     contactPeers: enqueueActions(({ context, enqueue }) => {
+      const unanswered = context.candidate;
       context.candidate = null;
       context.refused.clear();
+      if (unanswered !== null) context.refused.add(unanswered);
       for (const peer of context.cfg.peers) {
         if (!context.peerTypes.has(peer)) {
           enqueue.emit(send(peer, request(context, { type: 'NodeTypeRequest', nodeType: 'WORKER' })));
         }
       }
       requestManagement(context, enqueue);
+      if (context.candidate === null && unanswered !== null) {
+        // The silent one is the only manager we know: ask it again.
+        context.refused.clear();
+        requestManagement(context, enqueue);
+      }
     }),
     requestManagement: enqueueActions(({ context, enqueue }) => requestManagement(context, enqueue)),
     refuseManagement: enqueueActions(({ event, enqueue }) =>
@@ -186,7 +194,7 @@ export const workerMachine = setup({
     onAnswerWhileSearching: enqueueActions(({ context, event, enqueue }) => {
       const from = fromOf(event);
       const msg = (event as MwMessageEvent).msg as ManagerAnswer;
-      const ours = from === context.candidate && msg.re === context.candidateRid;
+      const ours = msg.re > context.searchRid;
       if (msg.accepted) {
         // Accepted by an unauthorised manager, by a peer that is not a manager, or a stale answer:
         // the sender now counts us as its worker, so say bye.
@@ -195,15 +203,22 @@ export const workerMachine = setup({
       }
       if (!ours) return;
       // Refused ("may try another manager"): ask the next one now; if none is left, wait for the retry.
-      context.candidate = null;
       context.refused.add(from);
-      requestManagement(context, enqueue);
+      if (from === context.candidate && msg.re === context.candidateRid) {
+        context.candidate = null;
+        requestManagement(context, enqueue);
+      }
     }),
     attach: enqueueActions(({ context, event, enqueue }) => {
       context.manager = fromOf(event);
       context.candidate = null;
       context.refused.clear();
-      context.executed.clear();
+      // Request ids are the manager's: a late duplicate from an earlier relationship with the same
+      // manager is still recognised.
+      if (context.executedFrom !== context.manager) {
+        context.executed.clear();
+        context.executedFrom = context.manager;
+      }
       context.relationshipRid = context.rid;
       context.lastPingUs = event.now;
       context.lastPongUs = event.now;
@@ -326,14 +341,16 @@ export const workerMachine = setup({
   id: 'mw.worker',
   context: ({ input }) => ({
     cfg: input,
-    rid: 0,
+    rid: input.ridBase ?? 0,
     peerTypes: new Map(),
     manager: null,
     candidate: null,
+    searchRid: input.ridBase ?? 0,
     candidateRid: -1,
     refused: new Set(),
     executed: new Set(),
-    relationshipRid: 0,
+    executedFrom: null,
+    relationshipRid: input.ridBase ?? 0,
     lastPingUs: 0,
     lastPongUs: 0,
     tasks: new Map(),

@@ -89,6 +89,12 @@ function workerEnvironment(role: WorkerRole, ctx: FamilyBuildContext, path: (str
   };
 }
 
+/**
+ * Request ids of a restarted node start at incarnation × this, so a new incarnation's requests are
+ * never taken for an old one's (nothing survives a crash, not even the counter).
+ */
+const RID_RANGE = 1_000_000_000;
+
 export const managerWorkerFamily: ProtocolFamily = {
   protocol: 'manager-worker',
   title: 'Manager/worker (Balthazar)',
@@ -124,7 +130,13 @@ export const managerWorkerFamily: ProtocolFamily = {
             maxNetworkUsage: r.tasks.maxNetworkUsage,
           },
         };
-        actors.push({ name: a.name, role: a.role, machine: managerMachine, input });
+        actors.push({
+          name: a.name,
+          role: a.role,
+          machine: managerMachine,
+          input,
+          restartInput: (k) => ({ ...input, ridBase: k * RID_RANGE }),
+        });
         infos.push({
           name: a.name,
           role: 'mw.manager',
@@ -160,7 +172,14 @@ export const managerWorkerFamily: ProtocolFamily = {
           timeoutMs: ms(r.timeout),
           retryMs: ms(r.retry),
         };
-        actors.push({ name: a.name, role: a.role, machine: workerMachine, input, env: common.env });
+        actors.push({
+          name: a.name,
+          role: a.role,
+          machine: workerMachine,
+          input,
+          env: common.env,
+          restartInput: (k) => ({ ...input, ridBase: k * RID_RANGE }),
+        });
         infos.push({
           name: a.name,
           role: 'mw.worker',
