@@ -652,13 +652,14 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
       // Mark before the shutdown step runs: a machine that forgets to say so is still held to it.
       if (action.kind === 'shutdown') for (const a of actors) shutDown.add(a);
       if (action.kind === 'resume') {
-        // A resumed node works through its backlog at once: it gets two checks to catch up, never
-        // a fresh quiet period.
+        // A resumed node works through its backlog at once: its liveness deadlines get two checks
+        // to catch up, never a fresh quiet period. Its backlog is old news, though (a pong that
+        // waited out the pause makes a partner look alive): its one-sided pairs settle afresh.
         for (const a of actors) {
           paused.delete(a);
           const info2 = info.get(a);
           const twoChecksUs = 2 * (info2?.checkIntervalMs ?? 0) * 1000 + 4 * opts.latencyBoundUs;
-          graceForPairs(new Set([a]), t + twoChecksUs);
+          graceForPairs(new Set([a]), t + settleUs);
           rels.forEach((r) => {
             if (r.owner === a) r.graceUntilUs = Math.max(r.graceUntilUs, t + twoChecksUs);
           });
