@@ -21,6 +21,29 @@ type Enq = { emit: (e: unknown) => void };
 // biome-ignore lint/suspicious/noExplicitAny: faulty test variants bypass XState's exact action typing
 const act = (fn: (args: any) => void) => enqueueActions(fn as never);
 
+/** A manager whose liveness check pings every worker but never drops one. */
+const neverDropsManager = (): AnyStateMachine =>
+  faultyManager({
+    actions: {
+      tick: act(
+        ({
+          context,
+          event,
+          enqueue,
+        }: {
+          context: { workers: Map<string, { lastPingUs: number }>; rid: number };
+          event: Ev;
+          enqueue: Enq;
+        }) => {
+          for (const [w, rec] of context.workers) {
+            rec.lastPingUs = event.now;
+            enqueue.emit({ type: 'host.send', to: w, msg: { type: 'ManagerPing', rid: ++context.rid } });
+          }
+        },
+      ),
+    },
+  });
+
 const base = (body: string, extra = ''): string => `
 name: broken
 protocol: manager-worker
@@ -138,26 +161,7 @@ faults:
   - { at: 20s, crash: worker-1 }`,
     );
     const { good, bad } = both(yaml, {
-      'mw.manager': faultyManager({
-        actions: {
-          tick: act(
-            ({
-              context,
-              event,
-              enqueue,
-            }: {
-              context: { workers: Map<string, { lastPingUs: number }>; rid: number };
-              event: Ev;
-              enqueue: Enq;
-            }) => {
-              for (const [w, rec] of context.workers) {
-                rec.lastPingUs = event.now;
-                enqueue.emit({ type: 'host.send', to: w, msg: { type: 'ManagerPing', rid: ++context.rid } });
-              }
-            },
-          ),
-        },
-      }),
+      'mw.manager': neverDropsManager(),
     });
     expect(statusOf(good, 'mw.liveness')).toBe('held');
     expect(good.metrics.timeouts).toBeGreaterThan(0);
@@ -571,26 +575,7 @@ faults:
   - { at: 100s, pause: manager, resume: 101s }
   - { at: 150s, pause: manager, resume: 151s }`,
     );
-    const neverDrops = faultyManager({
-      actions: {
-        tick: act(
-          ({
-            context,
-            event,
-            enqueue,
-          }: {
-            context: { workers: Map<string, { lastPingUs: number }>; rid: number };
-            event: Ev;
-            enqueue: Enq;
-          }) => {
-            for (const [w, rec] of context.workers) {
-              rec.lastPingUs = event.now;
-              enqueue.emit({ type: 'host.send', to: w, msg: { type: 'ManagerPing', rid: ++context.rid } });
-            }
-          },
-        ),
-      },
-    });
+    const neverDrops = neverDropsManager();
     expect(violationsOf(runText(yaml, { machines: { 'mw.manager': neverDrops } }), 'mw.liveness')[0]).toMatch(
       /manager kept unresponsive partner worker-1/,
     );
