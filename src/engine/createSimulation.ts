@@ -470,7 +470,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     const touched =
       'actors' in action
         ? action.actors.map((i) => names[i])
-        : action.kind === 'hold' || action.kind === 'partition-one-way'
+        : action.kind === 'hold'
           ? [...new Set([...action.from, ...action.to])].sort((x, y) => x - y).map((i) => names[i])
           : [];
     if (action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);

@@ -63,3 +63,23 @@ export function recordPeerType(
   }
   return first === reported ? undefined : observe({ kind: 'mw.type-changed', peer, first, reported });
 }
+
+type PeerTypesArgs = { context: { peerTypes: Map<string, NodeType> }; event: MwEvent; enqueue: { emit(e: MwEmitted): void } };
+
+/** NodeTypeRequest at a node of type `self`: record what the sender says it is, answer with ours. */
+export function answerNodeTypeAs(self: NodeType): (args: PeerTypesArgs) => void {
+  return ({ context, event, enqueue }) => {
+    const ev = event as MwMessageEvent;
+    const changed = ev.msg.type === 'NodeTypeRequest' ? recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType) : undefined;
+    if (changed) enqueue.emit(changed);
+    enqueue.emit(send(ev.from, { type: 'NodeTypeAnswer', re: ridOf(event), nodeType: self }));
+  };
+}
+
+/** NodeTypeAnswer: record the peer's type (the first one reported is kept). */
+export function recordNodeTypeAnswer({ context, event, enqueue }: PeerTypesArgs): void {
+  const ev = event as MwMessageEvent;
+  if (ev.msg.type !== 'NodeTypeAnswer') return;
+  const changed = recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType);
+  if (changed) enqueue.emit(changed);
+}

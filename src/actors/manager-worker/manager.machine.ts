@@ -10,7 +10,7 @@ import { effect } from '../../protocol/host.js';
 import type { DropReason, MwMode, NodeType, TaskErrorKind, TaskSpec, TaskStatus } from '../../protocol/managerWorker.js';
 import { COUNTED_FAILURES } from '../../protocol/managerWorker.js';
 import type { MwEmitted, MwEvent, MwMessageEvent } from './common.js';
-import { fromOf, observe, recordPeerType, request, ridOf, send } from './common.js';
+import { answerNodeTypeAs, fromOf, observe, recordNodeTypeAnswer, request, ridOf, send } from './common.js';
 
 export interface ManagerTasksInput {
   /** How many tasks this manager distributes. */
@@ -181,6 +181,8 @@ function onStatus(ctx: ManagerContext, enqueue: Enqueue, worker: string, taskId:
 
 const isWorker = ({ context, event }: { context: ManagerContext; event: MwEvent }): boolean => context.workers.has(fromOf(event));
 
+const answerNodeType = answerNodeTypeAs('MANAGER');
+
 export const managerMachine = setup({
   types: {
     context: {} as ManagerContext,
@@ -200,18 +202,8 @@ export const managerMachine = setup({
     },
   },
   actions: {
-    answerNodeType: enqueueActions(({ context, event, enqueue }) => {
-      const ev = event as MwMessageEvent;
-      const changed = ev.msg.type === 'NodeTypeRequest' ? recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType) : undefined;
-      if (changed) enqueue.emit(changed);
-      enqueue.emit(send(ev.from, { type: 'NodeTypeAnswer', re: ridOf(event), nodeType: 'MANAGER' }));
-    }),
-    recordNodeType: enqueueActions(({ context, event, enqueue }) => {
-      const ev = event as MwMessageEvent;
-      if (ev.msg.type !== 'NodeTypeAnswer') return;
-      const changed = recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType);
-      if (changed) enqueue.emit(changed);
-    }),
+    answerNodeType: enqueueActions((args) => answerNodeType(args)),
+    recordNodeType: enqueueActions((args) => recordNodeTypeAnswer(args)),
     /** Accepts a known worker (within `maxWorkers`); a repeated request restarts the relationship. */
     onManagerRequest: enqueueActions(({ context, event, enqueue }) => {
       const ev = event as MwMessageEvent;

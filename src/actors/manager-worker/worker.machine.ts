@@ -10,7 +10,7 @@ import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
 import type { ManagerAnswer, MwMode, NodeType, TaskErrorKind, TaskSpec, TaskStatus, WorkerSpecs } from '../../protocol/managerWorker.js';
 import type { MwEmitted, MwEvent, MwMessageEvent } from './common.js';
-import { fromOf, observe, recordPeerType, request, ridOf, send } from './common.js';
+import { answerNodeTypeAs, fromOf, observe, recordNodeTypeAnswer, request, ridOf, send } from './common.js';
 
 export interface WorkerInput {
   name: string;
@@ -121,6 +121,8 @@ const isFromManager = ({ context, event }: { context: WorkerContext; event: MwEv
 const isCurrentNotMine = ({ context, event }: { context: WorkerContext; event: MwEvent }): boolean =>
   isFromManager({ context, event }) && (((event as MwMessageEvent).msg as { re?: number }).re ?? -1) > context.relationshipRid;
 
+const answerNodeType = answerNodeTypeAs('WORKER');
+
 export const workerMachine = setup({
   types: {
     context: {} as WorkerContext,
@@ -151,18 +153,8 @@ export const workerMachine = setup({
     },
   },
   actions: {
-    answerNodeType: enqueueActions(({ context, event, enqueue }) => {
-      const ev = event as MwMessageEvent;
-      const changed = ev.msg.type === 'NodeTypeRequest' ? recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType) : undefined;
-      if (changed) enqueue.emit(changed);
-      answer(enqueue, event, { type: 'NodeTypeAnswer', re: ridOf(event), nodeType: 'WORKER' });
-    }),
-    recordNodeType: enqueueActions(({ context, event, enqueue }) => {
-      const ev = event as MwMessageEvent;
-      if (ev.msg.type !== 'NodeTypeAnswer') return;
-      const changed = recordPeerType(context.peerTypes, ev.from, ev.msg.nodeType);
-      if (changed) enqueue.emit(changed);
-    }),
+    answerNodeType: enqueueActions((args) => answerNodeType(args)),
+    recordNodeType: enqueueActions((args) => recordNodeTypeAnswer(args)),
     /**
      * A new round of the search (at start and on every retry): contact peers of unknown type and ask
      * the first eligible manager. A request still unanswered from the last round counts as refused.
@@ -199,7 +191,6 @@ export const workerMachine = setup({
         // Accepted by an unauthorised manager, by a peer that is not a manager, or a stale answer:
         // the sender now counts us as its worker, so say bye.
         enqueue.emit(send(from, request(context, { type: 'ManagerBye' })));
-        if (!ours) return;
       }
       if (!ours) return;
       // Refused ("may try another manager"): ask the next one now; if none is left, wait for the retry.
