@@ -1,4 +1,4 @@
-// The buffer/rate core (issue 3), built to build/core.wasm. So far: the seeded random streams and
-// the distribution step.
+// The buffer/rate core (issue 3), built to build/core.wasm: seeded random streams and one step of
+// Virdi's buffers (production, distribution, rate-limited sends, threshold edges).
 export { rngInt, rngNext, rngNextU32, rngSeed, rngState } from './rng';
-export { alloc, distribute } from './distribute';
+export { alloc, distributeStep, step } from './step';

@@ -19,22 +19,16 @@ export interface CoreExports {
   rngState(slot: number, which: number): number;
   /** Reserves bytes of linear memory; returns their address. */
   alloc(bytes: number): number;
-  /** See assembly/distribute.ts (addresses of i32/u32 arrays). */
-  distribute(
-    amount: number,
-    members: number,
-    count: number,
-    order: number,
-    serverBuffer: number,
-    bufferLimit: number,
-    slot: number,
-    fair: boolean,
-  ): number;
+  /** One step of every buffer (assembly/step.ts); `table` holds the field addresses (layout.ts). */
+  step(table: number, resources: number, producers: number, consumers: number, dtMs: number, flags: number): number;
   memory: WebAssembly.Memory;
 }
 
 /** What WebAssembly hands back (the same shape, but u32 results arrive as signed i32). */
 type RawExports = CoreExports;
+
+/** Random stream slots in the core (assembly/rng.ts): one per resource. */
+export const RNG_SLOTS = 1 << 16;
 
 let compiled: WebAssembly.Module | undefined;
 
@@ -68,7 +62,7 @@ export function instantiateCore(): CoreExports {
     rngInt: raw.rngInt,
     rngState: (slot, which) => raw.rngState(slot, which) >>> 0,
     alloc: (bytes) => raw.alloc(bytes) >>> 0,
-    distribute: (...args) => raw.distribute(...args) >>> 0,
+    step: raw.step,
     memory: raw.memory,
   };
 }
