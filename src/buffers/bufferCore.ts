@@ -5,7 +5,8 @@
  * both; only the step — the hot path — differs.
  *
  * @example
- * const core = new BufferCore({ kind: 'wasm', seed: 7, flags: StepFlag.Fair,
+ * const core = new BufferCore({ kind: 'wasm', flags: StepFlag.Fair,
+ *   stream: (name) => new RandomStream(7, `virdi.distribute:${name}`),
  *   resources: [{ name: 'iron', limit: 100 }],
  *   producers: [{ resource: 0, chunk: 10, intervalMs: 1000 }],
  *   consumers: [{ resource: 0 }] });
@@ -13,7 +14,6 @@
  * core.openConsumer(0, { maxRate: 60, limit: 60, current: 0, drainRate: 60 });
  * const n = core.step(1000); // edges in core.views.events[0 .. 2n)
  */
-import { RandomStream } from '../engine/rng.js';
 import type { CoreSizes, CoreViews, EdgeKind } from './layout.js';
 import { FIELD_COUNT, layoutOf, SCALE, Total, viewsOver } from './layout.js';
 import type { CoreExports } from './loadCore.js';
@@ -26,14 +26,23 @@ export const CORE_KINDS: readonly CoreKind[] = ['wasm', 'js'];
 
 export interface CoreConfig {
   kind: CoreKind;
-  /** Seeds the distribution shuffles (one stream per resource, named after it). */
-  seed: number;
+  /**
+   * The random stream of each resource's shuffles (RandomStream in src/engine/rng.ts, named after
+   * the resource): the TypeScript reference draws from it, the WebAssembly core continues it from its
+   * state words.
+   */
+  stream(resource: string): RandomSource;
   /** StepFlag bits. */
   flags: number;
   resources: readonly { name: string; limit: number }[];
   producers: readonly { resource: number; chunk: number; intervalMs: number }[];
   /** Consumer slots: each belongs to one resource for good. */
   consumers: readonly { resource: number }[];
+}
+
+/** A seeded random stream: integers for the shuffle, and its state to hand to WebAssembly. */
+export interface RandomSource extends IntSource {
+  state(): [number, number, number, number];
 }
 
 export interface ConsumerParams {
@@ -52,12 +61,12 @@ export class BufferCore {
   /** The state arrays (views into WebAssembly memory, or plain typed arrays). */
   readonly views: CoreViews;
   private readonly wasm?: { core: CoreExports; table: number };
-  private readonly rngs: RandomStream[];
+  private readonly rngs: RandomSource[];
 
   constructor(readonly config: CoreConfig) {
     const s: CoreSizes = { resources: config.resources.length, producers: config.producers.length, consumers: config.consumers.length };
     this.sizes = s;
-    this.rngs = config.resources.map((r) => new RandomStream(config.seed, `virdi.distribute:${r.name}`));
+    this.rngs = config.resources.map((r) => config.stream(r.name));
     const { bytes, offsets } = layoutOf(s);
     if (config.kind === 'wasm') {
       if (s.resources > RNG_SLOTS) throw new Error(`the WebAssembly core handles at most ${RNG_SLOTS} resources, got ${s.resources}`);
@@ -111,7 +120,7 @@ export class BufferCore {
       const s = this.sizes;
       return this.wasm.core.step(this.wasm.table, s.resources, s.producers, s.consumers, dtMs, this.config.flags);
     }
-    return stepReference(this.views, this.sizes, dtMs, this.config.flags, this.rngs as IntSource[]);
+    return stepReference(this.views, this.sizes, dtMs, this.config.flags, this.rngs);
   }
 
   /** The `i`-th edge of the last step: its kind and the resource, producer or consumer index. */
