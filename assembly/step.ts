@@ -120,13 +120,8 @@ export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
     const c = i32At(memList, k);
     if (i32At(active, c) != 0) setI32(order, count++, c);
   }
-  for (let i = count - 1; i > 0; i--) {
-    const j = rngInt(r, i + 1);
-    const x = i32At(order, i);
-    setI32(order, i, i32At(order, j));
-    setI32(order, j, x);
-  }
-  for (let k = 0; k < count; k++) setF64(given, k, 0);
+  // Lazy forward Fisher–Yates: position k is drawn when a round first reaches it.
+  let shuffled: i32 = 0;
   let left = amount;
   let cursor: i32 = 0;
   while (left > 0) {
@@ -138,9 +133,18 @@ export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
     if (withRoom == 0) break;
     const share = Math.floor(left / <f64>withRoom);
     let extra = left - share * <f64>withRoom;
-    const first = fair ? cursor : 0;
-    for (let step = 0; step < count; step++) {
-      const k = (first + step) % count;
+    let k: i32 = fair ? cursor : 0;
+    for (let step = 0; step < count; step++, k++) {
+      if (share == 0 && extra == 0) break;
+      if (k == count) k = 0;
+      if (k == shuffled) {
+        const j = k + rngInt(r, count - k);
+        const x = i32At(order, k);
+        setI32(order, k, i32At(order, j));
+        setI32(order, j, x);
+        setF64(given, k, 0);
+        shuffled++;
+      }
       const c = i32At(order, k);
       const held = f64At(server, c);
       const limit = f64At(limits, c);
@@ -162,7 +166,7 @@ export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
   for (let k = 0; k < count; k++) {
     const c = i32At(order, k);
     if (f64At(server, c) < f64At(limits, c)) {
-      const g = f64At(given, k);
+      const g = k < shuffled ? f64At(given, k) : 0;
       if (g < lo) lo = g;
       if (g > hi) hi = g;
     }

@@ -16,12 +16,12 @@ const allowed: Record<string, string[]> = {
   // The WebAssembly core's facade and its TypeScript reference: nothing above them.
   buffers: ['buffers'],
   // The checkers observe the kernel: they may name its types (`import type`), never its code.
-  invariants: ['invariants', 'protocol'],
-  scenario: ['scenario', 'engine', 'actors', 'invariants', 'protocol'],
+  invariants: ['invariants', 'protocol', 'buffers'],
+  scenario: ['scenario', 'engine', 'actors', 'invariants', 'protocol', 'buffers'],
   // Live hosts run machines through the same execution backends as the simulator.
   transports: ['transports', 'actors', 'protocol', 'engine'],
-  cli: ['cli', 'scenario', 'engine', 'invariants', 'protocol', 'transports'],
-  'index.ts': ['engine', 'actors', 'protocol', 'invariants', 'scenario'],
+  cli: ['cli', 'scenario', 'engine', 'invariants', 'protocol', 'transports', 'buffers'],
+  'index.ts': ['engine', 'actors', 'protocol', 'invariants', 'scenario', 'buffers'],
 };
 const forbiddenPackages: Record<string, RegExp> = {
   protocol: /^(node:|xstate|ws|@grpc)/,

@@ -12,7 +12,8 @@
  *    message"), and so does every later chunk while it stays full. With `RefuseWhenFull` (strict
  *    mode) a chunk that arrives while the buffer is already full is refused instead of accepted, so
  *    the overshoot stays below one chunk. The step's accepted units are then **distributed** once:
- *    seeded shuffle of the resource's connected consumers, equal shares, the remainder one unit each,
+ *    seeded shuffle of the resource's connected consumers (drawn lazily, position by position, as the
+ *    rounds reach them), equal shares, the remainder one unit each,
  *    capped by free space, repeated while units are left and someone has room; the rest goes to the
  *    global buffer (whole, even past its limit). When the units cover all free room no shuffle is
  *    needed (everyone is filled); when nobody has room everything goes to the global buffer.
@@ -45,13 +46,9 @@ export function distributeReference(v: CoreViews, r: number, amount: number, rng
     const c = memList[k];
     if (cActive[c] !== 0) order[count++] = c;
   }
-  for (let i = count - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
-  for (let k = 0; k < count; k++) given[k] = 0;
+  // The shuffle is a forward Fisher–Yates done lazily: position k is drawn when a round first reaches
+  // it, so a step that hands out a few units draws a few numbers, not one per consumer.
+  let shuffled = 0;
   let left = amount;
   let cursor = 0;
   while (left > 0) {
@@ -63,9 +60,18 @@ export function distributeReference(v: CoreViews, r: number, amount: number, rng
     if (withRoom === 0) break;
     const share = Math.floor(left / withRoom);
     let extra = left - share * withRoom;
-    const first = fair ? cursor : 0;
-    for (let step = 0; step < count; step++) {
-      const k = (first + step) % count;
+    let k = fair ? cursor : 0;
+    for (let step = 0; step < count; step++, k++) {
+      if (share === 0 && extra === 0) break;
+      if (k === count) k = 0;
+      if (k === shuffled) {
+        const j = k + rng.int(count - k);
+        const t = order[k];
+        order[k] = order[j];
+        order[j] = t;
+        given[k] = 0;
+        shuffled++;
+      }
       const c = order[k];
       const held = cServer[c];
       const limit = cLimit[c];
@@ -88,8 +94,9 @@ export function distributeReference(v: CoreViews, r: number, amount: number, rng
   for (let k = 0; k < count; k++) {
     const c = order[k];
     if (cServer[c] < cLimit[c]) {
-      if (given[k] < lo) lo = given[k];
-      if (given[k] > hi) hi = given[k];
+      const g = k < shuffled ? given[k] : 0;
+      if (g < lo) lo = g;
+      if (g > hi) hi = g;
     }
   }
   const spread = hi >= lo ? hi - lo : 0;

@@ -1,7 +1,7 @@
 /**
  * The `protosim` command line.
  *
- *   protosim run <scenario…> [--seed N] [--until DURATION] [--out DIR] [--json] [--trace] [--hash] [--backend flat|xstate]
+ *   protosim run <scenario…> [--seed N] [--until DURATION] [--out DIR] [--json] [--trace] [--hash] [--backend flat|xstate] [--core wasm|js]
  *   protosim validate <scenario…>
  *
  * Exit codes: 0 every expectation met · 1 an invariant or expectation failed · 2 bad usage or invalid
@@ -10,6 +10,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CORE_KINDS } from '../buffers/bufferCore.js';
+import type { CoreKind } from '../buffers/bufferCore.js';
 import { ERROR_EXIT_CODES, isProtosimError, ProtosimError } from '../engine/errors.js';
 import { BACKEND_NAMES } from '../engine/machineBackend.js';
 import type { BackendName } from '../engine/machineBackend.js';
@@ -40,6 +42,7 @@ Options for run:
   --hash               compute the trace hash without writing the trace
   --json               print the summary as JSON on stdout (one object per scenario; a list for several)
   --backend NAME       machine backend: flat (default, compiled) or xstate (XState's interpreter)
+  --core NAME          buffer/rate core (Virdi): wasm (default, WebAssembly) or js (the TypeScript reference)
 
 Exit codes: 0 expectations met · 1 an invariant or expectation failed · 2 bad usage or invalid input · 3 internal error`;
 
@@ -97,6 +100,7 @@ function runCommand(args: string[], io: Io): number {
       hash: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       backend: { type: 'string' },
+      core: { type: 'string' },
     },
   });
   if (positionals.length === 0) usage('run needs at least one scenario file');
@@ -115,6 +119,9 @@ function runCommand(args: string[], io: Io): number {
   if (!BACKEND_NAMES.includes(backend))
     usage(`--backend: expected one of ${BACKEND_NAMES.join(', ')}, got ${JSON.stringify(values.backend)}`);
 
+  const core = (values.core ?? 'wasm') as CoreKind;
+  if (!CORE_KINDS.includes(core)) usage(`--core: expected one of ${CORE_KINDS.join(', ')}, got ${JSON.stringify(values.core)}`);
+
   // Load and plan every file first: a mistake in the third file must not cost the first two runs,
   // and no run folder is made for a scenario that cannot run.
   const prepared = positionals.map((file) => {
@@ -124,6 +131,7 @@ function runCommand(args: string[], io: Io): number {
       seed,
       untilUs,
       backend,
+      core,
       traceSink: values.trace ? (line) => io2.trace!.write(line) : undefined,
       hash: values.hash,
       onProgress: (p) => io2.bar?.update(p),
@@ -139,7 +147,7 @@ function runCommand(args: string[], io: Io): number {
     run.bar = createProgressBar(s.name, io.stderr, io.wallMs);
     let summary: RunSummary;
     try {
-      summary = runPlanned(l, plan, { backend, wallClockMs: io.wallMs });
+      summary = runPlanned(l, plan, { backend, core, wallClockMs: io.wallMs });
     } catch (err) {
       // A crash mid-run keeps the trace written so far and says where the run stopped.
       run.bar.done();

@@ -37,6 +37,17 @@ export interface ActorDefinition {
   restartInput?: (incarnation: number) => unknown;
 }
 
+/**
+ * A world stepped in bulk beside the actors (Virdi's buffer/rate core): every `stepUs` of virtual
+ * time the kernel calls `step`, and delivers the events it returns — edges, never one per buffer —
+ * to the actors named, at once and in order, before anything else happens at that instant.
+ */
+export interface SimWorld {
+  stepUs: number;
+  /** Advances the world to `nowUs`; returns the events to deliver (at most one list per step). */
+  step(nowUs: number): readonly { to: string; event: EventObject }[];
+}
+
 /** A fault or control action at a virtual time. Actor sets are indices into the actor list. */
 export type FaultAction =
   | { kind: 'crash' | 'restart' | 'pause' | 'resume' | 'shutdown'; actors: number[] }
@@ -95,6 +106,8 @@ export interface SimulationOptions {
   stopWhen?: () => boolean;
   /** Events allowed at one virtual instant before the run counts as stalled (default max(10⁷, 20 × actors)). */
   stallEvents?: number;
+  /** A world stepped every `world.stepUs` (see {@link SimWorld}). */
+  world?: SimWorld;
   /** Called about every `progressEvery` events. */
   onProgress?: (p: { nowUs: number; untilUs: number; events: number; messages: number }) => void;
   progressEvery?: number;
@@ -560,11 +573,35 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     }
   };
 
+  let worldSteps = 0;
+  /** One world step: its events go straight to their actors (a paused one queues them). */
+  const stepWorld = (world: SimWorld): void => {
+    const out = world.step(now);
+    if (opts.onProgress && ++worldSteps % 8 === 0) {
+      opts.onProgress({ nowUs: now, untilUs: opts.untilUs, events: counters.events, messages: counters.messagesSent });
+    }
+    for (const { to, event } of out) {
+      const i = indexByName.get(to);
+      if (i === undefined) continue;
+      const a = actors[i];
+      if (!a.alive || a.halted) continue;
+      const payload: EnvPayload = { gen: a.gen, event };
+      if (a.paused) a.pending.push({ kind: EventKind.Env, payload });
+      else deliverEnv(a, payload);
+    }
+    queue.push({ time: now + world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++kernelSeq, payload: null });
+  };
+
   const run = (): RunResult => {
     for (const f of opts.faults ?? []) {
       queue.push({ time: f.atUs, kind: EventKind.Fault, target: -1, origin: -1, originSeq: ++kernelSeq, payload: f });
     }
     for (const a of actors) start(a, a.def.input);
+    const world = opts.world;
+    if (world) {
+      if (!(world.stepUs > 0)) throw new Error(`world step must be above 0 µs, got ${world.stepUs}`);
+      queue.push({ time: world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++kernelSeq, payload: null });
+    }
     const untilUs = opts.untilUs;
     const progressEvery = opts.progressEvery ?? 16384;
     let stoppedBecause: RunResult['stoppedBecause'] = 'idle';
@@ -597,6 +634,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         }
         if (ev.kind === EventKind.Fault) {
           applyFault(ev.payload as ScheduledFault);
+        } else if (ev.kind === EventKind.World) {
+          stepWorld(world!);
         } else {
           const a = actors[ev.target];
           if (ev.kind === EventKind.Message) {

@@ -16,6 +16,8 @@ export const EventKind = {
   Message: 3,
   /** An answer of the environment (a program fetched, a task finished). */
   Env: 4,
+  /** A step of the bulk world (the buffer/rate core), after every actor event of its instant. */
+  World: 5,
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 

@@ -56,8 +56,9 @@ export class InvariantLedger {
     return this.enabled.has(id);
   }
 
-  check(id: string): void {
-    this.checks[id] = (this.checks[id] ?? 0) + 1;
+  /** Counts `n` checks of `id` (default one). */
+  check(id: string, n = 1): void {
+    this.checks[id] = (this.checks[id] ?? 0) + n;
   }
 
   violate(id: string, t: number, actors: string[], message: string): void {

@@ -18,6 +18,7 @@ import type { DeclaredActor, FamilyBuildContext } from './families/types.js';
 import type { LoadedScenario, Path, ScenarioProblem } from './loadScenario.js';
 import { ScenarioError } from './loadScenario.js';
 import type { DurationDistInput } from './schemaParts.js';
+import type { CoreKind } from '../buffers/bufferCore.js';
 import type { Scenario } from './schema.js';
 
 export interface RunOverrides {
@@ -25,6 +26,8 @@ export interface RunOverrides {
   /** Virtual time limit that replaces the scenario's duration. */
   untilUs?: number;
   backend?: BackendName;
+  /** The buffer/rate core: WebAssembly (default) or the TypeScript reference. */
+  core?: CoreKind;
   /** Receives every trace line. */
   traceSink?: (line: string) => void;
   /** Compute the trace hash without a sink. */
@@ -249,8 +252,12 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
 
   // The simulation is made below; until then there is no trace to show.
   let recentTrace: () => import('../engine/createSimulation.js').TraceRecord[] = () => [];
+  const seed = overrides.seed ?? s.seed;
   const ctx: FamilyBuildContext = {
     mode,
+    seed,
+    core: overrides.core ?? 'wasm',
+    fail,
     actors: declared,
     enabledInvariants: enabled,
     latencyBoundUs: bound,
@@ -268,7 +275,6 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     }
   }
 
-  const seed = overrides.seed ?? s.seed;
   const untilUs = overrides.untilUs ?? us(s.duration);
   const sim = createSimulation({
     seed,
@@ -282,6 +288,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     observers: [...built.observers, ...(overrides.observers ?? [])],
     stopWhen: s.stopWhen === 'complete' ? built.isComplete : undefined,
     onProgress: overrides.onProgress,
+    world: built.world,
   });
   recentTrace = () => sim.recent();
   return { scenario: s, family, mode, seed, untilUs, sim, built, enabled };
@@ -298,7 +305,7 @@ export function runScenario(loaded: LoadedScenario, overrides: RunOverrides = {}
 export function runPlanned(
   loaded: LoadedScenario,
   plan: ScenarioPlan,
-  overrides: Pick<RunOverrides, 'backend' | 'wallClockMs'> = {},
+  overrides: Pick<RunOverrides, 'backend' | 'core' | 'wallClockMs'> = {},
 ): RunSummary {
   const { scenario: s, sim, built, seed } = plan;
   const backend = overrides.backend ?? 'flat';
@@ -312,7 +319,7 @@ export function runPlanned(
     const until = formatDurationUs(first.t + 1000);
     return {
       ...r,
-      replay: `protosim run ${loaded.file} --seed ${seed}${backend !== 'flat' ? ` --backend ${backend}` : ''} --until ${until} --trace`,
+      replay: `protosim run ${loaded.file} --seed ${seed}${backend !== 'flat' ? ` --backend ${backend}` : ''}${overrides.core === 'js' ? ' --core js' : ''} --until ${until} --trace`,
     };
   });
 

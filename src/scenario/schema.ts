@@ -100,7 +100,7 @@ export const scenarioSchema = z.strictObject({
   protocol: z.enum(FAMILIES.map((f) => f.protocol) as [string, ...string[]], {
     error: `expected one of ${FAMILIES.map((f) => f.protocol).join(', ')}`,
   }),
-  mode: z.string().optional().meta({ description: 'The protocol mode (manager-worker: strict | balthazar).' }),
+  mode: z.string().optional().meta({ description: 'The protocol mode (manager-worker: strict | balthazar; virdi: strict | virdi).' }),
   seed: nonNegativeInt.default(1).meta({ description: 'The seed: one scenario + one seed = one trace.' }),
   duration: duration.meta({ description: 'Virtual time the run may last.' }),
   stopWhen: z.enum(['duration', 'complete'], { error: 'expected duration or complete' }).default('duration').meta({

@@ -1,8 +1,9 @@
 /** The protocol families scenario files can use. */
 import { managerWorkerFamily } from './managerWorker.js';
 import type { ProtocolFamily } from './types.js';
+import { virdiFamily } from './virdi.js';
 
-export const FAMILIES: readonly ProtocolFamily[] = [managerWorkerFamily];
+export const FAMILIES: readonly ProtocolFamily[] = [managerWorkerFamily, virdiFamily];
 
 export function familyOf(protocol: string): ProtocolFamily | undefined {
   return FAMILIES.find((f) => f.protocol === protocol);

@@ -3,7 +3,8 @@
  * that turns the validated roles into actors, observers and metrics.
  */
 import type { z } from 'zod';
-import type { ActorDefinition, SimObserver, TraceRecord } from '../../engine/createSimulation.js';
+import type { CoreKind } from '../../buffers/bufferCore.js';
+import type { ActorDefinition, SimObserver, SimWorld, TraceRecord } from '../../engine/createSimulation.js';
 import type { LatencyDist } from '../../engine/network.js';
 import type { InvariantChecker, InvariantInfo } from '../../invariants/types.js';
 import type { DurationDistInput } from '../schemaParts.js';
@@ -20,6 +21,10 @@ export interface DeclaredActor {
 
 export interface FamilyBuildContext {
   mode: string;
+  /** The run's seed (for streams a family draws outside the actors, such as the core's shuffles). */
+  seed: number;
+  /** Which buffer/rate core to use (`--core`). */
+  core: CoreKind;
   actors: DeclaredActor[];
   enabledInvariants: ReadonlySet<string>;
   latencyBoundUs: number;
@@ -29,12 +34,16 @@ export interface FamilyBuildContext {
   /** Resolves selectors to actor names; an empty match is an error at `path`. */
   select(sel: string | string[], path: (string | number)[]): string[];
   recentTrace(): TraceRecord[];
+  /** Reports a problem with the scenario at `path` (the run does not start). */
+  fail(path: (string | number)[], message: string): void;
 }
 
 export interface FamilyBuild {
   actors: ActorDefinition[];
   observers: SimObserver[];
   checker: InvariantChecker;
+  /** A world stepped in bulk beside the actors (Virdi's buffer/rate core). */
+  world?: SimWorld;
   /** True when the protocol's work is done (for `stopWhen: complete`). */
   isComplete(): boolean;
   metrics(): Record<string, unknown>;
