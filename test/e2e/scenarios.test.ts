@@ -19,14 +19,16 @@ function cli(...args: string[]) {
 }
 
 const summaries = new Map<string, RunSummary>();
-function run(file: string): RunSummary {
-  const cached = summaries.get(file);
+/** Runs `scenarios/<dir>/<file>` through the CLI (once per arguments) and checks it met its expectations. */
+function run(file: string, dir = 'manager-worker', ...extra: string[]): RunSummary {
+  const key = [dir, file, ...extra].join(' ');
+  const cached = summaries.get(key);
   if (cached) return cached;
-  const r = cli('run', `scenarios/manager-worker/${file}`, '--out', out, '--json');
+  const r = cli('run', `scenarios/${dir}/${file}`, '--out', out, '--json', ...extra);
   expect(r.stderr).toBe('');
   const s = JSON.parse(r.stdout) as RunSummary;
   expect({ file, code: r.code, failures: s.expectations.failures }).toEqual({ file, code: 0, failures: [] });
-  summaries.set(file, s);
+  summaries.set(key, s);
   return s;
 }
 
@@ -111,5 +113,93 @@ describe('manager/worker scenarios', () => {
     expect(r.stdout).toMatch(/^scenario {3}mw-basic/m);
     expect(r.stdout).toMatch(/✓ mw\.one-answer/);
     expect(r.stdout).toMatch(/expect {5}met/);
+  });
+});
+
+const virdiFiles = readdirSync(join(root, 'scenarios', 'virdi')).filter((f) => f.endsWith('.yaml'));
+
+describe('Virdi scenarios', () => {
+  const virdi = (file: string, ...extra: string[]): RunSummary => run(file, 'virdi', ...extra);
+  type Metrics = {
+    unitsProduced: number;
+    unitsDelivered: number;
+    unitsInGlobalBuffers: number;
+    unitsInConsumerBuffers: number;
+    unitsLost: number;
+    chunksRefused: number;
+    productionRequests: number;
+    streamsAborted: number;
+    consumeStreamsOpened: number;
+    reconnectsRejected: number;
+    refusals: Record<string, number>;
+    edges: Record<string, number>;
+  };
+  const metricsOf = (s: RunSummary): Metrics => s.metrics as Metrics;
+  const status = (s: RunSummary, id: string): string | undefined => s.invariants.find((i) => i.id === id)?.status;
+
+  it.each(virdiFiles)('%s meets its expectations (exit 0)', (file) => {
+    expect(virdi(file).actorErrors).toEqual([]);
+  });
+
+  it('one producer: fills, is aborted, a consumer drains, the producer is asked again', () => {
+    const m = metricsOf(virdi('one-producer.yaml'));
+    expect(m.streamsAborted).toBeGreaterThanOrEqual(2);
+    expect(m.edges.globalNotFull).toBeGreaterThanOrEqual(1);
+    expect(m.productionRequests).toBe(1 + m.edges.globalNotFull); // on offer, then on every full → not-full edge
+    expect(m.unitsDelivered).toBeGreaterThan(0);
+  });
+
+  it('bursty producers: strict refuses chunks into a full buffer, virdi lands them (both within their bound)', () => {
+    expect(metricsOf(virdi('bursty-strict.yaml')).chunksRefused).toBeGreaterThan(0);
+    expect(metricsOf(virdi('bursty-virdi.yaml')).chunksRefused).toBe(0);
+    expect(status(virdi('bursty-virdi.yaml'), 'virdi.buffer-limits')).toBe('held');
+  });
+
+  it('a consumer leaving with units buffered: strict conserves them, virdi mode reports them lost', () => {
+    const strict = metricsOf(virdi('leaving-strict.yaml'));
+    expect(strict.unitsLost).toBe(0);
+    expect(strict.unitsProduced).toBe(strict.unitsDelivered + strict.unitsInGlobalBuffers + strict.unitsInConsumerBuffers);
+    const compat = virdi('leaving-virdi.yaml');
+    expect(metricsOf(compat).unitsLost).toBeGreaterThan(0);
+    const lost = compat.invariants.find((i) => i.id === 'virdi.conservation')!;
+    expect(lost.violations[0].message).toContain(`${metricsOf(compat).unitsLost} units vanished`);
+  });
+
+  it('reconnect with the same id: strict lets it back, virdi mode rejects it', () => {
+    const strict = metricsOf(virdi('reconnect-strict.yaml'));
+    expect(strict.consumeStreamsOpened).toBe(3);
+    expect(strict.reconnectsRejected).toBe(0);
+    const compat = metricsOf(virdi('reconnect-virdi.yaml'));
+    expect(compat.reconnectsRejected).toBe(2);
+    expect(compat.refusals['Consume:FAILED_PRECONDITION']).toBe(2);
+  });
+
+  it("bad requests get the protocol's status codes; max_rate = 0 crashes the original's stream", () => {
+    const strict = virdi('bad-requests.yaml');
+    expect(metricsOf(strict).refusals).toEqual({
+      'Consume:INVALID_ARGUMENT': 1,
+      'Consume:FAILED_PRECONDITION': 1,
+      'OfferProduction:FAILED_PRECONDITION': 1,
+    });
+    expect(status(strict, 'virdi.precondition')).toBe('held');
+    expect(metricsOf(virdi('max-rate-zero-virdi.yaml')).refusals['Consume:INTERNAL']).toBe(1);
+  });
+
+  it('the large scenario (100 000 consumers, 1 000 producers, 1 h) loses not one unit in strict mode', () => {
+    const s = virdi('large.yaml');
+    const m = metricsOf(s);
+    expect(m.unitsLost).toBe(0);
+    expect(m.unitsProduced).toBe(m.unitsDelivered + m.unitsInGlobalBuffers + m.unitsInConsumerBuffers);
+    expect(m.consumeStreamsOpened).toBe(100_000);
+    const conservation = s.invariants.find((i) => i.id === 'virdi.conservation')!;
+    expect(conservation).toMatchObject({ status: 'held', checks: 3600 });
+  }, 300_000);
+
+  it('--core js and --core wasm give the same trace and the same figures', () => {
+    const wasm = virdi('rates.yaml', '--hash');
+    const js = virdi('rates.yaml', '--hash', '--core', 'js');
+    expect(js.traceHash).toBe(wasm.traceHash);
+    expect({ ...js.metrics, core: '' }).toEqual({ ...wasm.metrics, core: '' });
+    expect([wasm.metrics.core, js.metrics.core]).toEqual(['wasm', 'js']);
   });
 });

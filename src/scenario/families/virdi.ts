@@ -27,7 +27,9 @@ const units = (what: string, max: number) =>
     .min(0, { error: `expected ${what}: a whole number ≥ 0` })
     .max(max, { error: `expected ${what} at most ${max}` });
 const clientId = z
-  .union([z.string().min(1), z.null()], { error: 'expected a client id (text), or null for a missing client-id' })
+  .union([z.string().min(1, { error: 'expected a non-empty client id, or null for a missing client-id' }), z.null()], {
+    error: 'expected a client id (text), or null for a missing client-id',
+  })
   .optional()
   .meta({ description: 'The gRPC client-id metadata (default: the actor name); null sends none.' });
 
