@@ -56,6 +56,8 @@ export interface VirdiChecker extends InvariantChecker {
   consumerOpened(c: number): void;
   /** Units vanished with a leaving consumer. */
   lost(t: number, consumer: string, units: number): void;
+  /** The server went down: its streams are gone. */
+  serverLost(): void;
   /** Units sent per consumer slot so far. */
   deliveredPerConsumer(): Float64Array;
 }
@@ -228,6 +230,12 @@ export function createVirdiChecker(o: VirdiCheckerOptions): VirdiChecker {
         }
       }
       ledger.check('virdi.fairness');
+    },
+
+    serverLost() {
+      openIds.clear();
+      pendingAborts.clear();
+      precondition = undefined;
     },
 
     consumerOpened(c) {

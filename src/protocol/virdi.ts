@@ -63,7 +63,12 @@ export type CoreEvent =
   /** The server's estimate reached 25 % and there was nothing to send. */
   | { type: 'core.starved'; now: number }
   /** The consumer's own buffer became full. */
-  | { type: 'core.clientFull'; now: number };
+  | { type: 'core.clientFull'; now: number }
+  /**
+   * The transport noticed that the peer's streams broke (it crashed or went away): the server learns
+   * it of a client, a client of the server. Delivered with the next core step.
+   */
+  | { type: 'host.streamBroken'; peer: string; now: number };
 
 /** Observations for the invariant checkers and metrics. */
 export type VirdiObservation =

@@ -185,6 +185,13 @@ describe('Virdi scenarios', () => {
     expect(metricsOf(virdi('max-rate-zero-virdi.yaml')).refusals['Consume:INTERNAL']).toBe(1);
   });
 
+  it('crashes: broken streams are noticed on both sides, clients come back after the server restarts, no unit lost', () => {
+    const m = metricsOf(virdi('crashes.yaml'));
+    expect(m.unitsLost).toBe(0);
+    expect(m.unitsProduced).toBe(m.unitsDelivered + m.unitsInGlobalBuffers + m.unitsInConsumerBuffers);
+    expect(m.consumeStreamsOpened).toBe(7); // 3 at start, consumer-0 after its restart, 3 after the server's
+  });
+
   it('the large scenario (100 000 consumers, 1 000 producers, 1 h) loses not one unit in strict mode', () => {
     const s = virdi('large.yaml');
     const m = metricsOf(s);

@@ -1,7 +1,7 @@
 /**
  * For random small Virdi scenarios in strict mode — resources, producers, consumers with random
- * rates, limits, arrivals, departures, reconnects, missing client ids, a lossy network and partitions
- * — a correct implementation never violates an invariant; and the WebAssembly core and the
+ * rates, limits, arrivals, departures, reconnects, missing client ids, a lossy network, partitions,
+ * and crashes (with or without restart) of the server, producers and consumers — a correct implementation never violates an invariant; and the WebAssembly core and the
  * TypeScript reference give the same trace, bit for bit. fast-check shrinks any failure to a small
  * scenario. PROTOSIM_PROPERTY_RUNS=N explores more.
  */
@@ -43,6 +43,14 @@ const scenario = fc.record({ resources: fc.integer({ min: 1, max: 3 }) }).chain(
     loss: fc.constantFrom(0, 0, 0.05),
     partition: fc.option(fc.record({ at: fc.integer({ min: 1, max: 200 }), heal: fc.integer({ min: 1, max: 100 }) }), { nil: undefined }),
     durationS: fc.integer({ min: 60, max: 600 }),
+    crashes: fc.array(
+      fc.record({
+        who: fc.nat(20),
+        at: fc.integer({ min: 1, max: 300 }),
+        restartAfter: fc.option(fc.integer({ min: 1, max: 60 }), { nil: undefined }),
+      }),
+      { maxLength: 2 },
+    ),
   }),
 );
 
@@ -73,9 +81,17 @@ function yamlOf(g: Generated): string {
         `${c.reconnect === undefined ? '' : `, reconnect: { after: ${c.reconnect.after}s, times: ${c.reconnect.times} }`} }`,
     );
   });
+  const faults: string[] = [];
   if (g.partition && g.consumers.length > 0) {
-    lines.push(`faults:`, `  - { at: ${g.partition.at}s, partition: [[c0], rest], heal: ${g.partition.at + g.partition.heal}s }`);
+    faults.push(`  - { at: ${g.partition.at}s, partition: [[c0], rest], heal: ${g.partition.at + g.partition.heal}s }`);
   }
+  // Crashes of the server, a producer or a consumer, some restarted.
+  const names = ['server', ...g.producers.map((_, i) => `p${i}`), ...g.consumers.map((_, i) => `c${i}`)];
+  for (const c of g.crashes) {
+    const restart = c.restartAfter === undefined ? '' : `, restart: ${c.at + c.restartAfter}s`;
+    faults.push(`  - { at: ${c.at}s, crash: ${names[c.who % names.length]}${restart} }`);
+  }
+  if (faults.length > 0) lines.push('faults:', ...faults);
   return `${lines.join('\n')}\n`;
 }
 

@@ -27,6 +27,8 @@ export interface ProducerInput {
   offerAfterMs: number;
   /** When it closes its stream and leaves, if ever (after the start). */
   leaveAfterMs: number | undefined;
+  /** How long it waits to offer again after the server's streams broke. */
+  retryMs: number;
 }
 
 export interface ProducerContext {
@@ -40,7 +42,9 @@ export const producerMachine = setup({
   types: { context: {} as ProducerContext, events: {} as ClientEvent, input: {} as ProducerInput, emitted: {} as VirdiEmitted },
   delays: {
     offerAfter: ({ context }) => context.cfg.offerAfterMs,
-    leaveAfter: ({ context }) => Math.max(0, (context.cfg.leaveAfterMs ?? 0) - context.cfg.offerAfterMs),
+    retry: ({ context }) => context.cfg.retryMs,
+    /** leaveAt is a point in time: the delay counts from the event that entered the state. */
+    leaveAfter: ({ context, event }) => Math.max(0, (context.cfg.leaveAfterMs ?? 0) - (event as { now?: number }).now! / 1000),
   },
   guards: {
     leaves: ({ context }) => context.cfg.leaveAfterMs !== undefined,
@@ -84,6 +88,9 @@ export const producerMachine = setup({
       const end = callEnd(event)!;
       enqueue.emit(effect.observe({ kind: 'virdi.client.refused', call: end.call, code: end.code }));
     }),
+    forgetStream: ({ context }) => {
+      context.stream = -1;
+    },
     leave: enqueueActions(({ context, enqueue }) => {
       if (context.stream >= 0) enqueue.emit(effect.send(context.cfg.server, { type: 'ProduceClose', re: context.stream }));
       context.stream = -1;
@@ -103,7 +110,12 @@ export const producerMachine = setup({
           { guard: 'offerRefused', target: 'gone', actions: 'refused' },
           { guard: 'streamEnded', actions: 'streamEnded' },
         ],
+        'host.streamBroken': { target: 'broken', actions: 'forgetStream' },
       },
+    },
+    /** The server went away: offer again after a while. */
+    broken: {
+      after: { retry: { target: 'offered', actions: 'offer' } },
     },
     gone: { type: 'final' },
   },
@@ -187,6 +199,7 @@ export const consumerMachine = setup({
       on: {
         ConsumeOpened: { target: 'streaming' },
         CallEnd: { guard: 'ours', target: 'left', actions: 'refused' },
+        'host.streamBroken': { target: 'left' },
       },
     },
     streaming: {
@@ -194,6 +207,7 @@ export const consumerMachine = setup({
       on: {
         'core.clientFull': { guard: 'cancelsWhenFull', target: 'left', actions: 'cancel' },
         CallEnd: { guard: 'ours', target: 'left', actions: 'refused' },
+        'host.streamBroken': { target: 'left' },
       },
     },
     left: {

@@ -22,6 +22,8 @@ export interface ServerInput {
   mode: VirdiMode;
   /** The resources this server knows (its configuration). */
   resources: string[];
+  /** Resources whose global buffer is full when it starts (a restart finds buffers as they are). */
+  full?: string[];
 }
 
 export type VirdiMessageEvent = { type: VirdiMessage['type']; from: string; msg: VirdiMessage; now: number };
@@ -185,6 +187,24 @@ export const serverMachine = setup({
       );
       enqueue.emit(effect.send(from, { type: 'ConsumeOpened', re: m.rid }));
     }),
+    /** A client's streams broke: its Consume or Produce stream ends, its offer is forgotten. */
+    streamBroken: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'host.streamBroken') return;
+      const peer = event.peer;
+      const id = context.byActor.get(peer);
+      if (id !== undefined) {
+        context.consumers.delete(id);
+        context.byActor.delete(peer);
+        enqueue.emit(registry('consumer'));
+        enqueue.emit(effect.exec('core.closeConsumer', peer, { keep: context.cfg.mode === 'strict' }));
+        enqueue.emit(effect.observe({ kind: 'virdi.consume.close', consumer_id: id, by: peer, reason: 'crash' }));
+      }
+      if (context.streams.delete(peer)) {
+        enqueue.emit(registry('stream'));
+        enqueue.emit(effect.exec('core.closeProducer', peer));
+      }
+      for (const producers of context.offers.values()) if (producers.delete(peer)) enqueue.emit(registry('producer'));
+    }),
     consumeCancel: enqueueActions(({ context, event, enqueue }) => {
       const m = msgOf(event);
       const from = fromOf(event);
@@ -207,7 +227,7 @@ export const serverMachine = setup({
     consumers: new Map(),
     byActor: new Map(),
     everSeen: new Set(),
-    full: new Set(),
+    full: new Set(input.full),
   }),
   initial: 'serving',
   states: {
@@ -221,6 +241,7 @@ export const serverMachine = setup({
         'core.produceAborted': { actions: 'aborted' },
         'core.globalFull': { actions: 'globalFull' },
         'core.globalNotFull': { actions: 'globalNotFull' },
+        'host.streamBroken': { actions: 'streamBroken' },
       },
     },
   },

@@ -74,6 +74,7 @@ export const virdiProducerRole = z.strictObject({
   clientId,
   offerAt: duration.default('0s').meta({ description: 'When it offers production.' }),
   leaveAt: duration.optional().meta({ description: 'When it closes its stream and stops.' }),
+  retry: positiveDuration.default('1s').meta({ description: 'How long it waits to offer again after the server went away.' }),
 });
 
 export const virdiConsumerRole = z.strictObject({
@@ -115,6 +116,8 @@ class VirdiWorld implements SimWorld, SimEnvironment, CoreProbe {
   private readonly consumerIndex = new Map<string, number>();
   readonly edgeCounts = { globalFull: 0, globalNotFull: 0, produceAborted: 0, starved: 0, clientFull: 0 };
   checker?: ReturnType<typeof createVirdiChecker>;
+  /** Broken-stream notices waiting for the next step. */
+  private readonly notices: { to: string; event: { type: string; [k: string]: unknown } }[] = [];
   /** Called after every step (tests look inside the core through it). */
   afterStep?: (world: VirdiWorld, t: number) => void;
 
@@ -150,12 +153,42 @@ class VirdiWorld implements SimWorld, SimEnvironment, CoreProbe {
   };
   known = (resource: string): boolean => this.resourceIndex.has(resource);
 
+  /** Resources whose global buffer is full, as the server should know them. */
+  fullResources(): string[] {
+    const v = this.core.views;
+    return this.resources.filter((_, r) => v.gFull[r] !== 0 || v.gAmount[r] >= v.gLimit[r]);
+  }
+
+  /**
+   * An actor crashed or went away: its streams break. The other side learns it with the next step.
+   * When the server goes, every stream it held ends in the core (strict mode returns the consumers'
+   * units to the global buffers; the original loses them).
+   */
+  broken(actor: string, nowUs: number): void {
+    if (actor !== this.server) {
+      this.notices.push({ to: this.server, event: { type: 'host.streamBroken', peer: actor } });
+      return;
+    }
+    this.notices.length = 0;
+    const v = this.core.views;
+    for (let c = 0; c < this.core.sizes.consumers; c++) {
+      if (v.cActive[c] === 0) continue;
+      const units = this.core.closeConsumer(c, this.keepUnits);
+      if (!this.keepUnits) this.checker?.lost(nowUs, this.consumers[c], units);
+    }
+    for (let p = 0; p < this.core.sizes.producers; p++) this.core.closeProducer(p);
+    this.checker?.serverLost();
+    for (const client of [...this.producers, ...this.consumers]) {
+      this.notices.push({ to: client, event: { type: 'host.streamBroken', peer: this.server } });
+    }
+  }
+
   step(nowUs: number): { to: string; event: { type: string; [k: string]: unknown } }[] {
     this.checker?.beforeStep(nowUs);
     const n = this.core.step(this.dtMs);
     this.checker?.afterStep(nowUs, this.dtMs, n);
     this.afterStep?.(this, nowUs);
-    const out: { to: string; event: { type: string; [k: string]: unknown } }[] = [];
+    const out = this.notices.splice(0);
     const ev = this.core.views.events;
     for (let i = 0; i < n; i++) {
       const kind = ev[2 * i];
@@ -318,7 +351,15 @@ export const virdiFamily: ProtocolFamily = {
     for (const d of consumerDecls) entrySize.set(d.a.params, (entrySize.get(d.a.params) ?? 0) + 1);
     for (const a of ctx.actors) {
       if (a.role === 'virdi.server') {
-        actors.push({ name: a.name, role: a.role, machine: serverMachine, input: { name: a.name, mode, resources }, env: world });
+        const input = { name: a.name, mode, resources };
+        actors.push({
+          name: a.name,
+          role: a.role,
+          machine: serverMachine,
+          input,
+          env: world,
+          restartInput: () => ({ ...input, full: world.fullResources() }),
+        });
       } else if (a.role === 'virdi.producer') {
         const r = a.params as ProducerRole;
         const input: ProducerInput = {
@@ -328,6 +369,7 @@ export const virdiFamily: ProtocolFamily = {
           clientId: r.clientId === null ? undefined : (r.clientId ?? a.name),
           offerAfterMs: ms(r.offerAt),
           leaveAfterMs: r.leaveAt === undefined ? undefined : ms(r.leaveAt),
+          retryMs: ms(r.retry),
         };
         actors.push({ name: a.name, role: a.role, machine: producerMachine, input });
       } else {
@@ -368,6 +410,10 @@ export const virdiFamily: ProtocolFamily = {
     let reconnectsRejected = 0;
     let streamsOpened = 0;
     const metricsObserver: SimObserver = {
+      onFault(t, action, touched) {
+        if (action.kind === 'crash' || action.kind === 'restart' || action.kind === 'shutdown')
+          for (const name of touched) world.broken(name, t);
+      },
       onSend(_t, from, _to, msg) {
         const m = msg as VirdiMessage;
         if (from !== serverName) return;
