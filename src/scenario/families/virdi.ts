@@ -459,6 +459,10 @@ export const virdiFamily: ProtocolFamily = {
           reconnectsRejected,
           edges: { ...world.edgeCounts },
           deliveredPerConsumer: { min: pick(0), median: pick(0.5), max: per.length ? per[per.length - 1] : 0 },
+          // Small runs list every consumer (slot order is grouped by resource).
+          ...(world.consumers.length <= 50
+            ? { deliveredByConsumer: Object.fromEntries(world.consumers.map((c, i) => [c, checker.deliveredPerConsumer()[i]])) }
+            : {}),
         };
       },
     };
