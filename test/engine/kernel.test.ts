@@ -317,3 +317,57 @@ describe('network model', () => {
     expect(r.got[0].t).toBe(5_001_000);
   });
 });
+
+describe('bulk world', () => {
+  /** A world that sends the receiver one Probe-shaped event per step, and records when it ran. */
+  function worldRun(faults: ScheduledFault[] = []) {
+    const steps: number[] = [];
+    let n = 0;
+    const sim = createSimulation({
+      seed: 1,
+      actors: [
+        // The sender's messages land exactly on a step instant (1 s latency).
+        { name: 'a', role: 'sender', machine: sender, input: { to: 'b', count: 1 } },
+        { name: 'b', role: 'receiver', machine: receiver, input: undefined },
+      ],
+      network: { defaults: { latency: { dist: 'constant', valueUs: 1_000_000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, links: [] },
+      faults,
+      untilUs: 5_500_000,
+      world: {
+        stepUs: 1_000_000,
+        step(nowUs) {
+          steps.push(nowUs);
+          return [{ to: 'b', event: { type: 'Probe', msg: { n: 100 + n++ }, from: 'world' } }];
+        },
+      },
+    });
+    const result = sim.run();
+    const got = (sim.actorState('b')!.context as { got: { n: number; t: number }[] }).got;
+    return { steps, got, result };
+  }
+
+  it('steps every period until the limit and delivers its events at that instant, after the messages of that instant', () => {
+    const { steps, got, result } = worldRun();
+    expect(steps).toEqual([1, 2, 3, 4, 5].map((s) => s * 1_000_000));
+    expect(result.stoppedBecause).toBe('until');
+    // The message sent at 0 arrives at 1 s: before the world's step of that instant.
+    expect(got.slice(0, 3)).toEqual([
+      { n: 0, t: 1_000_000, from: 'a' },
+      { n: 100, t: 1_000_000, from: 'world' },
+      { n: 101, t: 2_000_000, from: 'world' },
+    ]);
+  });
+
+  it('a paused actor gets the world’s events when it resumes; a crashed one does not get them', () => {
+    const paused = worldRun([at(1_500_000, { kind: 'pause', actors: [1] }), at(3_500_000, { kind: 'resume', actors: [1] })]);
+    expect(paused.got.filter((g) => g.n >= 100).map((g) => [g.n, g.t])).toEqual([
+      [100, 1_000_000],
+      [101, 3_500_000],
+      [102, 3_500_000],
+      [103, 4_000_000],
+      [104, 5_000_000],
+    ]);
+    const crashed = worldRun([at(2_500_000, { kind: 'crash', actors: [1] }), at(3_500_000, { kind: 'restart', actors: [1] })]);
+    expect(crashed.got.map((g) => g.n)).toEqual([103, 104]); // the restarted incarnation starts empty
+  });
+});
