@@ -4,6 +4,23 @@
 //
 // The host lays the state out as structure of arrays in linear memory (src/buffers/layout.ts) and
 // passes a table of field addresses, in the layout's field order.
+//
+// Written for speed, with the reference's results bit for bit:
+// - every field address is read from the table once per step and handed to the helpers;
+// - the pass that measures a resource's free room (two members at a time when they are neighbours
+//   in memory) also counts the connected consumers and those with room, so the distribution does not
+//   count them again; it then keeps the count of consumers with room up to date as they fill (exactly
+//   the count the reference takes at the start of every round), and the fairness spread looks only at
+//   the positions the lazy shuffle reached (the others were given nothing);
+// - when every member of a resource is connected, its shuffle order starts as a copy of its members;
+// - the consumer loop runs in chunks of two passes: pass A, with no dependence between consumers,
+//   does the decay, the drain, the threshold and the size of the send two consumers at a time in
+//   f64x2 lanes (lane-wise IEEE operations are identical to scalar ones); pass B takes the units from
+//   the resource's global buffer in consumer order, with the global amount kept in a register while
+//   consecutive consumers share a resource, and recomputes the second lane only when the first one
+//   changed that amount;
+// - conditional updates are lane selects rather than branches where the outcome is data-dependent.
+// Float sums (free room, delivered) are still added one term at a time in the reference's order.
 import { rngInt } from './rng';
 
 // Field numbers in the address table (src/buffers/layout.ts, FIELDS).
@@ -68,45 +85,88 @@ function setI32(base: usize, i: i32, v: i32): void {
 }
 
 let nEvents: i32 = 0;
+
+// Consumers per chunk of the consumer loop, and the chunk's send sizes (see step, 3).
+const CHUNK: i32 = 256;
+const wantBuf: usize = memory.data(CHUNK * 8, 16);
 function emit(events: usize, kind: i32, index: i32): void {
   setI32(events, nEvents++, kind);
   setI32(events, nEvents++, index);
 }
 
-function freeRoom(t: usize, r: i32): f64 {
-  const memList = field(t, MEM_LIST);
-  const active = field(t, C_ACTIVE);
-  const server = field(t, C_SERVER);
-  const limit = field(t, C_LIMIT);
+// Set by freeRoom: the members of the resource that are connected, and those of them with room.
+let activeCount: i32 = 0;
+let roomCount: i32 = 0;
+
+/**
+ * Free room of the connected consumers in memList[start, end); sets activeCount and roomCount. Two
+ * members at a time when they are neighbours in memory (the terms are still added one by one, in
+ * order; a member without room adds +0, which leaves the sum's bits as they are: it starts at +0 and
+ * only grows).
+ */
+function freeRoom(memList: usize, active: usize, server: usize, limits: usize, start: i32, end: i32): f64 {
+  const zero = f64x2.splat(0);
   let free: f64 = 0;
-  const start = i32At(field(t, MEM_START), r);
-  const end = start + i32At(field(t, MEM_COUNT), r);
-  for (let k = start; k < end; k++) {
+  let nActive: i32 = 0;
+  let nRoom: i32 = 0;
+  let k = start;
+  for (; k + 1 < end; k += 2) {
     const c = i32At(memList, k);
-    if (i32At(active, c) != 0) {
-      const s = f64At(server, c);
-      const l = f64At(limit, c);
-      if (s < l) free += l - s;
+    if (i32At(memList, k + 1) == c + 1) {
+      const on = i64x2.ne(v128.load_ext<i32>(active + ((<usize>c) << 2)), zero);
+      const s = v128.load(server + ((<usize>c) << 3));
+      const l = v128.load(limits + ((<usize>c) << 3));
+      const room = v128.and(on, f64x2.lt(s, l));
+      const d = v128.and(f64x2.sub(l, s), room);
+      free += f64x2.extract_lane(d, 0);
+      free += f64x2.extract_lane(d, 1);
+      nActive += popcnt(i64x2.bitmask(on));
+      nRoom += popcnt(i64x2.bitmask(room));
+      continue;
+    }
+    for (let i = k; i < k + 2; i++) {
+      const ci = i32At(memList, i);
+      if (i32At(active, ci) != 0) {
+        nActive++;
+        const s = f64At(server, ci);
+        const l = f64At(limits, ci);
+        if (s < l) {
+          free += l - s;
+          nRoom++;
+        }
+      }
     }
   }
+  if (k < end) {
+    const c = i32At(memList, k);
+    if (i32At(active, c) != 0) {
+      nActive++;
+      const s = f64At(server, c);
+      const l = f64At(limits, c);
+      if (s < l) {
+        free += l - s;
+        nRoom++;
+      }
+    }
+  }
+  activeCount = nActive;
+  roomCount = nRoom;
   return free;
 }
 
-function fillAll(t: usize, r: i32): void {
-  const memList = field(t, MEM_LIST);
-  const active = field(t, C_ACTIVE);
-  const server = field(t, C_SERVER);
-  const limit = field(t, C_LIMIT);
-  const start = i32At(field(t, MEM_START), r);
-  const end = start + i32At(field(t, MEM_COUNT), r);
+/** Fills every connected consumer in memList[start, end) to its limit. */
+function fillAll(memList: usize, active: usize, server: usize, limits: usize, start: i32, end: i32): void {
   for (let k = start; k < end; k++) {
     const c = i32At(memList, k);
-    if (i32At(active, c) != 0 && f64At(server, c) < f64At(limit, c)) setF64(server, c, f64At(limit, c));
+    if (i32At(active, c) != 0 && f64At(server, c) < f64At(limits, c)) setF64(server, c, f64At(limits, c));
   }
 }
 
-/** Distributes `amount` among resource `r`'s connected consumers; returns the leftover. */
-export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
+/**
+ * Distributes `amount` among the connected consumers of resource `r` (memList[start, end)); returns
+ * the leftover. `nActive` and `nRoom` are freeRoom's counts for the same members and state.
+ */
+function distribute(t: usize, r: i32, start: i32, end: i32, nActive: i32, nRoom: i32, amount: f64, fair: bool): f64 {
   const memList = field(t, MEM_LIST);
   const active = field(t, C_ACTIVE);
   const server = field(t, C_SERVER);
@@ -114,22 +174,22 @@ export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
   const order = field(t, ORDER);
   const given = field(t, GIVEN);
   let count: i32 = 0;
-  const start = i32At(field(t, MEM_START), r);
-  const end = start + i32At(field(t, MEM_COUNT), r);
-  for (let k = start; k < end; k++) {
-    const c = i32At(memList, k);
-    if (i32At(active, c) != 0) setI32(order, count++, c);
+  if (nActive == end - start) {
+    count = nActive;
+    memory.copy(order, memList + ((<usize>start) << 2), (<usize>count) << 2);
+  } else {
+    for (let k = start; k < end; k++) {
+      const c = i32At(memList, k);
+      if (i32At(active, c) != 0) setI32(order, count++, c);
+    }
   }
-  // Lazy forward Fisher–Yates: position k is drawn when a round first reaches it.
+  // Lazy forward Fisher–Yates: position k is drawn when a round first reaches it. `withRoom` is the
+  // number of consumers in `order` below their limit, kept up to date as they fill.
+  let withRoom = nRoom;
   let shuffled: i32 = 0;
   let left = amount;
   let cursor: i32 = 0;
   while (left > 0) {
-    let withRoom: i32 = 0;
-    for (let k = 0; k < count; k++) {
-      const c = i32At(order, k);
-      if (f64At(server, c) < f64At(limits, c)) withRoom++;
-    }
     if (withRoom == 0) break;
     const share = Math.floor(left / <f64>withRoom);
     let extra = left - share * <f64>withRoom;
@@ -156,25 +216,43 @@ export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
         cursor = k + 1;
       }
       if (give > limit - held) give = limit - held;
-      setF64(server, c, held + give);
+      const now = held + give;
+      setF64(server, c, now);
       setF64(given, k, f64At(given, k) + give);
       left -= give;
+      withRoom -= <i32>(held < limit && !(now < limit));
     }
   }
+  // Fairness spread over the consumers with room: those the shuffle reached hold given[k], the others
+  // (withRoom − roomShuffled of them) were given nothing.
   let lo: f64 = Infinity;
   let hi: f64 = -Infinity;
-  for (let k = 0; k < count; k++) {
+  let roomShuffled: i32 = 0;
+  for (let k = 0; k < shuffled; k++) {
     const c = i32At(order, k);
     if (f64At(server, c) < f64At(limits, c)) {
-      const g = k < shuffled ? f64At(given, k) : 0;
+      const g = f64At(given, k);
       if (g < lo) lo = g;
       if (g > hi) hi = g;
+      roomShuffled++;
     }
+  }
+  if (withRoom > roomShuffled) {
+    if (0 < lo) lo = 0;
+    if (0 > hi) hi = 0;
   }
   const spread = hi >= lo ? <i32>(hi - lo) : 0;
   const spreads = field(t, SPREAD);
   if (spread > i32At(spreads, r)) setI32(spreads, r, spread);
   return left;
+}
+
+/** Distributes `amount` among resource `r`'s connected consumers; returns the leftover. */
+export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
+  const start = i32At(field(t, MEM_START), r);
+  const end = start + i32At(field(t, MEM_COUNT), r);
+  freeRoom(field(t, MEM_LIST), field(t, C_ACTIVE), field(t, C_SERVER), field(t, C_LIMIT), start, end);
+  return distribute(t, r, start, end, activeCount, roomCount, amount, fair);
 }
 
 /**
@@ -188,6 +266,9 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
   const gLimit = field(table, G_LIMIT);
   const gFull = field(table, G_FULL);
   const spreads = field(table, SPREAD);
+  const memStart = field(table, MEM_START);
+  const memCount = field(table, MEM_COUNT);
+  const memList = field(table, MEM_LIST);
   const prodStart = field(table, PROD_START);
   const prodCount = field(table, PROD_COUNT);
   const prodList = field(table, PROD_LIST);
@@ -197,15 +278,30 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
   const pCountdown = field(table, P_COUNTDOWN);
   const events = field(table, EVENTS);
   const totals = field(table, TOTALS);
+  const cActive = field(table, C_ACTIVE);
+  const cResource = field(table, C_RESOURCE);
+  const cMaxRate = field(table, C_MAX_RATE);
+  const cLimit = field(table, C_LIMIT);
+  const cServer = field(table, C_SERVER);
+  const cEstimate = field(table, C_ESTIMATE);
+  const cClient = field(table, C_CLIENT);
+  const cDrain = field(table, C_DRAIN);
+  const cFlags = field(table, C_FLAGS);
+  const cSent = field(table, C_SENT);
   nEvents = 0;
 
+  // 1–2. Production, distribution, full edges.
   for (let r = 0; r < nr; r++) {
     setI32(spreads, r, 0);
     const pStart = i32At(prodStart, r);
     const pEnd = pStart + i32At(prodCount, r);
+    const limitR = f64At(gLimit, r);
+    let amountR = f64At(gAmount, r);
     let accepted: f64 = 0;
     let free: f64 = -1;
-    let fullReached = f64At(gAmount, r) >= f64At(gLimit, r);
+    let nActive: i32 = 0;
+    let nRoom: i32 = 0;
+    let fullReached = amountR >= limitR;
     for (let k = pStart; k < pEnd; k++) {
       const p = i32At(prodList, k);
       if (i32At(pOpen, p) == 0) continue;
@@ -217,11 +313,16 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
           emit(events, EDGE_PRODUCE_ABORTED, p);
           break;
         }
-        if (free < 0) free = freeRoom(table, r);
+        if (free < 0) {
+          const start = i32At(memStart, r);
+          free = freeRoom(memList, cActive, cServer, cLimit, start, start + i32At(memCount, r));
+          nActive = activeCount;
+          nRoom = roomCount;
+        }
         accepted += f64At(pChunk, p);
         cd += f64At(pInterval, p);
         const over = accepted - free;
-        if (f64At(gAmount, r) + (over > 0 ? over : 0) >= f64At(gLimit, r)) {
+        if (amountR + (over > 0 ? over : 0) >= limitR) {
           fullReached = true;
           setI32(pOpen, p, 0);
           emit(events, EDGE_PRODUCE_ABORTED, p);
@@ -232,79 +333,213 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
     }
     if (accepted > 0) {
       setF64(totals, T_PRODUCED, f64At(totals, T_PRODUCED) + accepted);
+      const start = i32At(memStart, r);
+      const end = start + i32At(memCount, r);
       let left: f64;
       if (free == 0) left = accepted;
       else if (accepted >= free) {
-        fillAll(table, r);
+        fillAll(memList, cActive, cServer, cLimit, start, end);
         left = accepted - free;
       } else {
         setF64(totals, T_SHUFFLES, f64At(totals, T_SHUFFLES) + 1);
-        left = distributeStep(table, r, accepted, fair);
+        left = distribute(table, r, start, end, nActive, nRoom, accepted, fair);
       }
-      setF64(gAmount, r, f64At(gAmount, r) + left);
+      amountR += left;
+      setF64(gAmount, r, amountR);
     }
-    if (i32At(gFull, r) == 0 && f64At(gAmount, r) >= f64At(gLimit, r)) {
+    if (i32At(gFull, r) == 0 && amountR >= limitR) {
       setI32(gFull, r, 1);
       emit(events, EDGE_GLOBAL_FULL, r);
     }
   }
 
-  const cActive = field(table, C_ACTIVE);
-  const cResource = field(table, C_RESOURCE);
-  const cMaxRate = field(table, C_MAX_RATE);
-  const cLimit = field(table, C_LIMIT);
-  const cServer = field(table, C_SERVER);
-  const cEstimate = field(table, C_ESTIMATE);
-  const cClient = field(table, C_CLIENT);
-  const cDrain = field(table, C_DRAIN);
-  const cFlags = field(table, C_FLAGS);
-  const cSent = field(table, C_SENT);
+  // 3. Consumers, a chunk at a time in two passes. Pass A (no dependence between consumers, two at a
+  // time in f64x2 lanes): the decayed estimate and the drained client buffer of every connected
+  // consumer are written back, and the size of its send — 0 when it sends nothing — goes to
+  // `wantBuf`. Pass B, in consumer order: units are taken from the global buffer (`gR`'s amount is
+  // held in `gVal`, written back when the resource changes and at the end), then the flags and edges.
+  // Pass B takes two consumers at a time too when both are connected and share a resource.
+  let gR: i32 = -1;
+  let gVal: f64 = 0;
   let delivered: f64 = 0;
-  for (let c = 0; c < nc; c++) {
-    if (i32At(cActive, c) == 0) continue;
-    let est = f64At(cEstimate, c) - f64At(cMaxRate, c) * dtMs;
-    if (est < 0) est = 0;
-    let client = f64At(cClient, c) - f64At(cDrain, c) * dtMs;
-    if (client < 0) client = 0;
-    const limit = f64At(cLimit, c);
-    let flag = i32At(cFlags, c);
-    let sent: f64 = 0;
-    if (est * 4 <= limit * SCALE) {
-      const want = Math.floor((limit * 45000.0 - est) / SCALE);
-      if (want > 0) {
-        const r = i32At(cResource, c);
-        const g = f64At(gAmount, r);
-        const held = f64At(cServer, c);
-        const avail = g + held;
-        const take = want < avail ? want : avail;
-        if (take > 0) {
-          const fromG = take < g ? take : g;
-          setF64(gAmount, r, g - fromG);
-          setF64(cServer, c, held - (take - fromG));
-          est += take * SCALE;
-          client += take * SCALE;
-          sent = take;
-          delivered += take;
-          flag &= ~STARVED;
-        } else if ((flag & STARVED) == 0) {
-          flag |= STARVED;
-          emit(events, EDGE_STARVED, c);
+  let n = nEvents;
+  const zero = f64x2.splat(0);
+  const four = f64x2.splat(4);
+  const dt = f64x2.splat(dtMs);
+  const scale = f64x2.splat(SCALE);
+  const k45000 = f64x2.splat(45000.0);
+  for (let c0 = 0; c0 < nc; c0 += CHUNK) {
+    const c1 = c0 + CHUNK < nc ? c0 + CHUNK : nc;
+    // Pass A.
+    for (let c = c0; c < c1; c += 2) {
+      const o4 = (<usize>c) << 2;
+      const o8 = (<usize>c) << 3;
+      const w8 = wantBuf + ((<usize>(c - c0)) << 3);
+      if (c + 1 < c1) {
+        const on = i64x2.ne(v128.load_ext<i32>(cActive + o4), zero);
+        const est0 = v128.load(cEstimate + o8);
+        const client0 = v128.load(cClient + o8);
+        let est = f64x2.sub(est0, f64x2.mul(v128.load(cMaxRate + o8), dt));
+        est = v128.bitselect(zero, est, f64x2.lt(est, zero));
+        let client = f64x2.sub(client0, f64x2.mul(v128.load(cDrain + o8), dt));
+        client = v128.bitselect(zero, client, f64x2.lt(client, zero));
+        v128.store(cEstimate + o8, v128.bitselect(est, est0, on));
+        v128.store(cClient + o8, v128.bitselect(client, client0, on));
+        const limit = v128.load(cLimit + o8);
+        const want = f64x2.floor(f64x2.div(f64x2.sub(f64x2.mul(limit, k45000), est), scale));
+        const send = v128.and(v128.and(f64x2.le(f64x2.mul(est, four), f64x2.mul(limit, scale)), f64x2.gt(want, zero)), on);
+        v128.store(w8, v128.and(want, send));
+      } else if (load<i32>(cActive + o4) != 0) {
+        let est = load<f64>(cEstimate + o8) - load<f64>(cMaxRate + o8) * dtMs;
+        if (est < 0) est = 0;
+        let client = load<f64>(cClient + o8) - load<f64>(cDrain + o8) * dtMs;
+        if (client < 0) client = 0;
+        store<f64>(cEstimate + o8, est);
+        store<f64>(cClient + o8, client);
+        const limit = load<f64>(cLimit + o8);
+        let w: f64 = 0;
+        if (est * 4 <= limit * SCALE) {
+          const want = Math.floor((limit * 45000.0 - est) / SCALE);
+          if (want > 0) w = want;
         }
+        store<f64>(w8, w);
       }
     }
-    if (client >= limit * SCALE) {
-      if ((flag & CLIENT_FULL) == 0) {
-        flag |= CLIENT_FULL;
-        emit(events, EDGE_CLIENT_FULL, c);
+    // Pass B.
+    for (let c = c0; c < c1; c += 2) {
+      const o4 = (<usize>c) << 2;
+      const o8 = (<usize>c) << 3;
+      const w8 = wantBuf + ((<usize>(c - c0)) << 3);
+      const r = load<i32>(cResource + o4);
+      if (c + 1 < c1 && load<i32>(cActive + o4) != 0 && load<i32>(cActive + o4, 4) != 0 && load<i32>(cResource + o4, 4) == r) {
+        if (r != gR) {
+          if (gR >= 0) setF64(gAmount, gR, gVal);
+          gR = r;
+          gVal = f64At(gAmount, r);
+        }
+        const want = v128.load(w8);
+        const send = f64x2.gt(want, zero);
+        const held = v128.load(cServer + o8);
+        // Units are taken from the global buffer in consumer order: lane 1 sees what lane 0 left.
+        // Both lanes are computed from gVal; only when a send changed it (bit for bit) is lane 1
+        // computed again from what lane 0 left, and gVal updated.
+        const g = gVal;
+        let gv = f64x2.splat(g);
+        let avail = f64x2.add(gv, held);
+        let take = v128.bitselect(want, avail, f64x2.lt(want, avail));
+        let pos = v128.and(send, f64x2.gt(take, zero));
+        let fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
+        let newG = f64x2.sub(gv, fromG);
+        if (v128.any_true(v128.andnot(pos, i64x2.eq(newG, gv)))) {
+          const g1 = i64x2.extract_lane(pos, 0) != 0 ? f64x2.extract_lane(newG, 0) : g;
+          gv = f64x2.replace_lane(gv, 1, g1);
+          avail = f64x2.add(gv, held);
+          take = v128.bitselect(want, avail, f64x2.lt(want, avail));
+          pos = v128.and(send, f64x2.gt(take, zero));
+          fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
+          newG = f64x2.sub(gv, fromG);
+          gVal = i64x2.extract_lane(pos, 1) != 0 ? f64x2.extract_lane(newG, 1) : g1;
+        }
+        v128.store(cServer + o8, v128.bitselect(f64x2.sub(held, f64x2.sub(take, fromG)), held, pos));
+        const add = f64x2.mul(take, scale);
+        const est = v128.load(cEstimate + o8);
+        const client = v128.bitselect(f64x2.add(v128.load(cClient + o8), add), v128.load(cClient + o8), pos);
+        v128.store(cEstimate + o8, v128.bitselect(f64x2.add(est, add), est, pos));
+        v128.store(cClient + o8, client);
+        const sent = v128.bitselect(take, zero, pos);
+        // Adding +0 for a consumer that got nothing leaves the sum's bits as they are.
+        delivered += f64x2.extract_lane(sent, 0);
+        delivered += f64x2.extract_lane(sent, 1);
+        v128.store(cSent + o8, sent);
+        // Flags, lane by lane: Starved is set when a send found nothing, cleared when units flowed;
+        // ClientFull follows the client's buffer. Edges go out in consumer order.
+        const pm = i64x2.bitmask(pos);
+        const sm = i64x2.bitmask(send);
+        const fm = i64x2.bitmask(f64x2.ge(client, f64x2.mul(v128.load(cLimit + o8), scale)));
+        const f0 = load<i32>(cFlags + o4);
+        const f1 = load<i32>(cFlags + o4, 4);
+        const starve = sm & ~pm;
+        const set0 = (starve & 1) | ((fm & 1) << 1);
+        const set1 = ((starve >> 1) & 1) | (fm & 2);
+        store<i32>(cFlags + o4, (f0 & ~(((pm | sm) & 1) | CLIENT_FULL)) | set0);
+        store<i32>(cFlags + o4, (f1 & ~((((pm | sm) >> 1) & 1) | CLIENT_FULL)) | set1, 4);
+        const edges0 = set0 & ~f0;
+        const edges1 = set1 & ~f1;
+        if ((edges0 | edges1) != 0) {
+          if ((edges0 & STARVED) != 0) {
+            setI32(events, n++, EDGE_STARVED);
+            setI32(events, n++, c);
+          }
+          if ((edges0 & CLIENT_FULL) != 0) {
+            setI32(events, n++, EDGE_CLIENT_FULL);
+            setI32(events, n++, c);
+          }
+          if ((edges1 & STARVED) != 0) {
+            setI32(events, n++, EDGE_STARVED);
+            setI32(events, n++, c + 1);
+          }
+          if ((edges1 & CLIENT_FULL) != 0) {
+            setI32(events, n++, EDGE_CLIENT_FULL);
+            setI32(events, n++, c + 1);
+          }
+        }
+        continue;
       }
-    } else flag &= ~CLIENT_FULL;
-    setF64(cSent, c, sent);
-    setF64(cEstimate, c, est);
-    setF64(cClient, c, client);
-    setI32(cFlags, c, flag);
+      // One consumer at a time: the reference's code from the send on.
+      const last = c + 1 < c1 ? c + 1 : c;
+      for (let i = c; i <= last; i++) {
+        if (i32At(cActive, i) == 0) continue;
+        let est = f64At(cEstimate, i);
+        let client = f64At(cClient, i);
+        const limit = f64At(cLimit, i);
+        const want = f64At(wantBuf, i - c0);
+        let flag = i32At(cFlags, i);
+        let sent: f64 = 0;
+        if (want > 0) {
+          const ri = i32At(cResource, i);
+          if (ri != gR) {
+            if (gR >= 0) setF64(gAmount, gR, gVal);
+            gR = ri;
+            gVal = f64At(gAmount, ri);
+          }
+          const g = gVal;
+          const held = f64At(cServer, i);
+          const avail = g + held;
+          const take = want < avail ? want : avail;
+          if (take > 0) {
+            const fromG = take < g ? take : g;
+            gVal = g - fromG;
+            setF64(cServer, i, held - (take - fromG));
+            est += take * SCALE;
+            client += take * SCALE;
+            sent = take;
+            delivered += take;
+            flag &= ~STARVED;
+          } else if ((flag & STARVED) == 0) {
+            flag |= STARVED;
+            setI32(events, n++, EDGE_STARVED);
+            setI32(events, n++, i);
+          }
+        }
+        if (client >= limit * SCALE) {
+          if ((flag & CLIENT_FULL) == 0) {
+            flag |= CLIENT_FULL;
+            setI32(events, n++, EDGE_CLIENT_FULL);
+            setI32(events, n++, i);
+          }
+        } else flag &= ~CLIENT_FULL;
+        setF64(cSent, i, sent);
+        setF64(cEstimate, i, est);
+        setF64(cClient, i, client);
+        setI32(cFlags, i, flag);
+      }
+    }
   }
+  if (gR >= 0) setF64(gAmount, gR, gVal);
+  nEvents = n;
   setF64(totals, T_DELIVERED, f64At(totals, T_DELIVERED) + delivered);
 
+  // 4. Not-full edges.
   for (let r = 0; r < nr; r++) {
     if (i32At(gFull, r) != 0 && f64At(gAmount, r) < f64At(gLimit, r)) {
       setI32(gFull, r, 0);

@@ -2,7 +2,9 @@
 // header of referenceStep.ts for what a step does), at N = 10³, 10⁵ and 10⁶ buffers.
 //
 // A buffer is one consumer slot. Each size has N consumers, max(1, N/100) producers and
-// max(1, N/1000) resources (consumers and producers round-robin over the resources); every consumer
+// max(1, N/1000) resources. Consumers and producers are assigned to resources in contiguous blocks
+// (consumer c → resource floor(c / (N / R)), producers likewise), the way the simulation lays its
+// slots out (grouped by resource), so a resource's members are neighbours in memory; every consumer
 // is open (max rate 60, limit 60, drain 60, a deterministic starting amount (c·7) mod 45 so they are
 // at different phases), every producer open (chunk 10 every 1000 ms), global limit 100 per resource,
 // flags Fair | RefuseWhenFull. Each core is warmed up with 40 steps of 1000 ms, then one benny
@@ -49,6 +51,11 @@ function caseOptions(n) {
   return { minSamples: 5, maxTime: n >= 1_000_000 ? 1.5 : 2, initCount: 1 };
 }
 
+/** Item `i` of `count` items spread over `groups` groups in contiguous blocks: floor(i / (count / groups)). */
+function blockOf(i, count, groups) {
+  return Math.min(groups - 1, Math.floor(i / (count / groups)));
+}
+
 /** The configuration shared by every core at size `n`. */
 function configOf(n) {
   const nr = Math.max(1, Math.floor(n / 1000));
@@ -57,8 +64,8 @@ function configOf(n) {
     flags: FLAGS,
     stream: (name) => new RandomStream(7, `virdi.distribute:${name}`),
     resources: Array.from({ length: nr }, (_, r) => ({ name: `r${r}`, limit: 100 })),
-    producers: Array.from({ length: np }, (_, p) => ({ resource: p % nr, chunk: 10, intervalMs: 1000 })),
-    consumers: Array.from({ length: n }, (_, c) => ({ resource: c % nr })),
+    producers: Array.from({ length: np }, (_, p) => ({ resource: blockOf(p, np, nr), chunk: 10, intervalMs: 1000 })),
+    consumers: Array.from({ length: n }, (_, c) => ({ resource: blockOf(c, n, nr) })),
   };
 }
 

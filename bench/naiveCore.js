@@ -194,14 +194,15 @@ function freeRoom(resource) {
   return free;
 }
 
-/** Seeded shuffle of the connected consumers, equal shares, remainder one unit each, capped by room. */
+/**
+ * Seeded shuffle of the connected consumers (a forward Fisher–Yates drawn lazily, position by
+ * position, as the rounds reach them — the same draws as the other cores), equal shares, remainder
+ * one unit each, capped by room.
+ */
 function distribute(resource, amount, fair) {
   const order = resource.members.filter((c) => c.active);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = resource.rng.int(i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
   const given = new Map(order.map((c) => [c, 0]));
+  let shuffled = 0;
   let left = amount;
   let cursor = 0;
   while (left > 0) {
@@ -211,7 +212,13 @@ function distribute(resource, amount, fair) {
     let extra = left - share * withRoom;
     const first = fair ? cursor : 0;
     for (let step = 0; step < order.length; step++) {
+      if (share === 0 && extra === 0) break;
       const k = (first + step) % order.length;
+      if (k === shuffled) {
+        const j = k + resource.rng.int(order.length - k);
+        [order[k], order[j]] = [order[j], order[k]];
+        shuffled++;
+      }
       const c = order[k];
       if (c.server >= c.limit) continue;
       let give = share;
