@@ -255,104 +255,36 @@ export function distributeStep(t: usize, r: i32, amount: f64, fair: bool): f64 {
   return distribute(t, r, start, end, activeCount, roomCount, amount, fair);
 }
 
-/**
- * Advances every buffer by `dtMs` milliseconds. `table` holds the field addresses; `nr`, `np`, `nc`
- * are the numbers of resources, producers and consumers. Returns the number of edges written.
- */
-export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: i32): i32 {
-  const fair = (flags & FLAG_FAIR) != 0;
-  const refuse = (flags & FLAG_REFUSE) != 0;
-  const gAmount = field(table, G_AMOUNT);
-  const gLimit = field(table, G_LIMIT);
-  const gFull = field(table, G_FULL);
-  const spreads = field(table, SPREAD);
-  const memStart = field(table, MEM_START);
-  const memCount = field(table, MEM_COUNT);
-  const memList = field(table, MEM_LIST);
-  const prodStart = field(table, PROD_START);
-  const prodCount = field(table, PROD_COUNT);
-  const prodList = field(table, PROD_LIST);
-  const pOpen = field(table, P_OPEN);
-  const pChunk = field(table, P_CHUNK);
-  const pInterval = field(table, P_INTERVAL);
-  const pCountdown = field(table, P_COUNTDOWN);
-  const events = field(table, EVENTS);
-  const totals = field(table, TOTALS);
-  const cActive = field(table, C_ACTIVE);
-  const cResource = field(table, C_RESOURCE);
-  const cMaxRate = field(table, C_MAX_RATE);
-  const cLimit = field(table, C_LIMIT);
-  const cServer = field(table, C_SERVER);
-  const cEstimate = field(table, C_ESTIMATE);
-  const cClient = field(table, C_CLIENT);
-  const cDrain = field(table, C_DRAIN);
-  const cFlags = field(table, C_FLAGS);
-  const cSent = field(table, C_SENT);
-  nEvents = 0;
+// Field addresses the consumer loop reads, set once per step.
+let aGAmount: usize = 0;
+let aEvents: usize = 0;
+let aCActive: usize = 0;
+let aCResource: usize = 0;
+let aCMaxRate: usize = 0;
+let aCLimit: usize = 0;
+let aCServer: usize = 0;
+let aCEstimate: usize = 0;
+let aCClient: usize = 0;
+let aCDrain: usize = 0;
+let aCFlags: usize = 0;
+let aCSent: usize = 0;
+/** Units sent in this step so far. */
+let stepDelivered: f64 = 0;
 
-  // 1–2. Production, distribution, full edges.
-  for (let r = 0; r < nr; r++) {
-    setI32(spreads, r, 0);
-    const pStart = i32At(prodStart, r);
-    const pEnd = pStart + i32At(prodCount, r);
-    const limitR = f64At(gLimit, r);
-    let amountR = f64At(gAmount, r);
-    let accepted: f64 = 0;
-    let free: f64 = -1;
-    let nActive: i32 = 0;
-    let nRoom: i32 = 0;
-    let fullReached = amountR >= limitR;
-    for (let k = pStart; k < pEnd; k++) {
-      const p = i32At(prodList, k);
-      if (i32At(pOpen, p) == 0) continue;
-      let cd = f64At(pCountdown, p) - dtMs;
-      while (cd < 0) {
-        if (fullReached && refuse) {
-          setF64(totals, T_REFUSED, f64At(totals, T_REFUSED) + 1);
-          setI32(pOpen, p, 0);
-          emit(events, EDGE_PRODUCE_ABORTED, p);
-          break;
-        }
-        if (free < 0) {
-          const start = i32At(memStart, r);
-          free = freeRoom(memList, cActive, cServer, cLimit, start, start + i32At(memCount, r));
-          nActive = activeCount;
-          nRoom = roomCount;
-        }
-        accepted += f64At(pChunk, p);
-        cd += f64At(pInterval, p);
-        const over = accepted - free;
-        if (amountR + (over > 0 ? over : 0) >= limitR) {
-          fullReached = true;
-          setI32(pOpen, p, 0);
-          emit(events, EDGE_PRODUCE_ABORTED, p);
-          break;
-        }
-      }
-      setF64(pCountdown, p, cd);
-    }
-    if (accepted > 0) {
-      setF64(totals, T_PRODUCED, f64At(totals, T_PRODUCED) + accepted);
-      const start = i32At(memStart, r);
-      const end = start + i32At(memCount, r);
-      let left: f64;
-      if (free == 0) left = accepted;
-      else if (accepted >= free) {
-        fillAll(memList, cActive, cServer, cLimit, start, end);
-        left = accepted - free;
-      } else {
-        setF64(totals, T_SHUFFLES, f64At(totals, T_SHUFFLES) + 1);
-        left = distribute(table, r, start, end, nActive, nRoom, accepted, fair);
-      }
-      amountR += left;
-      setF64(gAmount, r, amountR);
-    }
-    if (i32At(gFull, r) == 0 && amountR >= limitR) {
-      setI32(gFull, r, 1);
-      emit(events, EDGE_GLOBAL_FULL, r);
-    }
-  }
-
+/** Steps the consumers in [from, to) (see step, 3). */
+function consumerRange(from: i32, to: i32, dtMs: f64): void {
+  const gAmount = aGAmount;
+  const events = aEvents;
+  const cActive = aCActive;
+  const cResource = aCResource;
+  const cMaxRate = aCMaxRate;
+  const cLimit = aCLimit;
+  const cServer = aCServer;
+  const cEstimate = aCEstimate;
+  const cClient = aCClient;
+  const cDrain = aCDrain;
+  const cFlags = aCFlags;
+  const cSent = aCSent;
   // 3. Consumers, a chunk at a time in two passes. Pass A (no dependence between consumers, two at a
   // time in f64x2 lanes): the decayed estimate and the drained client buffer of every connected
   // consumer are written back, and the size of its send — 0 when it sends nothing — goes to
@@ -368,8 +300,8 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
   const dt = f64x2.splat(dtMs);
   const scale = f64x2.splat(SCALE);
   const k45000 = f64x2.splat(45000.0);
-  for (let c0 = 0; c0 < nc; c0 += CHUNK) {
-    const c1 = c0 + CHUNK < nc ? c0 + CHUNK : nc;
+  for (let c0 = from; c0 < to; c0 += CHUNK) {
+    const c1 = c0 + CHUNK < to ? c0 + CHUNK : to;
     // Pass A.
     for (let c = c0; c < c1; c += 2) {
       const o4 = (<usize>c) << 2;
@@ -386,9 +318,12 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
         v128.store(cEstimate + o8, v128.bitselect(est, est0, on));
         v128.store(cClient + o8, v128.bitselect(client, client0, on));
         const limit = v128.load(cLimit + o8);
-        const want = f64x2.floor(f64x2.div(f64x2.sub(f64x2.mul(limit, k45000), est), scale));
-        const send = v128.and(v128.and(f64x2.le(f64x2.mul(est, four), f64x2.mul(limit, scale)), f64x2.gt(want, zero)), on);
-        v128.store(w8, v128.and(want, send));
+        const due = v128.and(f64x2.le(f64x2.mul(est, four), f64x2.mul(limit, scale)), on);
+        // Most consumers are not due on a given step: the division is skipped for them.
+        if (v128.any_true(due)) {
+          const want = f64x2.floor(f64x2.div(f64x2.sub(f64x2.mul(limit, k45000), est), scale));
+          v128.store(w8, v128.and(want, v128.and(due, f64x2.gt(want, zero))));
+        } else v128.store(w8, zero);
       } else if (load<i32>(cActive + o4) != 0) {
         let est = load<f64>(cEstimate + o8) - load<f64>(cMaxRate + o8) * dtMs;
         if (est < 0) est = 0;
@@ -537,15 +472,136 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
   }
   if (gR >= 0) setF64(gAmount, gR, gVal);
   nEvents = n;
-  setF64(totals, T_DELIVERED, f64At(totals, T_DELIVERED) + delivered);
+  stepDelivered += delivered;
+}
 
-  // 4. Not-full edges.
+/**
+ * Advances every buffer by `dtMs` milliseconds. `table` holds the field addresses; `nr`, `np`, `nc`
+ * are the numbers of resources, producers and consumers. Returns the number of edges written.
+ */
+export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: i32): i32 {
+  const fair = (flags & FLAG_FAIR) != 0;
+  const refuse = (flags & FLAG_REFUSE) != 0;
+  const gAmount = field(table, G_AMOUNT);
+  const gLimit = field(table, G_LIMIT);
+  const gFull = field(table, G_FULL);
+  const spreads = field(table, SPREAD);
+  const memStart = field(table, MEM_START);
+  const memCount = field(table, MEM_COUNT);
+  const memList = field(table, MEM_LIST);
+  const prodStart = field(table, PROD_START);
+  const prodCount = field(table, PROD_COUNT);
+  const prodList = field(table, PROD_LIST);
+  const pOpen = field(table, P_OPEN);
+  const pChunk = field(table, P_CHUNK);
+  const pInterval = field(table, P_INTERVAL);
+  const pCountdown = field(table, P_COUNTDOWN);
+  const events = field(table, EVENTS);
+  const totals = field(table, TOTALS);
+  const cActive = field(table, C_ACTIVE);
+  const cResource = field(table, C_RESOURCE);
+  const cMaxRate = field(table, C_MAX_RATE);
+  const cLimit = field(table, C_LIMIT);
+  const cServer = field(table, C_SERVER);
+  const cEstimate = field(table, C_ESTIMATE);
+  const cClient = field(table, C_CLIENT);
+  const cDrain = field(table, C_DRAIN);
+  const cFlags = field(table, C_FLAGS);
+  const cSent = field(table, C_SENT);
+  nEvents = 0;
+  stepDelivered = 0;
+  aGAmount = gAmount;
+  aEvents = events;
+  aCActive = cActive;
+  aCResource = cResource;
+  aCMaxRate = cMaxRate;
+  aCLimit = cLimit;
+  aCServer = cServer;
+  aCEstimate = cEstimate;
+  aCClient = cClient;
+  aCDrain = cDrain;
+  aCFlags = cFlags;
+  aCSent = cSent;
+
+  // Resource by resource: 1–2. production, distribution, full edge; 3. its consumers; 4. not-full edge.
   for (let r = 0; r < nr; r++) {
-    if (i32At(gFull, r) != 0 && f64At(gAmount, r) < f64At(gLimit, r)) {
+    setI32(spreads, r, 0);
+    const pStart = i32At(prodStart, r);
+    const pEnd = pStart + i32At(prodCount, r);
+    const limitR = f64At(gLimit, r);
+    let amountR = f64At(gAmount, r);
+    let accepted: f64 = 0;
+    let free: f64 = -1;
+    let nActive: i32 = 0;
+    let nRoom: i32 = 0;
+    let fullReached = amountR >= limitR;
+    for (let k = pStart; k < pEnd; k++) {
+      const p = i32At(prodList, k);
+      if (i32At(pOpen, p) == 0) continue;
+      let cd = f64At(pCountdown, p) - dtMs;
+      while (cd < 0) {
+        if (fullReached && refuse) {
+          setF64(totals, T_REFUSED, f64At(totals, T_REFUSED) + 1);
+          setI32(pOpen, p, 0);
+          emit(events, EDGE_PRODUCE_ABORTED, p);
+          break;
+        }
+        if (free < 0) {
+          const start = i32At(memStart, r);
+          free = freeRoom(memList, cActive, cServer, cLimit, start, start + i32At(memCount, r));
+          nActive = activeCount;
+          nRoom = roomCount;
+        }
+        accepted += f64At(pChunk, p);
+        cd += f64At(pInterval, p);
+        const over = accepted - free;
+        if (amountR + (over > 0 ? over : 0) >= limitR) {
+          fullReached = true;
+          setI32(pOpen, p, 0);
+          emit(events, EDGE_PRODUCE_ABORTED, p);
+          break;
+        }
+      }
+      setF64(pCountdown, p, cd);
+    }
+    if (accepted > 0) {
+      setF64(totals, T_PRODUCED, f64At(totals, T_PRODUCED) + accepted);
+      const start = i32At(memStart, r);
+      const end = start + i32At(memCount, r);
+      let left: f64;
+      if (free == 0) left = accepted;
+      else if (accepted >= free) {
+        fillAll(memList, cActive, cServer, cLimit, start, end);
+        left = accepted - free;
+      } else {
+        setF64(totals, T_SHUFFLES, f64At(totals, T_SHUFFLES) + 1);
+        left = distribute(table, r, start, end, nActive, nRoom, accepted, fair);
+      }
+      amountR += left;
+      setF64(gAmount, r, amountR);
+    }
+    if (i32At(gFull, r) == 0 && amountR >= limitR) {
+      setI32(gFull, r, 1);
+      emit(events, EDGE_GLOBAL_FULL, r);
+    }
+
+    // 3. This resource's consumers, while its buffers are still in cache. Members are in ascending
+    // slot order: when the first and last are count − 1 apart they are a contiguous run of slots.
+    const mStart = i32At(memStart, r);
+    const mCount = i32At(memCount, r);
+    if (mCount > 0) {
+      const first = i32At(memList, mStart);
+      if (i32At(memList, mStart + mCount - 1) - first == mCount - 1) consumerRange(first, first + mCount, dtMs);
+      else for (let k = mStart; k < mStart + mCount; k++) consumerRange(i32At(memList, k), i32At(memList, k) + 1, dtMs);
+    }
+
+    // 4. Not-full edge.
+    if (i32At(gFull, r) != 0 && f64At(gAmount, r) < limitR) {
       setI32(gFull, r, 0);
       emit(events, EDGE_GLOBAL_NOT_FULL, r);
     }
   }
+  setF64(totals, T_DELIVERED, f64At(totals, T_DELIVERED) + stepDelivered);
   return nEvents >> 1;
 }
 

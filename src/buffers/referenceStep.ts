@@ -3,7 +3,8 @@
  * assembly/step.ts computes the same in WebAssembly; the differential property tests in
  * test/buffers/ hold the two to identical arrays and events, bit for bit.
  *
- * A step of `dtMs` milliseconds does, in this order:
+ * A step of `dtMs` milliseconds does, resource by resource (consumers of different resources never
+ * touch each other's units, so this order only decides the order of the edges):
  *
  * 1. **Production**, resource by resource. Each open producer whose interval elapsed sends its chunk
  *    (several if its interval is shorter than the step). Every accepted chunk is checked against the
@@ -18,12 +19,12 @@
  *    global buffer (whole, even past its limit). When the units cover all free room no shuffle is
  *    needed (everyone is filled); when nobody has room everything goes to the global buffer.
  * 2. **Global full edge** per resource.
- * 3. **Consumers**: the estimate of the client's buffer decays by `max_rate × dt`; once it is at or
+ * 3. **Its consumers** (in slot order): the estimate of the client's buffer decays by `max_rate × dt`; once it is at or
  *    below 25 % of the buffer limit the server sends `floor(0.75 × limit − estimate)` units, first
  *    from the global buffer, then from the consumer's server-side buffer; nothing available → the
  *    consumer is *starved* (an edge, once, until units flow again). The client's real buffer drains
  *    at its real rate, then receives what was sent; reaching its limit is an edge.
- * 4. **Global not-full edge** per resource.
+ * 4. **Global not-full edge** of the resource.
  */
 import type { CoreSizes, CoreViews } from './layout.js';
 import { ConsumerFlag, Edge, SCALE, StepFlag, Total } from './layout.js';
@@ -109,9 +110,11 @@ export function stepReference(v: CoreViews, s: CoreSizes, dtMs: number, flags: n
   const fair = (flags & StepFlag.Fair) !== 0;
   const refuse = (flags & StepFlag.RefuseWhenFull) !== 0;
   const { gAmount, gLimit, gFull, prodList, pOpen, pChunk, pInterval, pCountdown, events, totals } = v;
+  const { cActive, cMaxRate, cLimit, cServer, cEstimate, cClient, cDrain, cFlags, cSent, memStart, memCount, memList } = v;
   let n = 0;
+  let delivered = 0;
 
-  // 1–2. Production, distribution, full edges.
+  // Resource by resource: 1–2. production, distribution, full edge; 3. its consumers; 4. not-full edge.
   for (let r = 0; r < s.resources; r++) {
     v.spread[r] = 0;
     const pEnd = v.prodStart[r] + v.prodCount[r];
@@ -162,66 +165,64 @@ export function stepReference(v: CoreViews, s: CoreSizes, dtMs: number, flags: n
       events[n++] = Edge.GlobalFull;
       events[n++] = r;
     }
-  }
 
-  // 3. Consumers.
-  const { cActive, cResource, cMaxRate, cLimit, cServer, cEstimate, cClient, cDrain, cFlags, cSent } = v;
-  let delivered = 0;
-  for (let c = 0; c < s.consumers; c++) {
-    if (cActive[c] === 0) continue;
-    let est = cEstimate[c] - cMaxRate[c] * dtMs;
-    if (est < 0) est = 0;
-    let client = cClient[c] - cDrain[c] * dtMs;
-    if (client < 0) client = 0;
-    const limit = cLimit[c];
-    let flag = cFlags[c];
-    let sent = 0;
-    if (est * 4 <= limit * SCALE) {
-      const want = Math.floor((limit * 45_000 - est) / SCALE);
-      if (want > 0) {
-        const r = cResource[c];
-        const g = gAmount[r];
-        const held = cServer[c];
-        const avail = g + held;
-        const take = want < avail ? want : avail;
-        if (take > 0) {
-          const fromG = take < g ? take : g;
-          gAmount[r] = g - fromG;
-          cServer[c] = held - (take - fromG);
-          est += take * SCALE;
-          client += take * SCALE;
-          sent = take;
-          delivered += take;
-          flag &= ~ConsumerFlag.Starved;
-        } else if ((flag & ConsumerFlag.Starved) === 0) {
-          flag |= ConsumerFlag.Starved;
-          events[n++] = Edge.Starved;
-          events[n++] = c;
+    // 3. This resource's consumers.
+    const mEnd = memStart[r] + memCount[r];
+    for (let k = memStart[r]; k < mEnd; k++) {
+      const c = memList[k];
+      if (cActive[c] === 0) continue;
+      let est = cEstimate[c] - cMaxRate[c] * dtMs;
+      if (est < 0) est = 0;
+      let client = cClient[c] - cDrain[c] * dtMs;
+      if (client < 0) client = 0;
+      const limit = cLimit[c];
+      let flag = cFlags[c];
+      let sent = 0;
+      if (est * 4 <= limit * SCALE) {
+        const want = Math.floor((limit * 45_000 - est) / SCALE);
+        if (want > 0) {
+          const g = gAmount[r];
+          const held = cServer[c];
+          const avail = g + held;
+          const take = want < avail ? want : avail;
+          if (take > 0) {
+            const fromG = take < g ? take : g;
+            gAmount[r] = g - fromG;
+            cServer[c] = held - (take - fromG);
+            est += take * SCALE;
+            client += take * SCALE;
+            sent = take;
+            delivered += take;
+            flag &= ~ConsumerFlag.Starved;
+          } else if ((flag & ConsumerFlag.Starved) === 0) {
+            flag |= ConsumerFlag.Starved;
+            events[n++] = Edge.Starved;
+            events[n++] = c;
+          }
         }
       }
+      if (client >= limit * SCALE) {
+        if ((flag & ConsumerFlag.ClientFull) === 0) {
+          flag |= ConsumerFlag.ClientFull;
+          events[n++] = Edge.ClientFull;
+          events[n++] = c;
+        }
+      } else flag &= ~ConsumerFlag.ClientFull;
+      cSent[c] = sent;
+      cEstimate[c] = est;
+      cClient[c] = client;
+      cFlags[c] = flag;
     }
-    if (client >= limit * SCALE) {
-      if ((flag & ConsumerFlag.ClientFull) === 0) {
-        flag |= ConsumerFlag.ClientFull;
-        events[n++] = Edge.ClientFull;
-        events[n++] = c;
-      }
-    } else flag &= ~ConsumerFlag.ClientFull;
-    cSent[c] = sent;
-    cEstimate[c] = est;
-    cClient[c] = client;
-    cFlags[c] = flag;
-  }
-  totals[Total.delivered] += delivered;
 
-  // 4. Not-full edges.
-  for (let r = 0; r < s.resources; r++) {
+    // 4. Not-full edge.
     if (gFull[r] !== 0 && gAmount[r] < gLimit[r]) {
       gFull[r] = 0;
       events[n++] = Edge.GlobalNotFull;
       events[n++] = r;
     }
   }
+  // Units are whole numbers (exact in f64), so the order of this sum does not change it.
+  totals[Total.delivered] += delivered;
   return n >> 1;
 }
 
