@@ -177,7 +177,7 @@ describe('Virdi scenarios', () => {
   it("bad requests get the protocol's status codes; max_rate = 0 crashes the original's stream", () => {
     const strict = virdi('bad-requests.yaml');
     expect(metricsOf(strict).refusals).toEqual({
-      'Consume:INVALID_ARGUMENT': 1,
+      'Consume:INVALID_ARGUMENT': 3,
       'Consume:FAILED_PRECONDITION': 1,
       'OfferProduction:FAILED_PRECONDITION': 1,
     });
