@@ -9,6 +9,7 @@ import type { CoreConfig } from '../../src/buffers/bufferCore.js';
 import { BufferCore } from '../../src/buffers/bufferCore.js';
 import { Edge, FIELDS, SCALE, StepFlag } from '../../src/buffers/layout.js';
 import { RandomStream } from '../../src/engine/rng.js';
+import { sample } from '../helpers/property.js';
 
 type Op =
   | { op: 'step'; dtMs: number }
@@ -117,7 +118,7 @@ function bytes(a: Float64Array | Int32Array): Uint8Array {
 }
 
 describe('buffer/rate core', () => {
-  test.prop([scenarioArb], { numRuns: Number(process.env.PROTOSIM_PROPERTY_RUNS ?? 300) })(
+  test.prop([scenarioArb], sample(300))(
     'WebAssembly and the TypeScript reference: identical state and identical edges, bit for bit',
     ({ config, ops }) => {
       const js = coreOf(config, 'js');
@@ -135,7 +136,7 @@ describe('buffer/rate core', () => {
     },
   );
 
-  test.prop([scenarioArb], { numRuns: Number(process.env.PROTOSIM_PROPERTY_RUNS ?? 200) })(
+  test.prop([scenarioArb], sample(200))(
     "the reference keeps Virdi's rules: conservation, limits, send sizes, fairness, overshoot",
     ({ config, ops }) => {
       const core = coreOf(config, 'js');

@@ -8,6 +8,7 @@ import { fc, test } from '@fast-check/vitest';
 import { expect } from 'vitest';
 import { parseScenario } from '../../src/scenario/loadScenario.js';
 import { runScenario } from '../../src/scenario/runScenario.js';
+import { sample } from '../helpers/property.js';
 
 const ms = (n: number) => `${n}ms`;
 const s = (n: number) => `${n}s`;
@@ -92,19 +93,14 @@ ${p.mode === 'balthazar' ? 'invariants: [mw.one-manager, mw.not-mine, mw.silence
 `;
 }
 
-// CI runs a fixed sample (seed 20261122) so that a red run always means a change broke something;
-// PROTOSIM_PROPERTY_RUNS=N explores N fresh random scenarios instead.
-const explore = process.env.PROTOSIM_PROPERTY_RUNS !== undefined;
-test.prop([scenario], explore ? { numRuns: Number(process.env.PROTOSIM_PROPERTY_RUNS) } : { numRuns: 80, seed: 20261122 })(
-  'no invariant is violated by the correct machines, whatever the scenario',
-  (p) => {
-    const yaml = yamlOf(p);
-    const summary = runScenario(parseScenario(yaml, 'property.yaml'));
-    const violated = summary.invariants.filter((i) => i.status === 'violated').map((i) => `${i.id}: ${i.violations[0].message}`);
-    expect({ violated, errors: summary.actorErrors, stalled: summary.stoppedBecause === 'stalled' }, yaml).toEqual({
-      violated: [],
-      errors: [],
-      stalled: false,
-    });
-  },
-);
+// A fixed sample in CI; PROTOSIM_PROPERTY_RUNS=N explores (test/helpers/property.ts).
+test.prop([scenario], sample(80))('no invariant is violated by the correct machines, whatever the scenario', (p) => {
+  const yaml = yamlOf(p);
+  const summary = runScenario(parseScenario(yaml, 'property.yaml'));
+  const violated = summary.invariants.filter((i) => i.status === 'violated').map((i) => `${i.id}: ${i.violations[0].message}`);
+  expect({ violated, errors: summary.actorErrors, stalled: summary.stoppedBecause === 'stalled' }, yaml).toEqual({
+    violated: [],
+    errors: [],
+    stalled: false,
+  });
+});
