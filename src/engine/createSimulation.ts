@@ -224,7 +224,18 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     sentByType: {},
   };
   const actorErrors: RunResult['actorErrors'] = [];
-  let kernelSeq = 0;
+  // Sequence numbers of the kernel's own events (origin -1). Each kind of kernel event has its own
+  // numbering, fixed by the scenario rather than by the order in which events happen to run, so a
+  // shard of a parallel run numbers them exactly as a whole run does: fault i is i + 1; the injected
+  // message of the fault ranked k-th in run order (time, then list order) is F + 1 + 2k, its
+  // duplicate F + 2 + 2k; world steps count on their own.
+  const faultList = opts.faults ?? [];
+  const injectSeq = new Map<ScheduledFault, number>();
+  faultList
+    .map((f, i) => ({ f, i }))
+    .sort((x, y) => x.f.atUs - y.f.atUs || x.i - y.i)
+    .forEach(({ f }, k) => injectSeq.set(f, faultList.length + 1 + 2 * k));
+  let worldSeq = 0;
   let now = 0;
 
   // Recent trace records: a ring of compact fields, materialised only when asked.
@@ -328,7 +339,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     if (p.ordering === 'unordered-duplicating' && link.rng.chance(p.duplicate)) {
       counters.duplicated++;
       const again = now + sampleLatencyUs(p.latency, link.rng);
-      const seq = from >= 0 ? ++actors[from].seq : ++kernelSeq;
+      const seq = from >= 0 ? ++actors[from].seq : originSeq + 1;
       queue.push({ time: again, kind: EventKind.Message, target: to, origin: from, originSeq: seq, payload });
     }
   };
@@ -568,7 +579,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         break;
       }
       case 'inject':
-        transmit(-1, indexByName.get(action.from) ?? -1, action.from, names[action.to], action.msg, ++kernelSeq);
+        transmit(-1, indexByName.get(action.from) ?? -1, action.from, names[action.to], action.msg, injectSeq.get(f)!);
         break;
     }
   };
@@ -589,18 +600,18 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       if (a.paused) a.pending.push({ kind: EventKind.Env, payload });
       else deliverEnv(a, payload);
     }
-    queue.push({ time: now + world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++kernelSeq, payload: null });
+    queue.push({ time: now + world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++worldSeq, payload: null });
   };
 
   const run = (): RunResult => {
-    for (const f of opts.faults ?? []) {
-      queue.push({ time: f.atUs, kind: EventKind.Fault, target: -1, origin: -1, originSeq: ++kernelSeq, payload: f });
-    }
+    faultList.forEach((f, i) => {
+      queue.push({ time: f.atUs, kind: EventKind.Fault, target: -1, origin: -1, originSeq: i + 1, payload: f });
+    });
     for (const a of actors) start(a, a.def.input);
     const world = opts.world;
     if (world) {
       if (!(world.stepUs > 0)) throw new Error(`world step must be above 0 µs, got ${world.stepUs}`);
-      queue.push({ time: world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++kernelSeq, payload: null });
+      queue.push({ time: world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++worldSeq, payload: null });
     }
     const untilUs = opts.untilUs;
     const progressEvery = opts.progressEvery ?? 16384;
