@@ -9,6 +9,7 @@
  */
 import type { AnyStateMachine, EventObject } from 'xstate';
 import type { Envelope, ExecEffect } from '../protocol/host.js';
+import type { QueuedEvent } from './eventQueue.js';
 import { EventKind, EventQueue } from './eventQueue.js';
 import type { BackendName, KernelEffect, MachineInstance } from './machineBackend.js';
 import { backendByName } from './machineBackend.js';
@@ -113,6 +114,64 @@ export interface SimulationOptions {
   progressEvery?: number;
 }
 
+/**
+ * One shard of a parallel run (src/engine/parallel.ts): the kernel hosts only the actors it owns,
+ * hands messages for the others to its outbox, and instead of hashing its trace and calling the
+ * observers it returns both, per event, for the coordinator to merge in the global event order.
+ */
+export interface ShardOptions {
+  /** This shard's number. Shard 0 also writes the kernel's own records (fault headers). */
+  index: number;
+  /** owned[i] is 1 when actor i runs on this shard. */
+  owned: Uint8Array;
+  /** Write each record's trace line (the coordinator hashes or stores them). */
+  lines: boolean;
+}
+
+/** What one event did on a shard: its trace records and observer calls, in order. */
+export interface ShardGroup {
+  time: number;
+  kind: EventKind;
+  target: number;
+  origin: number;
+  originSeq: number;
+  /**
+   * A kernel event every shard runs (a fault, or the start of the run when `time` is -1): the
+   * coordinator merges the groups of all shards into one, entries ordered by `sub`.
+   */
+  shared: boolean;
+  entries: ShardEntry[];
+  /** Messages duplicated by the network in this event. */
+  duplicated: number;
+}
+
+/** A trace record or an observer call; `sub` orders the entries of a shared event across shards. */
+export type ShardEntry =
+  | { sub: number; kind: TraceRecord['kind']; from?: string; to?: string; type: string; line?: string; reason?: string; message?: string }
+  | { sub: number; call: 'onDeliver' | 'onSend' | 'onObserve' | 'onStepEnd' | 'onFault'; args: unknown[] };
+
+/** A shard's output for one window. */
+export interface ShardWindow {
+  groups: ShardGroup[];
+  /** Messages for actors on other shards (time ≥ the window's end). */
+  outbox: QueuedEvent[];
+  /** More events ran at one instant than the stall limit allows; the shard stopped there. */
+  stalled: boolean;
+}
+
+/** The shard face of the kernel (see {@link ShardOptions}). */
+export interface ShardKernel {
+  /** Starts the owned actors: the run's start group. */
+  start(): ShardWindow;
+  /** The time of the next queued event, or Infinity. */
+  nextTimeUs(): number;
+  /** Queues messages from other shards. */
+  accept(events: readonly QueuedEvent[]): void;
+  /** Runs the events before `endUs`, at most `maxEvents` of them (then it stops early). */
+  advance(endUs: number, maxEvents: number): ShardWindow;
+  actorState(name: string): { state: unknown; context: unknown; alive: boolean } | undefined;
+}
+
 export interface Counters {
   events: number;
   messagesSent: number;
@@ -195,6 +254,15 @@ export interface Simulation {
 }
 
 export function createSimulation(opts: SimulationOptions): Simulation {
+  return buildKernel(opts, undefined).simulation;
+}
+
+/** A kernel that runs one shard of a parallel run (see {@link ShardOptions}). */
+export function createShardKernel(opts: SimulationOptions, shard: ShardOptions): ShardKernel {
+  return buildKernel(opts, shard).shard;
+}
+
+function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): { simulation: Simulation; shard: ShardKernel } {
   const backend = backendByName(opts.backend ?? 'flat');
   const names = opts.actors.map((a) => a.name);
   const indexByName = new Map<string, number>();
@@ -203,13 +271,22 @@ export function createSimulation(opts: SimulationOptions): Simulation {
   });
   const network = new Network(opts.network, opts.seed, names);
   const queue = new EventQueue();
-  const observers = opts.observers ?? [];
+  // In a shard, observer calls become entries of the current event's group.
+  let group: ShardGroup | undefined;
+  let sub = 0;
+  const recorder: SimObserver = {};
+  if (shard) {
+    for (const call of ['onDeliver', 'onSend', 'onObserve', 'onStepEnd', 'onFault'] as const) {
+      (recorder as Record<string, unknown>)[call] = (...args: unknown[]) => group!.entries.push({ sub, call, args });
+    }
+  }
+  const observers = shard ? [recorder] : (opts.observers ?? []);
   const obsDeliver = observers.filter((o) => o.onDeliver);
   const obsSend = observers.filter((o) => o.onSend);
   const obsObserve = observers.filter((o) => o.onObserve);
   const obsStepEnd = observers.filter((o) => o.onStepEnd);
   const obsFault = observers.filter((o) => o.onFault);
-  const hasher = opts.traceSink || opts.hash ? new TraceHash() : undefined;
+  const hasher = !shard && (opts.traceSink || opts.hash) ? new TraceHash() : undefined;
   const sink = opts.traceSink;
   const tracing = hasher !== undefined;
   const counters: Counters = {
@@ -247,6 +324,16 @@ export function createSimulation(opts: SimulationOptions): Simulation {
   let ringN = 0;
 
   const record = (kind: TraceRecord['kind'], from: string | undefined, to: string | undefined, type: string, body?: unknown): void => {
+    if (shard) {
+      const e: ShardEntry & { kind: string } = { sub, kind, type };
+      if (from !== undefined) e.from = from;
+      if (to !== undefined) e.to = to;
+      if (kind === 'drop') e.reason = (body as { reason: string }).reason;
+      else if (kind === 'error') e.message = (body as { message: string }).message;
+      if (shard.lines) e.line = traceLine(now, kind, from, to, type, body);
+      group!.entries.push(e);
+      return;
+    }
     const i = ringN++ % RECENT;
     ringT[i] = now;
     ringKind[i] = kind;
@@ -254,13 +341,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     ringTo[i] = to;
     ringType[i] = type;
     if (tracing) {
-      // Field order is part of the trace format (and of its hash): t, kind, from, to, type, body.
-      const rec = { t: now, kind } as TraceRecord;
-      if (from !== undefined) rec.from = from;
-      if (to !== undefined) rec.to = to;
-      rec.type = type;
-      if (body !== undefined) rec.body = body;
-      const line = JSON.stringify(rec);
+      const line = traceLine(now, kind, from, to, type, body);
       hasher!.update(line);
       sink?.(line);
     }
@@ -302,6 +383,15 @@ export function createSimulation(opts: SimulationOptions): Simulation {
 
   const effects: KernelEffect[] = [];
 
+  /** Does this kernel host actor `i` (always, unless it is a shard)? */
+  const owns = (i: number): boolean => shard === undefined || shard.owned[i] === 1;
+  const outbox: QueuedEvent[] = [];
+  /** Queues a message: here, or in the outbox when its target lives on another shard. */
+  const enqueue = (ev: QueuedEvent): void => {
+    if (owns(ev.target)) queue.push(ev);
+    else outbox.push(ev);
+  };
+
   /** Puts one message on the network from actor index `from` (or -1 for an injected one, which
    * travels through the links of `via`). */
   const transmit = (from: number, via: number, fromName: string, toName: string, msg: Envelope, originSeq: number): void => {
@@ -335,12 +425,13 @@ export function createSimulation(opts: SimulationOptions): Simulation {
       if (at < link.lastDeliveryUs) at = link.lastDeliveryUs;
       link.lastDeliveryUs = at;
     }
-    queue.push({ time: at, kind: EventKind.Message, target: to, origin: from, originSeq, payload });
+    enqueue({ time: at, kind: EventKind.Message, target: to, origin: from, originSeq, payload });
     if (p.ordering === 'unordered-duplicating' && link.rng.chance(p.duplicate)) {
       counters.duplicated++;
+      if (group) group.duplicated++;
       const again = now + sampleLatencyUs(p.latency, link.rng);
       const seq = from >= 0 ? ++actors[from].seq : originSeq + 1;
-      queue.push({ time: again, kind: EventKind.Message, target: to, origin: from, originSeq: seq, payload });
+      enqueue({ time: again, kind: EventKind.Message, target: to, origin: from, originSeq: seq, payload });
     }
   };
 
@@ -487,23 +578,36 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     else deliverEnv(a, payload as EnvPayload);
   };
 
+  /** The actors of a per-actor fault this kernel hosts, each with its position in the list (`sub`). */
+  const ownedOf = (list: number[]): number[] => (shard ? list.filter((i) => owns(i)) : list);
+  const at = (list: number[], i: number): void => {
+    if (shard) sub = list.indexOf(i);
+  };
+
   const applyFault = (f: ScheduledFault): void => {
     counters.faults++;
     const action = f.action;
-    record('fault', undefined, undefined, action.kind, { label: f.label });
+    // On shards, shard 0 writes what the whole run writes once; each shard acts on its own actors.
+    sub = -1;
+    const header = shard === undefined || shard.index === 0;
+    if (header) record('fault', undefined, undefined, action.kind, { label: f.label });
     const touched =
       'actors' in action
         ? action.actors.map((i) => names[i])
         : action.kind === 'hold'
           ? [...new Set([...action.from, ...action.to])].sort((x, y) => x - y).map((i) => names[i])
           : [];
-    if (action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);
+    if (header && action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);
     switch (action.kind) {
       case 'crash':
-        for (const i of action.actors) crash(actors[i]);
+        for (const i of ownedOf(action.actors)) {
+          at(action.actors, i);
+          crash(actors[i]);
+        }
         break;
       case 'restart':
-        for (const i of action.actors) {
+        for (const i of ownedOf(action.actors)) {
+          at(action.actors, i);
           const a = actors[i];
           if (a.alive) crash(a);
           a.incarnation++;
@@ -511,10 +615,11 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         }
         break;
       case 'pause':
-        for (const i of action.actors) actors[i].paused = actors[i].alive;
+        for (const i of ownedOf(action.actors)) actors[i].paused = actors[i].alive;
         break;
       case 'resume':
-        for (const i of action.actors) {
+        for (const i of ownedOf(action.actors)) {
+          at(action.actors, i);
           const a = actors[i];
           if (!a.paused) continue;
           a.paused = false;
@@ -525,7 +630,8 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         }
         break;
       case 'shutdown':
-        for (const i of action.actors) {
+        for (const i of ownedOf(action.actors)) {
+          at(action.actors, i);
           const a = actors[i];
           // A paused actor shuts down when it resumes, after what it was already sent.
           if (a.paused) a.pending.push({ kind: EventKind.Fault, payload: null });
@@ -533,7 +639,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         }
         break;
       case 'skew':
-        for (const i of action.actors) actors[i].skewUs += action.byUs;
+        for (const i of ownedOf(action.actors)) actors[i].skewUs += action.byUs;
         break;
       case 'partition': {
         const groups = action.groups;
@@ -567,7 +673,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
               link.lastDeliveryUs = at;
             }
           }
-          queue.push({
+          enqueue({
             time: at,
             kind: EventKind.Message,
             target: h.payload.to,
@@ -578,9 +684,14 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         }
         break;
       }
-      case 'inject':
-        transmit(-1, indexByName.get(action.from) ?? -1, action.from, names[action.to], action.msg, injectSeq.get(f)!);
+      case 'inject': {
+        // The message travels through its named sender's links: that sender's shard sends it.
+        const via = indexByName.get(action.from) ?? -1;
+        if (!owns(via >= 0 ? via : action.to)) break;
+        sub = 0;
+        transmit(-1, via, action.from, names[action.to], action.msg, injectSeq.get(f)!);
         break;
+      }
     }
   };
 
@@ -603,21 +714,68 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     queue.push({ time: now + world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++worldSeq, payload: null });
   };
 
-  const run = (): RunResult => {
+  /** Queues the faults and the first world step, and starts the actors (those this kernel hosts). */
+  const begin = (): void => {
     faultList.forEach((f, i) => {
       queue.push({ time: f.atUs, kind: EventKind.Fault, target: -1, origin: -1, originSeq: i + 1, payload: f });
     });
-    for (const a of actors) start(a, a.def.input);
+    for (const a of actors) {
+      if (!owns(a.index)) continue;
+      sub = a.index;
+      start(a, a.def.input);
+    }
     const world = opts.world;
     if (world) {
       if (!(world.stepUs > 0)) throw new Error(`world step must be above 0 µs, got ${world.stepUs}`);
       queue.push({ time: world.stepUs, kind: EventKind.World, target: -1, origin: -1, originSeq: ++worldSeq, payload: null });
     }
+  };
+
+  /** Runs one popped event (virtual time is already at its time). */
+  const process = (ev: QueuedEvent): void => {
+    if (ev.kind === EventKind.Fault) {
+      applyFault(ev.payload as ScheduledFault);
+      return;
+    }
+    if (ev.kind === EventKind.World) {
+      stepWorld(opts.world!);
+      return;
+    }
+    const a = actors[ev.target];
+    if (ev.kind === EventKind.Message) {
+      const p = ev.payload as MessagePayload;
+      if (!a.alive || a.halted) {
+        drop(a.alive ? 'halted' : 'down', p.fromName, a.def.name, p.msg);
+        return;
+      }
+      // A message that was in flight while a partition cut its link is lost, healed or not.
+      if (p.via >= 0 && network.cutDuring(p.via, p.to, p.sentUs, now)) {
+        drop('partition', p.fromName, a.def.name, p.msg);
+        return;
+      }
+      const hold = p.via >= 0 ? network.held(p.via, p.to) : undefined;
+      if (hold) {
+        heldMessages.push({ cutId: hold.id, payload: p, originSeq: ev.originSeq });
+        return;
+      }
+    } else if (!a.alive || a.halted) {
+      return;
+    }
+    if (a.paused) {
+      a.pending.push({ kind: ev.kind, payload: ev.payload });
+      return;
+    }
+    dispatch(a, ev.kind, ev.payload);
+  };
+
+  // A zero-delay loop (a 0 s timer re-arming itself, say) would never let time advance.
+  const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * actors.length);
+
+  const run = (): RunResult => {
+    begin();
     const untilUs = opts.untilUs;
     const progressEvery = opts.progressEvery ?? 16384;
     let stoppedBecause: RunResult['stoppedBecause'] = 'idle';
-    // A zero-delay loop (a 0 s timer re-arming itself, say) would never let time advance.
-    const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * actors.length);
     let sameInstant = 0;
     let stall: RunResult['stall'];
     const stopWhen = opts.stopWhen;
@@ -643,37 +801,7 @@ export function createSimulation(opts: SimulationOptions): Simulation {
         if (opts.onProgress && counters.events % progressEvery === 0) {
           opts.onProgress({ nowUs: now, untilUs, events: counters.events, messages: counters.messagesSent });
         }
-        if (ev.kind === EventKind.Fault) {
-          applyFault(ev.payload as ScheduledFault);
-        } else if (ev.kind === EventKind.World) {
-          stepWorld(world!);
-        } else {
-          const a = actors[ev.target];
-          if (ev.kind === EventKind.Message) {
-            const p = ev.payload as MessagePayload;
-            if (!a.alive || a.halted) {
-              drop(a.alive ? 'halted' : 'down', p.fromName, a.def.name, p.msg);
-              continue;
-            }
-            // A message that was in flight while a partition cut its link is lost, healed or not.
-            if (p.via >= 0 && network.cutDuring(p.via, p.to, p.sentUs, now)) {
-              drop('partition', p.fromName, a.def.name, p.msg);
-              continue;
-            }
-            const hold = p.via >= 0 ? network.held(p.via, p.to) : undefined;
-            if (hold) {
-              heldMessages.push({ cutId: hold.id, payload: p, originSeq: ev.originSeq });
-              continue;
-            }
-          } else if (!a.alive || a.halted) {
-            continue;
-          }
-          if (a.paused) {
-            a.pending.push({ kind: ev.kind, payload: ev.payload });
-            continue;
-          }
-          dispatch(a, ev.kind, ev.payload);
-        }
+        process(ev);
         if (stopWhen?.()) {
           stoppedBecause = 'complete';
           break;
@@ -692,20 +820,87 @@ export function createSimulation(opts: SimulationOptions): Simulation {
     };
   };
 
-  return {
-    run,
-    names,
-    recent,
-    actorState(name) {
-      const i = indexByName.get(name);
-      if (i === undefined) return undefined;
-      const a = actors[i];
-      return { state: a.instance?.state, context: a.instance?.context, alive: a.alive && !a.halted };
-    },
+  const actorState = (name: string): { state: unknown; context: unknown; alive: boolean } | undefined => {
+    const i = indexByName.get(name);
+    if (i === undefined || !owns(i)) return undefined;
+    const a = actors[i];
+    return { state: a.instance?.state, context: a.instance?.context, alive: a.alive && !a.halted };
   };
+
+  // The shard face: the coordinator (parallel.ts) calls start once, then advance window by window.
+  const windowOut = (groups: ShardGroup[], stalled: boolean): ShardWindow => {
+    const out = { groups, outbox: outbox.splice(0), stalled };
+    group = undefined;
+    return out;
+  };
+  let shardSameInstant = 0;
+  const shardFace: ShardKernel = {
+    start() {
+      group = { time: -1, kind: EventKind.Fault, target: -1, origin: -1, originSeq: 0, shared: true, entries: [], duplicated: 0 };
+      const g = group;
+      begin();
+      return windowOut([g], false);
+    },
+    nextTimeUs: () => queue.peek()?.time ?? Infinity,
+    accept(events) {
+      for (const ev of events) queue.push(ev);
+    },
+    advance(endUs, maxEvents) {
+      const groups: ShardGroup[] = [];
+      let stalled = false;
+      while (groups.length < maxEvents) {
+        const ev = queue.peek();
+        if (ev === undefined || ev.time >= endUs) break;
+        // More events at one instant here than the limit means more in the whole run too.
+        if (ev.time === now) {
+          if (++shardSameInstant > stallLimit) {
+            stalled = true;
+            break;
+          }
+        } else shardSameInstant = 0;
+        queue.pop();
+        now = ev.time;
+        counters.events++;
+        sub = 0;
+        group = {
+          time: ev.time,
+          kind: ev.kind,
+          target: ev.target,
+          origin: ev.origin,
+          originSeq: ev.originSeq,
+          shared: ev.kind === EventKind.Fault,
+          entries: [],
+          duplicated: 0,
+        };
+        groups.push(group);
+        process(ev);
+      }
+      return windowOut(groups, stalled);
+    },
+    actorState,
+  };
+
+  return { simulation: { run, names, recent, actorState }, shard: shardFace };
 }
 
 function groupIndex(groups: ActorSet[], actor: number): number {
   for (let g = 0; g < groups.length; g++) if (groups[g].has(actor)) return g;
   return groups.length;
+}
+
+/** One trace line. Field order is part of the trace format (and of its hash): t, kind, from, to, type, body. */
+export function traceLine(
+  t: number,
+  kind: TraceRecord['kind'],
+  from: string | undefined,
+  to: string | undefined,
+  type: string,
+  body?: unknown,
+): string {
+  const rec = { t, kind } as TraceRecord;
+  if (from !== undefined) rec.from = from;
+  if (to !== undefined) rec.to = to;
+  rec.type = type;
+  if (body !== undefined) rec.body = body;
+  return JSON.stringify(rec);
 }

@@ -6,8 +6,10 @@
  * const summary = runScenario(loaded, { seed: 7 });
  * console.log(summary.invariants.map((i) => `${i.id}: ${i.status}`));
  */
-import type { FaultAction, ScheduledFault, SimObserver } from '../engine/createSimulation.js';
+import type { FaultAction, ScheduledFault, SimObserver, SimulationOptions } from '../engine/createSimulation.js';
 import { createSimulation } from '../engine/createSimulation.js';
+import { createShardedSimulation } from '../engine/parallel.js';
+import { planShards } from '../engine/partition.js';
 import type { BackendName } from '../engine/machineBackend.js';
 import type { LatencyDist, LinkParams, LinkRule, NetworkSpec } from '../engine/network.js';
 import { latencyBoundUs } from '../engine/network.js';
@@ -37,6 +39,11 @@ export interface RunOverrides {
   onProgress?: (p: { nowUs: number; untilUs: number; events: number; messages: number }) => void;
   /** Extra observers (tests use them to look inside a run). */
   observers?: SimObserver[];
+  /**
+   * Split the run over this many shards, hosted in this thread (the parallel kernel's merge, without
+   * threads); placement may use fewer (src/engine/partition.ts).
+   */
+  shards?: number;
   /** Replace machines by role (tests use deliberately faulty ones). */
   machines?: Record<string, import('xstate').AnyStateMachine>;
 }
@@ -276,7 +283,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
   }
 
   const untilUs = overrides.untilUs ?? us(s.duration);
-  const sim = createSimulation({
+  const simOptions: SimulationOptions = {
     seed,
     actors: built.actors,
     network,
@@ -289,9 +296,27 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     stopWhen: s.stopWhen === 'complete' ? built.isComplete : undefined,
     onProgress: overrides.onProgress,
     world: built.world,
-  });
+  };
+  const shardPlan =
+    overrides.shards === undefined
+      ? undefined
+      : planShards({ actors: built.actors.map(() => ({})), network, workers: overrides.shards, together: togetherOf(built, faults) });
+  // One shard is the one kernel itself (and a bulk world, whose checker reads it as it steps, needs it).
+  const sim = shardPlan && shardPlan.shards > 1 ? createShardedSimulation(simOptions, shardPlan) : createSimulation(simOptions);
   recentTrace = () => sim.recent();
-  return { scenario: s, family, mode, seed, untilUs, sim, built, enabled };
+  return { scenario: s, family, mode, seed, untilUs, sim, built, enabled, shardPlan };
+}
+
+/**
+ * Actors that must share a shard whatever the links: all of them with a bulk world (it delivers to
+ * its actors at once), and the two sides of a hold (a held message is released through its link's
+ * state, which lives with the sender).
+ */
+function togetherOf(built: { actors: readonly unknown[]; world?: unknown }, faults: ScheduledFault[]): number[][] {
+  if (built.world) return [built.actors.map((_, i) => i)];
+  const out: number[][] = [];
+  for (const f of faults) if (f.action.kind === 'hold') out.push([...f.action.from, ...f.action.to]);
+  return out;
 }
 
 export type ScenarioPlan = ReturnType<typeof planScenario>;

@@ -8,94 +8,12 @@ import { fc, test } from '@fast-check/vitest';
 import { expect } from 'vitest';
 import { parseScenario } from '../../src/scenario/loadScenario.js';
 import { runScenario } from '../../src/scenario/runScenario.js';
+import { mwScenario, mwYaml } from '../helpers/mwScenario.js';
 import { sample } from '../helpers/property.js';
 
-const ms = (n: number) => `${n}ms`;
-const s = (n: number) => `${n}s`;
-
-const fault = (workers: number, managers: number) => {
-  const worker = fc.nat(workers - 1).map((i) => `worker-${i}`);
-  const manager = fc.nat(managers - 1).map((i) => (managers === 1 ? 'manager' : `manager-${i}`));
-  const node = fc.oneof(worker, manager);
-  return fc.oneof(
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), crash: node, restartAfter: fc.option(fc.integer({ min: 1, max: 120 })) }),
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), pause: node, resumeAfter: fc.integer({ min: 1, max: 150 }) }),
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), shutdown: node }),
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), partitionOf: node, healAfter: fc.integer({ min: 1, max: 200 }) }),
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), oneWayFrom: node, oneWayTo: node, healAfter: fc.integer({ min: 1, max: 200 }) }),
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), holdFrom: node, holdTo: node, releaseAfter: fc.integer({ min: 1, max: 100 }) }),
-    fc.record({ at: fc.integer({ min: 1, max: 200 }), skew: node, by: fc.integer({ min: -120, max: 120 }) }),
-  );
-};
-
-type Fault = Record<string, string | number | null>;
-
-function faultYaml(f: Fault): string {
-  const at = s(f.at as number);
-  if ('crash' in f)
-    return `{ at: ${at}, crash: ${f.crash}${f.restartAfter ? `, restart: ${s((f.at as number) + (f.restartAfter as number))}` : ''} }`;
-  if ('pause' in f) return `{ at: ${at}, pause: ${f.pause}, resume: ${s((f.at as number) + (f.resumeAfter as number))} }`;
-  if ('shutdown' in f) return `{ at: ${at}, shutdown: ${f.shutdown} }`;
-  if ('skew' in f) return `{ at: ${at}, skew: ${f.skew}, by: ${(f.by as number) < 0 ? '-' : ''}${s(Math.abs(f.by as number))} }`;
-  if ('partitionOf' in f)
-    return `{ at: ${at}, partition: [[${f.partitionOf}], rest], heal: ${s((f.at as number) + (f.healAfter as number))} }`;
-  if ('oneWayFrom' in f)
-    return `{ at: ${at}, partition: { from: [${f.oneWayFrom}], to: [${f.oneWayTo}] }, heal: ${s((f.at as number) + (f.healAfter as number))} }`;
-  return `{ at: ${at}, hold: { from: [${f.holdFrom}], to: [${f.holdTo}] }, release: ${s((f.at as number) + (f.releaseAfter as number))} }`;
-}
-
-const scenario = fc
-  .record({ workers: fc.integer({ min: 1, max: 6 }), managers: fc.integer({ min: 1, max: 2 }) })
-  .chain(({ workers, managers }) =>
-    fc.record({
-      workers: fc.constant(workers),
-      managers: fc.constant(managers),
-      mode: fc.constantFrom('strict', 'balthazar'),
-      seed: fc.nat(1_000_000),
-      // Mostly LAN-like, sometimes slower than a worker's 5 s retry.
-      latencyMs: fc.oneof(
-        { arbitrary: fc.integer({ min: 0, max: 300 }), weight: 4 },
-        { arbitrary: fc.integer({ min: 1000, max: 9000 }), weight: 1 },
-      ),
-      loss: fc.constantFrom(0, 0, 0.01, 0.05),
-      ordering: fc.constantFrom('ordered', 'unordered', 'unordered-duplicating'),
-      duplicate: fc.constantFrom(0.01, 0.1),
-      cpu: fc.integer({ min: 1, max: 3 }),
-      tasks: fc.integer({ min: 0, max: 40 }),
-      runS: fc.integer({ min: 1, max: 30 }),
-      hang: fc.constantFrom(0, 0.05),
-      runtime: fc.constantFrom(0, 0.1),
-      maxWorkers: fc.nat(4),
-      checkS: fc.integer({ min: 2, max: 20 }),
-      timeoutS: fc.integer({ min: 5, max: 70 }),
-      faults: fc.array(fault(workers, managers), { maxLength: 4 }),
-    }),
-  );
-
-type Params = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
-
-function yamlOf(p: Params): string {
-  const managerName = p.managers === 1 ? 'name: manager, ' : `count: ${p.managers}, `;
-  return `
-name: property
-protocol: manager-worker
-mode: ${p.mode}
-seed: ${p.seed}
-duration: 15m
-network: { latency: { dist: uniform, min: 0ms, max: ${ms(p.latencyMs)} }, loss: ${p.loss}, ordering: ${p.ordering}${
-    p.ordering === 'unordered-duplicating' ? `, duplicate: ${p.duplicate}` : ''
-  } }
-actors:
-  - { role: mw.manager, ${managerName}maxWorkers: ${p.maxWorkers}, checkInterval: ${s(p.checkS)}, timeout: ${s(p.timeoutS)}, statusPoll: 40s, tasks: { count: ${p.tasks}, timeout: 20s } }
-  - { role: mw.worker, count: ${p.workers}, cpuCount: ${p.cpu}, checkInterval: ${s(p.checkS)}, timeout: ${s(p.timeoutS)}, run: { dist: uniform, min: 1s, max: ${s(p.runS)} }, failures: { hang: ${p.hang}, runtime: ${p.runtime} } }
-faults: [${p.faults.map((f) => faultYaml(f as Fault)).join(', ')}]
-${p.mode === 'balthazar' ? 'invariants: [mw.one-manager, mw.not-mine, mw.silence-after-bye, mw.liveness, mw.task-monotone, mw.slots, mw.failure-accounting, mw.authorised-only, mw.shutdown-bye-only]' : ''}
-`;
-}
-
 // A fixed sample in CI; PROTOSIM_PROPERTY_RUNS=N explores (test/helpers/property.ts).
-test.prop([scenario], sample(80))('no invariant is violated by the correct machines, whatever the scenario', (p) => {
-  const yaml = yamlOf(p);
+test.prop([mwScenario], sample(80))('no invariant is violated by the correct machines, whatever the scenario', (p) => {
+  const yaml = mwYaml(p);
   const summary = runScenario(parseScenario(yaml, 'property.yaml'));
   const violated = summary.invariants.filter((i) => i.status === 'violated').map((i) => `${i.id}: ${i.violations[0].message}`);
   expect({ violated, errors: summary.actorErrors, stalled: summary.stoppedBecause === 'stalled' }, yaml).toEqual({

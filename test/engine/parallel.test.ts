@@ -1,0 +1,181 @@
+/**
+ * The sharded kernel (src/engine/parallel.ts) against the one kernel: for every scenario, for random
+ * manager/worker scenarios with every kind of fault, and for the kernel's edge cases (a stall, an
+ * injected message, duplicating links, a message to an actor on another shard that crashed), a run
+ * split over 2, 3 or 4 shards gives the same trace hash, counters, observer results and summary.
+ * Shards run in this thread here; the merge, the windows and the routing are the parallel kernel's.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fc, test } from '@fast-check/vitest';
+import { describe, expect, it } from 'vitest';
+import { enqueueActions, setup } from 'xstate';
+import type { ActorDefinition, RunResult, ScheduledFault, SimObserver, SimulationOptions } from '../../src/engine/createSimulation.js';
+import { createSimulation } from '../../src/engine/createSimulation.js';
+import { createShardedSimulation } from '../../src/engine/parallel.js';
+import { planShards } from '../../src/engine/partition.js';
+import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js';
+import type { RunSummary } from '../../src/scenario/runScenario.js';
+import { planScenario, runScenario } from '../../src/scenario/runScenario.js';
+import { mwScenario, mwYaml } from '../helpers/mwScenario.js';
+import { sample } from '../helpers/property.js';
+
+/** What a user sees of a run, without wall-clock figures. */
+function visible(s: RunSummary) {
+  return {
+    traceHash: s.traceHash,
+    events: s.events,
+    stoppedBecause: s.stoppedBecause,
+    virtualTimeUs: s.virtualTimeUs,
+    messages: s.messages,
+    timersFired: s.timersFired,
+    faults: s.faults,
+    invariants: s.invariants.map((i) => ({ id: i.id, status: i.status, violations: i.violations.length, first: i.violations[0] })),
+    expectations: s.expectations,
+    metrics: s.metrics,
+    actorErrors: s.actorErrors,
+  };
+}
+
+const files = readdirSync('scenarios', { recursive: true, encoding: 'utf8' })
+  .filter((f) => f.endsWith('.yaml') && !f.endsWith('large.yaml'))
+  .map((f) => join('scenarios', f))
+  .sort();
+
+describe('every scenario: the same run on 2 and 4 shards', () => {
+  it.each(files)('%s', (file) => {
+    const one = visible(runScenario(loadScenario(file), { hash: true }));
+    for (const shards of [2, 4]) expect(visible(runScenario(loadScenario(file), { hash: true, shards })), `${shards} shards`).toEqual(one);
+  });
+
+  it('manager/worker scenarios really split; Virdi ones (a bulk world) and lognormal links stay whole', () => {
+    const shardsOf = (f: string) => planScenario(loadScenario(f), { shards: 4 }).shardPlan!;
+    expect(shardsOf('scenarios/manager-worker/basic.yaml').shards).toBe(4);
+    expect(shardsOf('scenarios/manager-worker/worker-crash.yaml').shards).toBeGreaterThan(1);
+    expect(shardsOf('scenarios/virdi/rates.yaml').shards).toBe(1);
+    const lognormal = shardsOf('scenarios/manager-worker/lossy-network.yaml');
+    expect(lognormal.shards).toBe(1);
+    expect(lognormal.notes.join()).toMatch(/lognormal/);
+  });
+});
+
+test.prop([mwScenario, fc.constantFrom(2, 3)], sample(30))(
+  'random manager/worker scenarios with faults: the same run on shards as on one kernel',
+  (p, shards) => {
+    const yaml = mwYaml(p, 1);
+    const one = visible(runScenario(parseScenario(yaml, 'property.yaml'), { hash: true }));
+    const split = visible(runScenario(parseScenario(yaml, 'property.yaml'), { hash: true, shards }));
+    expect(split, yaml).toEqual(one);
+  },
+);
+
+// ---- kernel edge cases -------------------------------------------------------------------------
+
+/** Sends `count` messages to each of `to` at start, and again on every message it receives (up to `rounds`). */
+const chatter = setup({
+  types: {
+    context: {} as { to: string[]; count: number; rounds: number; n: number },
+    input: {} as { to: string[]; count: number; rounds: number },
+  },
+  actions: {
+    burst: enqueueActions(({ context, enqueue }) => {
+      if (context.n >= context.rounds) return;
+      context.n++;
+      for (const to of context.to)
+        for (let i = 0; i < context.count; i++) enqueue.emit({ type: 'host.send', to, msg: { type: 'Chat', n: context.n, i } } as never);
+    }),
+  },
+}).createMachine({
+  context: ({ input }) => ({ ...input, n: 0 }),
+  initial: 'on',
+  states: { on: { entry: 'burst', on: { Chat: { actions: 'burst' } } } },
+});
+
+const spinner = setup({}).createMachine({ initial: 'a', states: { a: { after: { 0: { target: 'a', reenter: true } } } } });
+
+/** Counts observer calls in order, as a checker would see them. */
+function tally(): SimObserver & { log: string[] } {
+  const log: string[] = [];
+  return {
+    log,
+    onDeliver: (t, to, from, m) => log.push(`${t} deliver ${from}>${to} ${m.type}`),
+    onSend: (t, from, to, m) => log.push(`${t} send ${from}>${to} ${m.type}`),
+    onStepEnd: (t, a) => log.push(`${t} end ${a}`),
+    onFault: (t, action, names) => log.push(`${t} fault ${action.kind} ${names.join(',')}`),
+    onEnd: (t) => log.push(`${t} the end`),
+  };
+}
+
+function both(
+  make: () => Omit<SimulationOptions, 'observers' | 'hash'>,
+  shards: number,
+): { one: RunResult; split: RunResult; logs: string[][] } {
+  const a = tally();
+  const one = createSimulation({ ...make(), observers: [a], hash: true }).run();
+  const opts = make();
+  const plan = planShards({ actors: opts.actors.map(() => ({})), network: opts.network, workers: shards });
+  expect(plan.shards).toBe(shards);
+  const b = tally();
+  const split = createShardedSimulation({ ...opts, observers: [b], hash: true }, plan).run();
+  return { one, split, logs: [a.log, b.log] };
+}
+
+const ring = (n: number, rounds: number): ActorDefinition[] =>
+  Array.from({ length: n }, (_, i) => ({
+    name: `n${i}`,
+    role: 'chatter',
+    machine: chatter,
+    input: { to: [`n${(i + 1) % n}`, `n${(i + 2) % n}`], count: 2, rounds },
+  }));
+
+const fault = (atUs: number, action: ScheduledFault['action']): ScheduledFault => ({ atUs, action, label: action.kind });
+
+describe('kernel edge cases on shards', () => {
+  it('duplicating links, crashes, restarts, pauses and an injected message: the same trace and observer calls', () => {
+    const { one, split, logs } = both(
+      () => ({
+        seed: 5,
+        actors: ring(6, 40),
+        network: {
+          defaults: {
+            latency: { dist: 'uniform', minUs: 1000, maxUs: 4000 },
+            loss: 0.05,
+            duplicate: 0.2,
+            ordering: 'unordered-duplicating',
+          },
+          links: [],
+        },
+        faults: [
+          fault(3000, { kind: 'crash', actors: [4, 1] }),
+          fault(6000, { kind: 'restart', actors: [1, 4] }),
+          fault(7000, { kind: 'pause', actors: [2, 5] }),
+          fault(9000, { kind: 'inject', from: 'n3', to: 0, msg: { type: 'Chat' } }),
+          fault(9000, { kind: 'inject', from: 'nobody', to: 5, msg: { type: 'Chat' } }),
+          fault(12_000, { kind: 'resume', actors: [5, 2] }),
+          fault(15_000, { kind: 'shutdown', actors: [3, 0] }),
+        ],
+        untilUs: 60_000,
+      }),
+      3,
+    );
+    expect(one.counters.duplicated).toBeGreaterThan(0);
+    expect(one.counters.dropped.down).toBeGreaterThan(0);
+    expect(split).toEqual(one);
+    expect(logs[1]).toEqual(logs[0]);
+  });
+
+  it('a zero-delay loop on one shard stalls the whole run at the same event', () => {
+    const { one, split } = both(
+      () => ({
+        seed: 1,
+        actors: [...ring(3, 1000), { name: 'spin', role: 'spinner', machine: spinner, input: undefined }],
+        network: { defaults: { latency: { dist: 'constant', valueUs: 1000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, links: [] },
+        untilUs: 10_000_000,
+        stallEvents: 5_000,
+      }),
+      2,
+    );
+    expect(one.stoppedBecause).toBe('stalled');
+    expect(split).toEqual(one);
+  });
+});
