@@ -1,13 +1,14 @@
 /**
  * The `protosim` command line.
  *
- *   protosim run <scenario…> [--seed N] [--until DURATION] [--out DIR] [--json] [--trace] [--hash] [--backend flat|xstate] [--core wasm|js]
+ *   protosim run <scenario…> [--seed N] [--until DURATION] [--out DIR] [--json] [--trace] [--hash] [--backend flat|xstate] [--core wasm|js] [--workers N|auto]
  *   protosim validate <scenario…>
  *
  * Exit codes: 0 every expectation met · 1 an invariant or expectation failed · 2 bad usage or invalid
  * input · 3 internal error.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CORE_KINDS } from '../buffers/bufferCore.js';
@@ -17,8 +18,9 @@ import { BACKEND_NAMES } from '../engine/machineBackend.js';
 import type { BackendName } from '../engine/machineBackend.js';
 import { formatDurationUs, parseDurationUs } from '../engine/time.js';
 import { loadScenario } from '../scenario/loadScenario.js';
-import { planScenario, runPlanned } from '../scenario/runScenario.js';
+import { planScenario, runPlannedAsync } from '../scenario/runScenario.js';
 import type { RunSummary } from '../scenario/runScenario.js';
+import { spawnThreadShards } from '../threads/shardThreads.js';
 import { createProgressBar } from './progressBar.js';
 import type { ProgressBar } from './progressBar.js';
 import { summaryText } from './summaryText.js';
@@ -43,6 +45,7 @@ Options for run:
   --json               print the summary as JSON on stdout (one object per scenario; a list for several)
   --backend NAME       machine backend: flat (default, compiled) or xstate (XState's interpreter)
   --core NAME          buffer/rate core (Virdi): wasm (default, WebAssembly) or js (the TypeScript reference)
+  --workers N|auto     worker threads to run on (default 1; auto: one per core); the trace stays the same
 
 Exit codes: 0 expectations met · 1 an invariant or expectation failed · 2 bad usage or invalid input · 3 internal error`;
 
@@ -87,7 +90,7 @@ function freshRunDir(parent: string, base: string): string {
   }
 }
 
-function runCommand(args: string[], io: Io): number {
+async function runCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -101,6 +104,7 @@ function runCommand(args: string[], io: Io): number {
       json: { type: 'boolean', default: false },
       backend: { type: 'string' },
       core: { type: 'string' },
+      workers: { type: 'string' },
     },
   });
   if (positionals.length === 0) usage('run needs at least one scenario file');
@@ -122,6 +126,13 @@ function runCommand(args: string[], io: Io): number {
   const core = (values.core ?? 'wasm') as CoreKind;
   if (!CORE_KINDS.includes(core)) usage(`--core: expected one of ${CORE_KINDS.join(', ')}, got ${JSON.stringify(values.core)}`);
 
+  let workers: number | undefined;
+  if (values.workers !== undefined) {
+    if (values.workers === 'auto') workers = availableParallelism();
+    else if (/^[1-9]\d*$/.test(values.workers) && Number(values.workers) <= 256) workers = Number(values.workers);
+    else usage(`--workers: expected a whole number from 1 to 256, or auto, got ${JSON.stringify(values.workers)}`);
+  }
+
   // Load and plan every file first: a mistake in the third file must not cost the first two runs,
   // and no run folder is made for a scenario that cannot run.
   const prepared = positionals.map((file) => {
@@ -135,7 +146,14 @@ function runCommand(args: string[], io: Io): number {
       traceSink: values.trace ? (line) => io2.trace!.write(line) : undefined,
       hash: values.hash,
       onProgress: (p) => io2.bar?.update(p),
+      workers: workers !== undefined && workers > 1 ? workers : undefined,
+      threads: spawnThreadShards,
+      wallClockMs: io.wallMs,
     });
+    const sp = plan.shardPlan;
+    if (sp && workers !== undefined && sp.shards < workers) {
+      io.err(`protosim: ${file}: ${sp.shards} shard${sp.shards === 1 ? '' : 's'} for --workers ${workers}: ${sp.notes.join('; ')}\n`);
+    }
     return { loaded, plan, io: io2 };
   });
   const summaries: RunSummary[] = [];
@@ -147,7 +165,7 @@ function runCommand(args: string[], io: Io): number {
     run.bar = createProgressBar(s.name, io.stderr, io.wallMs);
     let summary: RunSummary;
     try {
-      summary = runPlanned(l, plan, { backend, core, wallClockMs: io.wallMs });
+      summary = await runPlannedAsync(l, plan, { backend, core, wallClockMs: io.wallMs });
     } catch (err) {
       // A crash mid-run keeps the trace written so far and says where the run stopped.
       run.bar.done();
@@ -205,7 +223,7 @@ function validateCommand(args: string[], io: Io): number {
 }
 
 /** Runs the CLI; returns the exit code. Never throws for user errors. */
-export function main(argv: string[], io?: Partial<Io>): number {
+export async function main(argv: string[], io?: Partial<Io>): Promise<number> {
   const full: Io = {
     out: io?.out ?? ((t) => void process.stdout.write(t)),
     err: io?.err ?? ((t) => void process.stderr.write(t)),
@@ -222,7 +240,7 @@ export function main(argv: string[], io?: Partial<Io>): number {
       full.out(`${version()}\n`);
       return EXIT.OK;
     }
-    if (command === 'run') return runCommand(rest, full);
+    if (command === 'run') return await runCommand(rest, full);
     if (command === 'validate') return validateCommand(rest, full);
     usage(`unknown command ${JSON.stringify(command)}`);
   } catch (err) {

@@ -126,6 +126,8 @@ export interface ShardOptions {
   owned: Uint8Array;
   /** Write each record's trace line (the coordinator hashes or stores them). */
   lines: boolean;
+  /** When given: [virtual time, actor index] of the event running, for a report if the shard dies. */
+  progress?: Float64Array;
 }
 
 /** What one event did on a shard: its trace records and observer calls, in order. */
@@ -862,6 +864,10 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         now = ev.time;
         counters.events++;
         sub = 0;
+        if (shard!.progress) {
+          shard!.progress[0] = ev.time;
+          shard!.progress[1] = ev.target;
+        }
         group = {
           time: ev.time,
           kind: ev.kind,

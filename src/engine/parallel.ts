@@ -22,24 +22,53 @@
  * const plan = planShards({ actors: opts.actors, network: opts.network, workers: 2 });
  * const result = createShardedSimulation(opts, plan).run(); // result.traceHash as with one kernel
  */
-import type {
-  Counters,
-  RunResult,
-  ShardEntry,
-  ShardGroup,
-  ShardKernel,
-  Simulation,
-  SimulationOptions,
-  TraceRecord,
-} from './createSimulation.js';
+import type { Counters, RunResult, ShardEntry, ShardGroup, ShardWindow, SimulationOptions, TraceRecord } from './createSimulation.js';
 import { createShardKernel } from './createSimulation.js';
+import { ProtosimError } from './errors.js';
 import type { QueuedEvent } from './eventQueue.js';
 import type { ShardPlan } from './partition.js';
+import { formatDurationUs } from './time.js';
 import { TraceHash } from './traceHash.js';
 
 const RECENT = 40;
 /** Events a shard runs per call at most, so the coordinator's buffers stay small. */
 const WINDOW_EVENTS = 50_000;
+
+/** A shard's answer to a call: its window, and the time of its next queued event (or Infinity). */
+export interface ShardStep extends ShardWindow {
+  next: number;
+  /** Wall-clock ms the shard spent running the window (for the barrier figures). */
+  busyMs: number;
+}
+
+/** One shard as the coordinator drives it: in this thread, or on a worker thread (shardThreads.ts). */
+export interface ShardHandle {
+  /** Starts the shard's actors. */
+  start(): Promise<ShardStep>;
+  /** Queues `incoming` (messages from other shards), then runs the events before `endUs`, at most `maxEvents`. */
+  advance(incoming: QueuedEvent[], endUs: number, maxEvents: number): Promise<ShardStep>;
+  /** Ends the shard (its thread, if it has one). */
+  close(): Promise<void>;
+}
+
+/** Figures of a sharded run, for the benchmarks and the summary. */
+export interface ParallelStats {
+  shards: number;
+  lookaheadUs: number;
+  windows: number;
+  /** Messages that crossed shards. */
+  crossMessages: number;
+  /** Wall-clock ms of the whole run, and per shard the ms spent running events (the rest is waiting at barriers). */
+  wallMs: number;
+  busyMs: number[];
+}
+
+export interface ShardedSimulation {
+  /** Runs to the end; rejects with E_WORKER_CRASHED when a shard fails. */
+  run(): Promise<RunResult & { parallel: ParallelStats }>;
+  readonly names: readonly string[];
+  recent(): TraceRecord[];
+}
 
 /** The order of the one kernel's queue: (time, kind, target, origin, originSeq). */
 function before(a: ShardGroup, b: ShardGroup): boolean {
@@ -52,29 +81,53 @@ function before(a: ShardGroup, b: ShardGroup): boolean {
 
 const sameKey = (a: ShardGroup, b: ShardGroup): boolean => !before(a, b) && !before(b, a);
 
-/** A run over the shards of `plan`, hosted in this thread (each shard a kernel of its own). */
-export function createShardedSimulation(opts: SimulationOptions, plan: ShardPlan): Simulation {
+/** The options a shard's kernel is built with: no observers, trace or stop (the coordinator has them). */
+export function shardKernelOptions(opts: SimulationOptions): SimulationOptions {
+  return { ...opts, observers: [], traceSink: undefined, hash: false, stopWhen: undefined, onProgress: undefined };
+}
+
+/** owned[i] = 1 for the actors of shard `index`. */
+export function ownedBy(plan: ShardPlan, index: number): Uint8Array {
+  return plan.shardOf.map((s) => (s === index ? 1 : 0)) as unknown as Uint8Array;
+}
+
+/** Shards hosted in this thread, one kernel each: the merge and windows of a parallel run, without threads. */
+export function localShards(opts: SimulationOptions, plan: ShardPlan): ShardHandle[] {
+  const tracing = opts.traceSink !== undefined || opts.hash === true;
+  const base = shardKernelOptions(opts);
+  return Array.from({ length: plan.shards }, (_, index) => {
+    const kernel = createShardKernel(
+      { ...base, world: index === 0 ? opts.world : undefined },
+      { index, owned: Uint8Array.from(ownedBy(plan, index)), lines: tracing },
+    );
+    const step = (w: ShardWindow): Promise<ShardStep> => Promise.resolve({ ...w, next: kernel.nextTimeUs(), busyMs: 0 });
+    return {
+      start: () => step(kernel.start()),
+      advance: (incoming, endUs, maxEvents) => {
+        kernel.accept(incoming);
+        return step(kernel.advance(endUs, maxEvents));
+      },
+      close: () => Promise.resolve(),
+    };
+  });
+}
+
+/**
+ * A run over the shards of `plan`. `shards` makes the shard handles (in this thread by default);
+ * `clock` (wall-clock ms) feeds the barrier figures only.
+ */
+export function createShardedSimulation(
+  opts: SimulationOptions,
+  plan: ShardPlan,
+  shards: () => Promise<ShardHandle[]> = () => Promise.resolve(localShards(opts, plan)),
+  clock: () => number = () => 0,
+): ShardedSimulation {
   if (opts.world && plan.shards > 1)
     throw new Error('a run with a bulk world must stay on one shard (the world delivers to its actors at once)');
   if (plan.shards > 1 && !(plan.lookaheadUs > 0)) throw new Error(`shards need a lookahead above 0 µs, got ${plan.lookaheadUs}`);
   const names = opts.actors.map((a) => a.name);
-  const tracing = opts.traceSink !== undefined || opts.hash === true;
-  const shardOpts: SimulationOptions = {
-    ...opts,
-    observers: [],
-    traceSink: undefined,
-    hash: false,
-    stopWhen: undefined,
-    onProgress: undefined,
-  };
-  const shards: ShardKernel[] = [];
-  for (let index = 0; index < plan.shards; index++) {
-    const owned = new Uint8Array(names.length);
-    for (let i = 0; i < names.length; i++) owned[i] = plan.shardOf[i] === index ? 1 : 0;
-    shards.push(createShardKernel({ ...shardOpts, world: index === 0 ? opts.world : undefined }, { index, owned, lines: tracing }));
-  }
-
   const observers = opts.observers ?? [];
+  const tracing = opts.traceSink !== undefined || opts.hash === true;
   const hasher = tracing ? new TraceHash() : undefined;
   const sink = opts.traceSink;
   const counters: Counters = {
@@ -154,44 +207,69 @@ export function createShardedSimulation(opts: SimulationOptions, plan: ShardPlan
     for (const x of all) play(x.e);
   };
 
-  const run = (): RunResult => {
+  const run = async (): Promise<RunResult & { parallel: ParallelStats }> => {
+    const t0 = clock();
     const untilUs = opts.untilUs;
     const lookahead = plan.shards > 1 ? plan.lookaheadUs : Infinity;
     const stopWhen = opts.stopWhen;
     const progressEvery = opts.progressEvery ?? 16384;
     const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * names.length);
-    const buffered: ShardGroup[][] = shards.map(() => []);
-    const heads = shards.map(() => 0);
-    const route = (outbox: readonly QueuedEvent[]): void => {
-      if (outbox.length === 0) return;
-      const per: QueuedEvent[][] = shards.map(() => []);
-      for (const ev of outbox) per[plan.shardOf[ev.target]].push(ev);
-      per.forEach((batch, s) => {
-        if (batch.length > 0) shards[s].accept(batch);
+    const handles = await shards();
+    const n = handles.length;
+    const buffered: ShardGroup[][] = handles.map(() => []);
+    const heads = handles.map(() => 0);
+    const next = handles.map(() => Infinity);
+    const inbox: QueuedEvent[][] = handles.map(() => []);
+    const stats: ParallelStats = {
+      shards: n,
+      lookaheadUs: plan.lookaheadUs,
+      windows: 0,
+      crossMessages: 0,
+      wallMs: 0,
+      busyMs: handles.map(() => 0),
+    };
+
+    /** Takes the shards' steps: their groups, their next times, and their outboxes into the inboxes. */
+    const took = (steps: readonly (ShardStep | undefined)[]): void => {
+      steps.forEach((w, s) => {
+        if (w === undefined) return;
+        for (const g of w.groups) buffered[s].push(g);
+        // Messages already waiting for this shard count too.
+        next[s] = w.next;
+        for (const ev of inbox[s]) if (ev.time < next[s]) next[s] = ev.time;
+        stats.busyMs[s] += w.busyMs;
       });
+      for (const w of steps) {
+        if (w === undefined) continue;
+        stats.crossMessages += w.outbox.length;
+        for (const ev of w.outbox) {
+          const to = plan.shardOf[ev.target];
+          inbox[to].push(ev);
+          if (ev.time < next[to]) next[to] = ev.time;
+        }
+      }
+    };
+    const advance = (s: number, endUs: number, maxEvents: number): Promise<ShardStep> => {
+      const incoming = inbox[s];
+      inbox[s] = [];
+      return handles[s].advance(incoming, endUs, maxEvents);
     };
 
     let stoppedBecause: RunResult['stoppedBecause'] | undefined;
     let stall: RunResult['stall'];
     let sameInstant = 0;
 
-    // The start: every shard starts its actors; one shared group, not an event.
-    const starts = shards.map((s) => s.start());
-    playGroups(starts.map((w) => w.groups[0]));
-    for (const w of starts) route(w.outbox);
-    if (stopWhen?.()) stoppedBecause = 'complete';
-
     /** Plays, in the global order, every buffered group before `bound`; false when the run stops. */
     const emit = (bound: number): boolean => {
       for (;;) {
         let min: ShardGroup | undefined;
-        for (let s = 0; s < shards.length; s++) {
+        for (let s = 0; s < n; s++) {
           const g = buffered[s][heads[s]];
           if (g !== undefined && g.time < bound && (min === undefined || before(g, min))) min = g;
         }
         if (min === undefined) break;
         const same: ShardGroup[] = [];
-        for (let s = 0; s < shards.length; s++) {
+        for (let s = 0; s < n; s++) {
           const g = buffered[s][heads[s]];
           if (g !== undefined && sameKey(g, min) && (same.length === 0 || g.shared)) {
             same.push(g);
@@ -216,7 +294,7 @@ export function createShardedSimulation(opts: SimulationOptions, plan: ShardPlan
           return false;
         }
       }
-      for (let s = 0; s < shards.length; s++) {
+      for (let s = 0; s < n; s++) {
         if (heads[s] > 1024) {
           buffered[s].splice(0, heads[s]);
           heads[s] = 0;
@@ -225,43 +303,47 @@ export function createShardedSimulation(opts: SimulationOptions, plan: ShardPlan
       return true;
     };
 
-    while (stoppedBecause === undefined) {
-      let next = Infinity;
-      for (const s of shards) next = Math.min(next, s.nextTimeUs());
-      if (!emit(Math.min(next, untilUs + 1))) break;
-      if (next === Infinity) {
-        stoppedBecause = 'idle';
-        break;
+    try {
+      // The start: every shard starts its actors; one shared group, not an event.
+      const starts = await Promise.all(handles.map((h) => h.start()));
+      playGroups(starts.map((w) => w.groups[0]));
+      took(starts.map((w) => ({ ...w, groups: [] })));
+      if (stopWhen?.()) stoppedBecause = 'complete';
+
+      while (stoppedBecause === undefined) {
+        const first = Math.min(...next);
+        if (!emit(Math.min(first, untilUs + 1))) break;
+        if (first === Infinity) {
+          stoppedBecause = 'idle';
+          break;
+        }
+        if (first > untilUs) {
+          stoppedBecause = 'until';
+          break;
+        }
+        const end = Math.min(first + lookahead, untilUs + 1);
+        stats.windows++;
+        const steps = await Promise.all(handles.map((_, s) => advance(s, end, WINDOW_EVENTS)));
+        took(steps);
+        let stalledAt = -1;
+        for (const w of steps) if (w.stalled) stalledAt = w.next;
+        if (stalledAt >= 0) {
+          // A shard ran more events at one instant than the limit: the run stalls there. Every other
+          // shard finishes that instant, so the merge sees the instant's events as the one kernel did.
+          const rest = await Promise.all(handles.map((_, s) => (steps[s].stalled ? undefined : advance(s, stalledAt + 1, Infinity))));
+          took(rest);
+          if (!emit(stalledAt + 1)) break;
+          // Only the stalled shard's blocked event is left at that instant: it is one too many.
+          stoppedBecause = 'stalled';
+          stall = { atUs: now, events: ++sameInstant };
+        }
       }
-      if (next > untilUs) {
-        stoppedBecause = 'until';
-        break;
-      }
-      const end = Math.min(next + lookahead, untilUs + 1);
-      let stalledAt = -1;
-      const windows = shards.map((s) => s.advance(end, WINDOW_EVENTS));
-      windows.forEach((w, s) => {
-        for (const g of w.groups) buffered[s].push(g);
-        route(w.outbox);
-        if (w.stalled) stalledAt = shards[s].nextTimeUs();
-      });
-      if (stalledAt >= 0) {
-        // A shard ran more events at one instant than the limit: the run stalls there. Every other
-        // shard finishes that instant, so the merge sees the instant's events as the one kernel did.
-        shards.forEach((s, i) => {
-          if (windows[i].stalled) return;
-          const w = s.advance(stalledAt + 1, Infinity);
-          for (const g of w.groups) buffered[i].push(g);
-          route(w.outbox);
-        });
-        if (!emit(stalledAt + 1)) break;
-        // Only the stalled shard's blocked event is left at that instant: it is one too many.
-        stoppedBecause = 'stalled';
-        stall = { atUs: now, events: ++sameInstant };
-      }
+    } finally {
+      await Promise.allSettled(handles.map((h) => h.close()));
     }
     if (stoppedBecause === 'until') now = untilUs;
     for (const o of observers) o.onEnd?.(now);
+    stats.wallMs = clock() - t0;
     return {
       reachedUs: now,
       stoppedBecause: stoppedBecause ?? 'idle',
@@ -270,16 +352,20 @@ export function createShardedSimulation(opts: SimulationOptions, plan: ShardPlan
       traceHash: hasher?.digest(),
       recent: recent(),
       actorErrors,
+      parallel: stats,
     };
   };
 
-  return {
-    run,
-    names,
-    recent,
-    actorState: (name) => {
-      const i = names.indexOf(name);
-      return i < 0 ? undefined : shards[plan.shardOf[i]].actorState(name);
-    },
-  };
+  return { run, names, recent };
+}
+
+/** The error a failed shard ends the run with (exit 3): which shard, running which actor, at what virtual time. */
+export function shardFailure(shard: number, actor: string | undefined, atUs: number, cause: string): ProtosimError {
+  const where =
+    actor === undefined ? 'before its first event' : `at virtual time ${formatDurationUs(atUs)}, in or after an event of ${actor}`;
+  return new ProtosimError('E_WORKER_CRASHED', `shard ${shard} failed ${where}: ${cause}`, {
+    shard,
+    actor,
+    atUs,
+  });
 }

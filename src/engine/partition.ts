@@ -37,6 +37,11 @@ export interface PlanInput {
   workers: number;
   /** Sets of actor indices that must share a shard (a bulk world and the actors it delivers to). */
   together?: readonly (readonly number[])[];
+  /**
+   * Sets of actor indices that talk to each other most: kept on one shard when that still leaves
+   * at least as many groups as workers (otherwise they are spread like the rest).
+   */
+  affinity?: readonly (readonly number[])[];
 }
 
 /** The smallest latency a link with this distribution can draw, in whole µs (as the kernel rounds). */
@@ -74,6 +79,17 @@ class Groups {
     if (ra < rb) this.parent[rb] = ra;
     else if (rb < ra) this.parent[ra] = rb;
   }
+  copy(): Groups {
+    const g = new Groups(0);
+    (g as unknown as { parent: Int32Array }).parent = this.parent.slice();
+    return g;
+  }
+  /** The number of sets. */
+  count(): number {
+    let c = 0;
+    for (let i = 0; i < this.parent.length; i++) if (this.find(i) === i) c++;
+    return c;
+  }
   /** Joins every member of `members` into one set. */
   unionAll(members: Iterable<number>): void {
     let first = -1;
@@ -105,7 +121,7 @@ export function planShards(input: PlanInput): ShardPlan {
   const workers = input.workers;
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be a whole number ≥ 1, got ${workers}`);
   const notes: string[] = [];
-  const groups = new Groups(n);
+  let groups = new Groups(n);
   for (const t of input.together ?? []) groups.unionAll(t);
   const net = input.network;
   let allTogether = false;
@@ -123,6 +139,16 @@ export function planShards(input: PlanInput): ShardPlan {
     }
   }
   if (allTogether) groups.unionAll(Array.from({ length: n }, (_, i) => i));
+  else if (input.affinity && input.affinity.length > 0) {
+    // Traffic affinity is a preference: applied on a copy, kept only if enough groups remain.
+    const preferred = groups.copy();
+    for (const a of input.affinity) preferred.unionAll(a);
+    if (preferred.count() >= workers) groups = preferred;
+    else
+      notes.push(
+        `the actors that talk most form ${preferred.count()} group${preferred.count() === 1 ? '' : 's'}: spread over ${workers} shards instead`,
+      );
+  }
 
   // Groups by root (smallest member), with their weights.
   const weightOf = new Map<number, number>();

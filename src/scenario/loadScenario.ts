@@ -37,6 +37,8 @@ export class ScenarioError extends ProtosimError {
 
 export interface LoadedScenario {
   file: string;
+  /** The file's text (a shard's worker thread builds the run again from it). */
+  text: string;
   scenario: Scenario;
   /** Locates a path of the file for messages that come after validation. */
   locate(path: Path, message: string): ScenarioProblem;
@@ -167,7 +169,7 @@ export function parseScenario(text: string, file: string): LoadedScenario {
   checkIds(scenario.expect.held, ['expect', 'held']);
   if (problems.length > 0) throw new ScenarioError(problems);
 
-  return { file, scenario, locate: (path, message) => locate(path, message) };
+  return { file, text, scenario, locate: (path, message) => locate(path, message) };
 }
 
 function problemOf(issue: z.core.$ZodIssue, data: unknown, locate: (p: Path, m: string, k?: string) => ScenarioProblem): ScenarioProblem {

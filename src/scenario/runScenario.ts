@@ -8,7 +8,11 @@
  */
 import type { FaultAction, ScheduledFault, SimObserver, SimulationOptions } from '../engine/createSimulation.js';
 import { createSimulation } from '../engine/createSimulation.js';
+import type { RunResult, Simulation } from '../engine/createSimulation.js';
+import type { ParallelStats, ShardedSimulation } from '../engine/parallel.js';
 import { createShardedSimulation } from '../engine/parallel.js';
+import type { ShardHandle } from '../engine/parallel.js';
+import type { ShardPlan } from '../engine/partition.js';
 import { planShards } from '../engine/partition.js';
 import type { BackendName } from '../engine/machineBackend.js';
 import type { LatencyDist, LinkParams, LinkRule, NetworkSpec } from '../engine/network.js';
@@ -40,13 +44,29 @@ export interface RunOverrides {
   /** Extra observers (tests use them to look inside a run). */
   observers?: SimObserver[];
   /**
-   * Split the run over this many shards, hosted in this thread (the parallel kernel's merge, without
-   * threads); placement may use fewer (src/engine/partition.ts).
+   * Split the run over this many worker threads (placement may use fewer: src/engine/partition.ts).
+   * Run it with {@link runPlannedAsync} or {@link runScenarioAsync}.
    */
+  workers?: number;
+  /** Starts the shards of a run on `workers` (src/threads/shardThreads.ts: spawnThreadShards). */
+  threads?: ShardHost;
+  /** Split the run over this many shards hosted in this thread (the parallel kernel without threads). */
   shards?: number;
   /** Replace machines by role (tests use deliberately faulty ones). */
   machines?: Record<string, import('xstate').AnyStateMachine>;
 }
+
+/** What a shard's thread needs to build its part of the run (besides its number and actors). */
+export interface ShardSpec {
+  text: string;
+  file: string;
+  overrides: Pick<RunOverrides, 'seed' | 'untilUs' | 'backend' | 'core'>;
+  /** Write trace lines. */
+  lines: boolean;
+}
+
+/** Starts one shard per shard of `plan` somewhere (worker threads) and hands back their handles. */
+export type ShardHost = (spec: ShardSpec, plan: ShardPlan, names: readonly string[]) => Promise<ShardHandle[]>;
 
 export interface InvariantReport extends InvariantResult {
   /** The command that replays the run up to the first violation. */
@@ -75,6 +95,8 @@ export interface RunSummary {
   wallMs?: number;
   eventsPerSecond?: number;
   messagesPerSecond?: number;
+  /** Figures of a run on shards. */
+  parallel?: ParallelStats;
 }
 
 function toDist(d: DurationDistInput, us: (t: string) => number): LatencyDist {
@@ -102,7 +124,11 @@ const globToRegExp = (glob: string): RegExp =>
   );
 
 /** Builds the simulation for a scenario (also used by tests that need the parts). */
-export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {}) {
+/**
+ * Checks a scenario against the protocol family and builds everything a run needs, up to the
+ * kernel's options and the shard placement — but no kernel (a shard's worker thread builds its own).
+ */
+export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides = {}) {
   const s: Scenario = loaded.scenario;
   const problems: ScenarioProblem[] = [];
   const fail = (path: Path, message: string): void => void problems.push(loaded.locate(path, message));
@@ -297,14 +323,54 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     onProgress: overrides.onProgress,
     world: built.world,
   };
+  const workers = overrides.workers ?? overrides.shards;
   const shardPlan =
-    overrides.shards === undefined
+    workers === undefined
       ? undefined
-      : planShards({ actors: built.actors.map(() => ({})), network, workers: overrides.shards, together: togetherOf(built, faults) });
+      : planShards({
+          actors: built.actors.map(() => ({})),
+          network,
+          workers,
+          together: togetherOf(built, faults),
+          affinity: affinityOf(built),
+        });
+  const setRecent = (f: typeof recentTrace): void => {
+    recentTrace = f;
+  };
+  return { scenario: s, family, mode, seed, untilUs, built, enabled, simOptions, shardPlan, setRecent };
+}
+
+/** Prepares a run (see {@link prepareScenario}) and makes its simulation: one kernel, or shards. */
+export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {}) {
+  const { setRecent, ...prepared } = prepareScenario(loaded, overrides);
+  const { simOptions, shardPlan } = prepared;
+  let sim: Simulation | ShardedSimulation;
   // One shard is the one kernel itself (and a bulk world, whose checker reads it as it steps, needs it).
-  const sim = shardPlan && shardPlan.shards > 1 ? createShardedSimulation(simOptions, shardPlan) : createSimulation(simOptions);
-  recentTrace = () => sim.recent();
-  return { scenario: s, family, mode, seed, untilUs, sim, built, enabled, shardPlan };
+  if (shardPlan === undefined || shardPlan.shards === 1) sim = createSimulation(simOptions);
+  else if (overrides.workers !== undefined) {
+    const host = overrides.threads;
+    if (!host) throw new Error('workers needs a thread host (overrides.threads: spawnThreadShards)');
+    if (overrides.machines) throw new Error('machines replaced by role cannot cross to worker threads: use shards');
+    const spec: ShardSpec = {
+      text: loaded.text,
+      file: loaded.file,
+      overrides: { seed: overrides.seed, untilUs: overrides.untilUs, backend: overrides.backend, core: overrides.core },
+      lines: simOptions.traceSink !== undefined || simOptions.hash === true,
+    };
+    sim = createShardedSimulation(
+      simOptions,
+      shardPlan,
+      () =>
+        host(
+          spec,
+          shardPlan,
+          simOptions.actors.map((a) => a.name),
+        ),
+      overrides.wallClockMs,
+    );
+  } else sim = createShardedSimulation(simOptions, shardPlan, undefined, overrides.wallClockMs);
+  setRecent(() => sim.recent());
+  return { ...prepared, sim };
 }
 
 /**
@@ -319,25 +385,54 @@ function togetherOf(built: { actors: readonly unknown[]; world?: unknown }, faul
   return out;
 }
 
+/** The family's traffic groups as actor indices. */
+function affinityOf(built: { actors: readonly { name: string }[]; affinity?: string[][] }): number[][] {
+  if (!built.affinity) return [];
+  const index = new Map(built.actors.map((a, i) => [a.name, i]));
+  return built.affinity.map((g) => g.map((name) => index.get(name)!).filter((i) => i !== undefined));
+}
+
 export type ScenarioPlan = ReturnType<typeof planScenario>;
 
-/** Runs a loaded scenario and returns its summary. */
+/** Runs a loaded scenario on one kernel (shards and threads: {@link runScenarioAsync}). */
 export function runScenario(loaded: LoadedScenario, overrides: RunOverrides = {}): RunSummary {
   return runPlanned(loaded, planScenario(loaded, overrides), overrides);
 }
 
-/** Runs a scenario planned by {@link planScenario} (once: a plan holds the simulation's state). */
-export function runPlanned(
-  loaded: LoadedScenario,
-  plan: ScenarioPlan,
-  overrides: Pick<RunOverrides, 'backend' | 'core' | 'wallClockMs'> = {},
-): RunSummary {
-  const { scenario: s, sim, built, seed } = plan;
-  const backend = overrides.backend ?? 'flat';
+/** Runs a loaded scenario, on shards or worker threads when the overrides ask for them. */
+export function runScenarioAsync(loaded: LoadedScenario, overrides: RunOverrides = {}): Promise<RunSummary> {
+  return runPlannedAsync(loaded, planScenario(loaded, overrides), overrides);
+}
+
+type SummaryOverrides = Pick<RunOverrides, 'backend' | 'core' | 'wallClockMs'>;
+
+/** Runs a scenario planned by {@link planScenario} on one kernel (once: a plan holds the simulation's state). */
+export function runPlanned(loaded: LoadedScenario, plan: ScenarioPlan, overrides: SummaryOverrides = {}): RunSummary {
+  const sim = plan.sim;
+  if (!('actorState' in sim)) throw new Error('a run on shards is asynchronous: use runPlannedAsync');
   const t0 = overrides.wallClockMs?.();
   const result = sim.run();
-  const wallMs = t0 === undefined ? undefined : overrides.wallClockMs!() - t0;
+  return summarise(loaded, plan, result, t0 === undefined ? undefined : overrides.wallClockMs!() - t0, overrides);
+}
 
+/** Runs a scenario planned by {@link planScenario}, on one kernel or on shards. */
+export async function runPlannedAsync(loaded: LoadedScenario, plan: ScenarioPlan, overrides: SummaryOverrides = {}): Promise<RunSummary> {
+  const t0 = overrides.wallClockMs?.();
+  const result = await plan.sim.run();
+  const summary = summarise(loaded, plan, result, t0 === undefined ? undefined : overrides.wallClockMs!() - t0, overrides);
+  if ('parallel' in result) summary.parallel = result.parallel;
+  return summary;
+}
+
+function summarise(
+  loaded: LoadedScenario,
+  plan: ScenarioPlan,
+  result: RunResult,
+  wallMs: number | undefined,
+  overrides: SummaryOverrides,
+): RunSummary {
+  const { scenario: s, built, seed } = plan;
+  const backend = overrides.backend ?? 'flat';
   const invariants: InvariantReport[] = built.checker.results().map((r) => {
     const first = r.violations[0];
     if (!first) return r;

@@ -24,7 +24,7 @@ actors:
 `,
 );
 
-function cli(args: string[], tty = false) {
+async function cli(args: string[], tty = false) {
   let out = '';
   let err = '';
   let progress = '';
@@ -37,19 +37,19 @@ function cli(args: string[], tty = false) {
     },
   } as unknown as NodeJS.WriteStream;
   let clock = 0;
-  const code = main(args, { out: (t) => void (out += t), err: (t) => void (err += t), stderr, wallMs: () => (clock += 150) });
+  const code = await main(args, { out: (t) => void (out += t), err: (t) => void (err += t), stderr, wallMs: () => (clock += 150) });
   return { code, out, err, progress };
 }
 
 describe('protosim CLI', () => {
-  it('--help and --version', () => {
-    expect(cli(['--help'])).toMatchObject({ code: 0 });
-    expect(cli(['--help']).out).toMatch(/Exit codes: 0 expectations met · 1 .* · 2 .* · 3 internal error/);
+  it('--help and --version', async () => {
+    expect(await cli(['--help'])).toMatchObject({ code: 0 });
+    expect((await cli(['--help'])).out).toMatch(/Exit codes: 0 expectations met · 1 .* · 2 .* · 3 internal error/);
     const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
-    expect(cli(['--version']).out.trim()).toBe(pkg.version);
+    expect((await cli(['--version'])).out.trim()).toBe(pkg.version);
   });
 
-  it('usage errors exit 2 with a message and no stack', () => {
+  it('usage errors exit 2 with a message and no stack', async () => {
     const aFile = join(dir, 'a-file');
     writeFileSync(aFile, 'not a folder');
     for (const args of [
@@ -62,17 +62,17 @@ describe('protosim CLI', () => {
       ['run', small, '--bogus'],
       ['run', join(dir, 'missing.yaml')],
     ]) {
-      const r = cli(args);
+      const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.err).toMatch(/^protosim: /);
       expect(r.err).not.toMatch(/^\s+at /m);
     }
   });
 
-  it('run: summary on stdout, a run folder per run that never overwrites, and a trace', () => {
+  it('run: summary on stdout, a run folder per run that never overwrites, and a trace', async () => {
     const out = join(dir, 'runs');
-    const a = cli(['run', small, '--out', out, '--trace']);
-    const b = cli(['run', small, '--out', out]);
+    const a = await cli(['run', small, '--out', out, '--trace']);
+    const b = await cli(['run', small, '--out', out]);
     expect(a.code).toBe(0);
     expect(b.code).toBe(0);
     expect(readdirSync(out).sort()).toEqual(['small-seed1', 'small-seed1-2']);
@@ -86,29 +86,29 @@ describe('protosim CLI', () => {
     expect(readdirSync(join(out, 'small-seed1-2'))).toEqual(['summary.json']);
   });
 
-  it('--json prints only JSON on stdout, the same object as summary.json', () => {
+  it('--json prints only JSON on stdout, the same object as summary.json', async () => {
     const out = join(dir, 'json-runs');
-    const r = cli(['run', small, '--out', out, '--json', '--seed', '5']);
+    const r = await cli(['run', small, '--out', out, '--json', '--seed', '5']);
     const parsed = JSON.parse(r.out) as { seed: number; scenario: string; expectations: { met: boolean } };
     expect(parsed).toMatchObject({ seed: 5, scenario: 'small', expectations: { met: true } });
     const saved = JSON.parse(readFileSync(join(out, 'small-seed5', 'summary.json'), 'utf8')) as unknown;
     expect(saved).toEqual(parsed);
   });
 
-  it('the progress line shows on a terminal only', () => {
+  it('the progress line shows on a terminal only', async () => {
     const big = join(dir, 'big.yaml');
     writeFileSync(big, readFileSync(small, 'utf8').replace('count: 30', 'count: 3000').replace('name: small', 'name: big'));
-    const onTty = cli(['run', big, '--out', join(dir, 'p1')], true);
-    const offTty = cli(['run', big, '--out', join(dir, 'p2')], false);
+    const onTty = await cli(['run', big, '--out', join(dir, 'p1')], true);
+    const offTty = await cli(['run', big, '--out', join(dir, 'p2')], false);
     expect(onTty.progress).toMatch(/\rbig \[#*\.*\] +\d+% {2}t=\S+ {2}events [\d,]+/);
     expect(onTty.progress.endsWith('\r\x1b[K')).toBe(true);
     expect(offTty.progress).toBe('');
   });
 
-  it('exit 1 when an expectation fails, with the reason', () => {
+  it('exit 1 when an expectation fails, with the reason', async () => {
     const f = join(dir, 'unmet.yaml');
     writeFileSync(f, `${readFileSync(small, 'utf8').replace('name: small', 'name: unmet')}expect: { violated: [mw.slots] }\n`);
-    const r = cli(['run', f, '--out', join(dir, 'unmet-runs')]);
+    const r = await cli(['run', f, '--out', join(dir, 'unmet-runs')]);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/expect {5}NOT MET\n {2}- expected mw\.slots to be caught as violated, but it held/);
   });

@@ -1,7 +1,8 @@
 /**
  * The same scenario, the same seed, the same trace on Deno as on Node — with the WebAssembly core
  * loaded from bytes under Deno's default sandbox (read the project, write the run folder, read the
- * environment; no permission for the core itself).
+ * environment; no permission for the core itself), and with shards on worker threads (Web Workers
+ * on Deno, worker_threads on Node).
  *
  * Deno is not a devDependency (its npm package names a binary package per platform, and a lock file
  * with it fails `npm ci` where only Linux's is published). `npm install --no-save deno` adds it; CI
@@ -48,4 +49,13 @@ describe.skipIf(!haveDeno)('Node and Deno (skipped without Deno: npm install --n
     expect(deno).toEqual(node);
     expect(node.met).toBe(true);
   });
+
+  it.each(['scenarios/manager-worker/worker-crash.yaml', 'scenarios/manager-worker/two-managers.yaml'])(
+    '%s on 2 worker threads (Web Workers on Deno) gives the one-thread hash on both runtimes',
+    (file) => {
+      const one = hashOf('node', file);
+      expect(hashOf('node', file, '--workers', '2')).toEqual(one);
+      expect(hashOf('deno', file, '--workers', '2')).toEqual(one);
+    },
+  );
 });

@@ -16,7 +16,7 @@ import { createShardedSimulation } from '../../src/engine/parallel.js';
 import { planShards } from '../../src/engine/partition.js';
 import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js';
 import type { RunSummary } from '../../src/scenario/runScenario.js';
-import { planScenario, runScenario } from '../../src/scenario/runScenario.js';
+import { planScenario, runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
 import { mwScenario, mwYaml } from '../helpers/mwScenario.js';
 import { sample } from '../helpers/property.js';
 
@@ -43,9 +43,10 @@ const files = readdirSync('scenarios', { recursive: true, encoding: 'utf8' })
   .sort();
 
 describe('every scenario: the same run on 2 and 4 shards', () => {
-  it.each(files)('%s', (file) => {
+  it.each(files)('%s', async (file) => {
     const one = visible(runScenario(loadScenario(file), { hash: true }));
-    for (const shards of [2, 4]) expect(visible(runScenario(loadScenario(file), { hash: true, shards })), `${shards} shards`).toEqual(one);
+    for (const shards of [2, 4])
+      expect(visible(await runScenarioAsync(loadScenario(file), { hash: true, shards })), `${shards} shards`).toEqual(one);
   });
 
   it('manager/worker scenarios really split; Virdi ones (a bulk world) and lognormal links stay whole', () => {
@@ -61,10 +62,10 @@ describe('every scenario: the same run on 2 and 4 shards', () => {
 
 test.prop([mwScenario, fc.constantFrom(2, 3)], sample(30))(
   'random manager/worker scenarios with faults: the same run on shards as on one kernel',
-  (p, shards) => {
+  async (p, shards) => {
     const yaml = mwYaml(p, 1);
     const one = visible(runScenario(parseScenario(yaml, 'property.yaml'), { hash: true }));
-    const split = visible(runScenario(parseScenario(yaml, 'property.yaml'), { hash: true, shards }));
+    const split = visible(await runScenarioAsync(parseScenario(yaml, 'property.yaml'), { hash: true, shards }));
     expect(split, yaml).toEqual(one);
   },
 );
@@ -106,17 +107,17 @@ function tally(): SimObserver & { log: string[] } {
   };
 }
 
-function both(
+async function both(
   make: () => Omit<SimulationOptions, 'observers' | 'hash'>,
   shards: number,
-): { one: RunResult; split: RunResult; logs: string[][] } {
+): Promise<{ one: RunResult; split: RunResult; logs: string[][] }> {
   const a = tally();
   const one = createSimulation({ ...make(), observers: [a], hash: true }).run();
   const opts = make();
   const plan = planShards({ actors: opts.actors.map(() => ({})), network: opts.network, workers: shards });
   expect(plan.shards).toBe(shards);
   const b = tally();
-  const split = createShardedSimulation({ ...opts, observers: [b], hash: true }, plan).run();
+  const { parallel: _, ...split } = await createShardedSimulation({ ...opts, observers: [b], hash: true }, plan).run();
   return { one, split, logs: [a.log, b.log] };
 }
 
@@ -131,8 +132,8 @@ const ring = (n: number, rounds: number): ActorDefinition[] =>
 const fault = (atUs: number, action: ScheduledFault['action']): ScheduledFault => ({ atUs, action, label: action.kind });
 
 describe('kernel edge cases on shards', () => {
-  it('duplicating links, crashes, restarts, pauses and an injected message: the same trace and observer calls', () => {
-    const { one, split, logs } = both(
+  it('duplicating links, crashes, restarts, pauses and an injected message: the same trace and observer calls', async () => {
+    const { one, split, logs } = await both(
       () => ({
         seed: 5,
         actors: ring(6, 40),
@@ -164,8 +165,8 @@ describe('kernel edge cases on shards', () => {
     expect(logs[1]).toEqual(logs[0]);
   });
 
-  it('a zero-delay loop on one shard stalls the whole run at the same event', () => {
-    const { one, split } = both(
+  it('a zero-delay loop on one shard stalls the whole run at the same event', async () => {
+    const { one, split } = await both(
       () => ({
         seed: 1,
         actors: [...ring(3, 1000), { name: 'spin', role: 'spinner', machine: spinner, input: undefined }],

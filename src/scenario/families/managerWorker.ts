@@ -260,10 +260,17 @@ export const managerWorkerFamily: ProtocolFamily = {
       },
     };
 
+    // A worker that knows one manager talks to it alone: the two belong on one shard.
+    const flock = new Map<string, string[]>(managers.map((m) => [m, [m]]));
+    actors.forEach((a) => {
+      const peers = (a.input as Partial<WorkerInput>).peers;
+      if (a.role === 'mw.worker' && peers?.length === 1) flock.get(peers[0])?.push(a.name);
+    });
     return {
       actors,
       observers: [checker, metricsObserver],
       checker,
+      affinity: [...flock.values()].filter((g) => g.length > 1),
       isComplete: () => managers.length > 0 && done.size === managers.length,
       metrics: () => ({ ...metrics }),
     };

@@ -1,0 +1,192 @@
+/**
+ * Shards on worker threads: `worker_threads` on Node, Web Workers on Deno — one small adapter per
+ * runtime — with comlink for the calls. Each worker builds its shard's kernel from the scenario's
+ * text (shardWorker.ts), so nothing but plain data crosses a thread: the spec once, then one call
+ * per window each way carrying that window's events and cross-shard messages in one batch.
+ *
+ * A worker that throws or dies ends the run: its pending call is rejected with E_WORKER_CRASHED
+ * (exit 3), naming the shard, the actor it was running and the virtual time, read from a small
+ * SharedArrayBuffer the shard updates before each event.
+ */
+import * as Comlink from 'comlink';
+import type { Endpoint } from 'comlink';
+import type { QueuedEvent } from '../engine/eventQueue.js';
+import type { ShardHandle, ShardStep } from '../engine/parallel.js';
+import { ownedBy, shardFailure } from '../engine/parallel.js';
+import type { ShardPlan } from '../engine/partition.js';
+import type { ShardSpec } from '../scenario/runScenario.js';
+import { nodePortEndpoint } from './threadPort.js';
+
+export interface ShardInit extends ShardSpec {
+  index: number;
+  owned: Uint8Array;
+  /** Float64Array(2): the virtual time and the actor index of the event the shard is running. */
+  progress: SharedArrayBuffer;
+}
+
+/** The control calls a shard's worker answers through comlink (shardWorker.ts). */
+export interface ShardWorkerApi {
+  init(spec: ShardInit): void;
+  /** Takes the port the window calls come through. */
+  connect(port: WindowPort): void;
+  start(): ShardStep;
+}
+
+/** A MessageChannel port as both runtimes have it (Node's worker_threads ports take `onmessage` too). */
+export interface WindowPort {
+  postMessage(message: unknown, transfer: ArrayBuffer[]): void;
+  onmessage: ((e: { data: unknown }) => void) | null;
+  close(): void;
+}
+
+/**
+ * A window call and its answer travel as one message each way on a port of their own. Cross-shard
+ * messages ride in them as JSON bytes in a transferred buffer: a batch per shard and window.
+ */
+export interface WindowRequest {
+  endUs: number;
+  maxEvents: number;
+  incoming: ArrayBuffer;
+}
+export interface WindowReply extends Omit<ShardStep, 'outbox'> {
+  outbox: ArrayBuffer;
+}
+
+/** Cross-shard messages → bytes (they are JSON by nature: they are written to the trace as JSON). */
+export function packEvents(events: readonly QueuedEvent[]): ArrayBuffer {
+  return new TextEncoder().encode(JSON.stringify(events)).buffer as ArrayBuffer;
+}
+export function unpackEvents(bytes: ArrayBuffer): QueuedEvent[] {
+  return JSON.parse(new TextDecoder().decode(bytes)) as QueuedEvent[];
+}
+
+/** A worker thread as the coordinator needs it, whatever the runtime. */
+interface Thread {
+  endpoint: Endpoint;
+  /** Calls `cb` once if the thread throws or exits (not after terminate). */
+  onDeath(cb: (cause: string) => void): void;
+  terminate(): Promise<void>;
+}
+
+// Worker entries must be JavaScript: run from the TypeScript sources (the tests), the built one in dist/.
+const workerUrl = import.meta.url.endsWith('.ts')
+  ? new URL('../../dist/threads/shardWorker.js', import.meta.url)
+  : new URL('./shardWorker.js', import.meta.url);
+
+interface DenoGlobal {
+  Deno?: { version?: { deno?: string } };
+}
+export const onDeno = (globalThis as DenoGlobal).Deno?.version?.deno !== undefined;
+
+/** Node: worker_threads, with comlink's message port shape. */
+async function nodeThread(): Promise<Thread> {
+  const { Worker } = await import('node:worker_threads');
+  const w = new Worker(workerUrl);
+  let ended = false;
+  return {
+    endpoint: nodePortEndpoint(w),
+    onDeath(cb) {
+      w.on('error', (err) => {
+        if (!ended) cb(err instanceof Error ? err.message : String(err));
+        ended = true;
+      });
+      w.on('exit', (code) => {
+        if (!ended) cb(`its thread exited with code ${code}`);
+        ended = true;
+      });
+    },
+    async terminate() {
+      ended = true;
+      await w.terminate();
+    },
+  };
+}
+
+/** The Web Worker API as Deno has it. */
+interface WebWorker {
+  addEventListener(type: 'error', listener: (e: { message: string; preventDefault(): void }) => void): void;
+  terminate(): void;
+}
+type WebWorkerClass = new (url: string, options: { type: 'module' }) => WebWorker;
+
+/** Deno: a module Web Worker (it inherits the run's permissions). */
+function denoThread(): Thread {
+  const w = new (globalThis as unknown as { Worker: WebWorkerClass }).Worker(workerUrl.href, { type: 'module' });
+  let ended = false;
+  return {
+    endpoint: w as unknown as Endpoint,
+    onDeath(cb) {
+      w.addEventListener('error', (e) => {
+        e.preventDefault();
+        if (!ended) cb(e.message);
+        ended = true;
+      });
+    },
+    terminate() {
+      ended = true;
+      w.terminate();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Starts one worker per shard of `plan` and builds its kernel there. */
+export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names: readonly string[]): Promise<ShardHandle[]> {
+  const handles: ShardHandle[] = [];
+  try {
+    for (let index = 0; index < plan.shards; index++) handles.push(await threadShard(spec, plan, index, names));
+  } catch (err) {
+    await Promise.allSettled(handles.map((h) => h.close()));
+    throw err;
+  }
+  return handles;
+}
+
+async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, names: readonly string[]): Promise<ShardHandle> {
+  const thread = onDeno ? denoThread() : await nodeThread();
+  const progress = new SharedArrayBuffer(16);
+  const where = new Float64Array(progress);
+  where[1] = -1;
+  // Every call races the thread's death: a dead worker never answers.
+  let died: ((err: Error) => void) | undefined;
+  const death = new Promise<never>((_, reject) => {
+    died = reject;
+  });
+  death.catch(() => undefined);
+  thread.onDeath((cause) => {
+    const actor = where[1] >= 0 ? names[where[1]] : undefined;
+    died!(shardFailure(index, actor, where[0], cause));
+  });
+  const api = Comlink.wrap<ShardWorkerApi>(thread.endpoint);
+  const call = <T>(p: Promise<T>): Promise<T> => Promise.race([p, death]);
+  const channel = new MessageChannel();
+  try {
+    await call(api.init({ ...spec, index, owned: ownedBy(plan, index), progress }));
+    await call(api.connect(Comlink.transfer(channel.port2 as unknown as WindowPort, [channel.port2])));
+  } catch (err) {
+    channel.port1.close();
+    await thread.terminate();
+    throw err;
+  }
+  const windows = channel.port1 as unknown as WindowPort;
+  let answer: ((r: WindowReply) => void) | undefined;
+  windows.onmessage = (e) => answer?.(e.data as WindowReply);
+  return {
+    start: () => call(api.start()),
+    async advance(incoming, endUs, maxEvents) {
+      const request: WindowRequest = { endUs, maxEvents, incoming: packEvents(incoming) };
+      const reply = await call(
+        new Promise<WindowReply>((resolve) => {
+          answer = resolve;
+          windows.postMessage(request, [request.incoming]);
+        }),
+      );
+      return { ...reply, outbox: unpackEvents(reply.outbox) };
+    },
+    async close() {
+      windows.close();
+      api[Comlink.releaseProxy]();
+      await thread.terminate();
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The entry of a shard's worker thread (shardThreads.ts starts it): builds the run from the
+ * scenario's text exactly as the main thread does, keeps the shard's own actors, and answers the
+ * coordinator's calls. Runs on Node (worker_threads) and on Deno (a module Web Worker).
+ *
+ * PROTOSIM_TEST_KILL_SHARD=<shard>:<events> makes that shard's thread exit once it has run that many
+ * events — how the tests kill a worker mid-run.
+ */
+import * as Comlink from 'comlink';
+import type { Endpoint } from 'comlink';
+import { parseScenario } from '../scenario/loadScenario.js';
+import { prepareScenario } from '../scenario/runScenario.js';
+import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
+import { createShardKernel } from '../engine/createSimulation.js';
+import type { ShardStep } from '../engine/parallel.js';
+import { shardKernelOptions } from '../engine/parallel.js';
+import type { ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
+import { onDeno, packEvents, unpackEvents } from './shardThreads.js';
+import { nodePortEndpoint } from './threadPort.js';
+
+let kernel: ShardKernel | undefined;
+let ran = 0;
+let killAfter = Infinity;
+
+function envVar(name: string): string | undefined {
+  const g = globalThis as { process?: { env: Record<string, string | undefined> }; Deno?: { env: { get(n: string): string | undefined } } };
+  return onDeno ? g.Deno!.env.get(name) : g.process?.env[name];
+}
+
+function exitThread(): never {
+  const g = globalThis as { process?: { exit(code: number): never }; close?: () => void };
+  if (onDeno) g.close!();
+  return g.process!.exit(70);
+}
+
+const step = (w: ShardWindow, t0: number): ShardStep => {
+  ran += w.groups.length;
+  return { ...w, next: kernel!.nextTimeUs(), busyMs: performance.now() - t0 };
+};
+
+const api: ShardWorkerApi = {
+  init(spec: ShardInit) {
+    const prepared = prepareScenario(parseScenario(spec.text, spec.file), spec.overrides);
+    const opts = shardKernelOptions(prepared.simOptions);
+    kernel = createShardKernel(
+      { ...opts, world: spec.index === 0 ? opts.world : undefined },
+      { index: spec.index, owned: spec.owned, lines: spec.lines, progress: new Float64Array(spec.progress) },
+    );
+    const kill = envVar('PROTOSIM_TEST_KILL_SHARD')?.split(':');
+    if (kill && Number(kill[0]) === spec.index) killAfter = Number(kill[1]);
+  },
+  connect(port: WindowPort) {
+    port.onmessage = (e) => {
+      const { endUs, maxEvents, incoming } = e.data as WindowRequest;
+      if (ran >= killAfter) exitThread();
+      const t0 = performance.now();
+      kernel!.accept(unpackEvents(incoming));
+      const w = step(kernel!.advance(endUs, maxEvents), t0);
+      const reply: WindowReply = { ...w, outbox: packEvents(w.outbox) };
+      port.postMessage(reply, [reply.outbox]);
+    };
+  },
+  start() {
+    return step(kernel!.start(), performance.now());
+  },
+};
+
+async function endpoint(): Promise<Endpoint> {
+  if (onDeno) return globalThis as unknown as Endpoint;
+  const { parentPort } = await import('node:worker_threads');
+  return nodePortEndpoint(parentPort!);
+}
+
+Comlink.expose(api, await endpoint());

@@ -1,0 +1,83 @@
+/**
+ * Runs on worker threads: every scenario gives the trace it gives on one thread with 2 and 4
+ * workers; the CLI takes --workers; a worker that dies mid-run ends the run with exit 3, a message
+ * naming the shard, the actor and the virtual time, and the trace written so far — and no hang.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadScenario } from '../../src/scenario/loadScenario.js';
+import { runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
+import { spawnThreadShards } from '../../src/threads/shardThreads.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const files = readdirSync(join(root, 'scenarios'), { recursive: true, encoding: 'utf8' })
+  .filter((f) => f.endsWith('.yaml') && !f.endsWith('large.yaml'))
+  .map((f) => join('scenarios', f))
+  .sort();
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, ['bin/protosim.js', ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ...env },
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr, signal: r.signal };
+}
+
+describe('worker threads: the same trace as one thread', () => {
+  it.each(files)('%s', { timeout: 180_000 }, async (file) => {
+    const one = runScenario(loadScenario(join(root, file)), { hash: true });
+    for (const workers of [2, 4]) {
+      const s = await runScenarioAsync(loadScenario(join(root, file)), { hash: true, workers, threads: spawnThreadShards });
+      expect({ hash: s.traceHash, events: s.events, met: s.expectations.met }, `${workers} workers`).toEqual({
+        hash: one.traceHash,
+        events: one.events,
+        met: one.expectations.met,
+      });
+    }
+  });
+});
+
+describe('protosim run --workers', () => {
+  it('prints the same hash with --workers 1, 2 and auto, and says when it uses fewer shards', () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-workers-'));
+    const hashes = ['1', '2', 'auto'].map((w) => {
+      const r = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--hash', '--json', '--out', out, '--workers', w]);
+      expect(r.code, r.err).toBe(0);
+      return (JSON.parse(r.out) as { traceHash: string }).traceHash;
+    });
+    expect(new Set(hashes).size).toBe(1);
+    const lognormal = cli(['run', 'scenarios/manager-worker/lossy-network.yaml', '--hash', '--out', out, '--workers', '2']);
+    expect(lognormal.code).toBe(0);
+    expect(lognormal.err).toMatch(/1 shard for --workers 2: the default link has a lognormal latency/);
+    for (const bad of ['0', 'many', '1.5']) {
+      const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--workers', bad]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/--workers: expected a whole number from 1 to 256, or auto/);
+    }
+  });
+
+  it('a worker killed mid-run: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-kill-'));
+    const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--trace', '--out', out, '--workers', '2'], {
+      PROTOSIM_TEST_KILL_SHARD: '1:3000',
+    });
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(
+      /protosim: shard 1 failed at virtual time [\d.]+(ms|s), in or after an event of worker-\d+: its thread exited with code 70/,
+    );
+    const [runDir] = readdirSync(out);
+    const trace = readFileSync(join(out, runDir, 'trace.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(trace.length).toBeGreaterThan(1000);
+    const summary = JSON.parse(readFileSync(join(out, runDir, 'summary.json'), 'utf8')) as { stoppedBecause: string; error: string };
+    expect(summary.stoppedBecause).toBe('internal-error');
+    expect(summary.error).toMatch(/shard 1 failed/);
+  });
+});
