@@ -16,7 +16,7 @@ import { backendByName } from './machineBackend.js';
 import type { ActorSet, Cut, NetworkSpec } from './network.js';
 import { sampleLatencyUs, Network } from './network.js';
 import { RandomStream } from './rng.js';
-import { TraceHash } from './traceHash.js';
+import { lineHash, TraceHash } from './traceHash.js';
 
 /** The environment that answers an actor's `host.exec` effects in virtual time. */
 export interface SimEnvironment {
@@ -124,8 +124,12 @@ export interface ShardOptions {
   index: number;
   /** owned[i] is 1 when actor i runs on this shard. */
   owned: Uint8Array;
-  /** Write each record's trace line (the coordinator hashes or stores them). */
+  /** Hash each record's trace line (the coordinator folds the hashes in order). */
+  hashes: boolean;
+  /** Also hand over each line (the coordinator writes them to the trace). */
   lines: boolean;
+  /** The observer calls the coordinator has a use for (the others are not recorded). */
+  hooks: readonly ObserverHook[];
   /** When given: [virtual time, actor index] of the event running, for a report if the shard dies. */
   progress?: Float64Array;
 }
@@ -149,8 +153,29 @@ export interface ShardGroup {
 
 /** A trace record or an observer call; `sub` orders the entries of a shared event across shards. */
 export type ShardEntry =
-  | { sub: number; kind: TraceRecord['kind']; from?: string; to?: string; type: string; line?: string; reason?: string; message?: string }
-  | { sub: number; call: 'onDeliver' | 'onSend' | 'onObserve' | 'onStepEnd' | 'onFault'; args: unknown[] };
+  | {
+      sub: number;
+      kind: TraceRecord['kind'];
+      from?: string;
+      to?: string;
+      type: string;
+      /** The line's hash lanes (lineHash), when hashing. */
+      h1?: number;
+      h2?: number;
+      line?: string;
+      reason?: string;
+      message?: string;
+    }
+  | { sub: number; call: ObserverHook; args: unknown[] };
+
+/** The observer calls a shard can record. */
+export type ObserverHook = 'onDeliver' | 'onSend' | 'onObserve' | 'onStepEnd' | 'onFault';
+export const OBSERVER_HOOKS: readonly ObserverHook[] = ['onDeliver', 'onSend', 'onObserve', 'onStepEnd', 'onFault'];
+
+/** The hooks any of `observers` implements. */
+export function hooksOf(observers: readonly SimObserver[]): ObserverHook[] {
+  return OBSERVER_HOOKS.filter((h) => observers.some((o) => typeof o[h] === 'function'));
+}
 
 /** A shard's output for one window. */
 export interface ShardWindow {
@@ -278,7 +303,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   let sub = 0;
   const recorder: SimObserver = {};
   if (shard) {
-    for (const call of ['onDeliver', 'onSend', 'onObserve', 'onStepEnd', 'onFault'] as const) {
+    for (const call of shard.hooks) {
       (recorder as Record<string, unknown>)[call] = (...args: unknown[]) => group!.entries.push({ sub, call, args });
     }
   }
@@ -332,7 +357,13 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       if (to !== undefined) e.to = to;
       if (kind === 'drop') e.reason = (body as { reason: string }).reason;
       else if (kind === 'error') e.message = (body as { message: string }).message;
-      if (shard.lines) e.line = traceLine(now, kind, from, to, type, body);
+      if (shard.hashes) {
+        const line = traceLine(now, kind, from, to, type, body);
+        const h = lineHash(line);
+        e.h1 = h[0];
+        e.h2 = h[1];
+        if (shard.lines) e.line = line;
+      }
       group!.entries.push(e);
       return;
     }

@@ -23,7 +23,7 @@
  * const result = createShardedSimulation(opts, plan).run(); // result.traceHash as with one kernel
  */
 import type { Counters, RunResult, ShardEntry, ShardGroup, ShardWindow, SimulationOptions, TraceRecord } from './createSimulation.js';
-import { createShardKernel } from './createSimulation.js';
+import { createShardKernel, hooksOf } from './createSimulation.js';
 import { ProtosimError } from './errors.js';
 import type { QueuedEvent } from './eventQueue.js';
 import type { ShardPlan } from './partition.js';
@@ -93,12 +93,14 @@ export function ownedBy(plan: ShardPlan, index: number): Uint8Array {
 
 /** Shards hosted in this thread, one kernel each: the merge and windows of a parallel run, without threads. */
 export function localShards(opts: SimulationOptions, plan: ShardPlan): ShardHandle[] {
-  const tracing = opts.traceSink !== undefined || opts.hash === true;
+  const hashes = opts.traceSink !== undefined || opts.hash === true;
+  const lines = opts.traceSink !== undefined;
+  const hooks = hooksOf(opts.observers ?? []);
   const base = shardKernelOptions(opts);
   return Array.from({ length: plan.shards }, (_, index) => {
     const kernel = createShardKernel(
       { ...base, world: index === 0 ? opts.world : undefined },
-      { index, owned: Uint8Array.from(ownedBy(plan, index)), lines: tracing },
+      { index, owned: Uint8Array.from(ownedBy(plan, index)), hashes, lines, hooks },
     );
     const step = (w: ShardWindow): Promise<ShardStep> => Promise.resolve({ ...w, next: kernel.nextTimeUs(), busyMs: 0 });
     return {
@@ -166,9 +168,9 @@ export function createShardedSimulation(
     if (e.from !== undefined) rec.from = e.from;
     if (e.to !== undefined) rec.to = e.to;
     ring[ringN++ % RECENT] = rec;
-    if (e.line !== undefined) {
-      hasher!.update(e.line);
-      sink?.(e.line);
+    if (e.h1 !== undefined) {
+      hasher!.fold(e.h1, e.h2!);
+      if (e.line !== undefined) sink?.(e.line);
     }
     switch (e.kind) {
       case 'send':

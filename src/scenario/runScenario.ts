@@ -61,7 +61,9 @@ export interface ShardSpec {
   text: string;
   file: string;
   overrides: Pick<RunOverrides, 'seed' | 'untilUs' | 'backend' | 'core'>;
-  /** Write trace lines. */
+  /** Hash the trace lines. */
+  hashes: boolean;
+  /** Hand the trace lines over (a trace file is written). */
   lines: boolean;
 }
 
@@ -355,7 +357,8 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       text: loaded.text,
       file: loaded.file,
       overrides: { seed: overrides.seed, untilUs: overrides.untilUs, backend: overrides.backend, core: overrides.core },
-      lines: simOptions.traceSink !== undefined || simOptions.hash === true,
+      hashes: simOptions.traceSink !== undefined || simOptions.hash === true,
+      lines: simOptions.traceSink !== undefined,
     };
     sim = createShardedSimulation(
       simOptions,

@@ -11,7 +11,7 @@ import type { Endpoint } from 'comlink';
 import { parseScenario } from '../scenario/loadScenario.js';
 import { prepareScenario } from '../scenario/runScenario.js';
 import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
-import { createShardKernel } from '../engine/createSimulation.js';
+import { createShardKernel, hooksOf } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
 import { shardKernelOptions } from '../engine/parallel.js';
 import type { ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
@@ -44,7 +44,15 @@ const api: ShardWorkerApi = {
     const opts = shardKernelOptions(prepared.simOptions);
     kernel = createShardKernel(
       { ...opts, world: spec.index === 0 ? opts.world : undefined },
-      { index: spec.index, owned: spec.owned, lines: spec.lines, progress: new Float64Array(spec.progress) },
+      {
+        index: spec.index,
+        owned: spec.owned,
+        hashes: spec.hashes,
+        lines: spec.lines,
+        // The coordinator's observers are this family's, built the same way.
+        hooks: hooksOf(prepared.simOptions.observers ?? []),
+        progress: new Float64Array(spec.progress),
+      },
     );
     const kill = envVar('PROTOSIM_TEST_KILL_SHARD')?.split(':');
     if (kill && Number(kill[0]) === spec.index) killAfter = Number(kill[1]);
