@@ -35,8 +35,8 @@ export interface PlanInput {
   network: NetworkSpec;
   /** Workers asked for (≥ 1). */
   workers: number;
-  /** Sets of actor indices that must share a shard (a bulk world and the actors it delivers to). */
-  together?: readonly (readonly number[])[];
+  /** Sets of actor indices that must share a shard, each with the reason (told to the user). */
+  together?: readonly { members: readonly number[]; why: string }[];
   /**
    * Sets of actor indices that talk to each other most: kept on one shard when that still leaves
    * at least as many groups as workers (otherwise they are spread like the rest).
@@ -122,7 +122,7 @@ export function planShards(input: PlanInput): ShardPlan {
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be a whole number ≥ 1, got ${workers}`);
   const notes: string[] = [];
   let groups = new Groups(n);
-  for (const t of input.together ?? []) groups.unionAll(t);
+  for (const t of input.together ?? []) groups.unionAll(t.members);
   const net = input.network;
   let allTogether = false;
   if (minLatencyUs(net.defaults.latency) === 0) {
@@ -159,8 +159,9 @@ export function planShards(input: PlanInput): ShardPlan {
   const roots = [...weightOf.keys()].sort((a, b) => weightOf.get(b)! - weightOf.get(a)! || a - b);
   const shards = Math.max(1, Math.min(workers, roots.length));
   if (shards < workers && !allTogether) {
+    const whys = [...new Set((input.together ?? []).map((t) => t.why))];
     notes.push(
-      `${roots.length} group${roots.length === 1 ? '' : 's'} of actors that must stay together: ${shards} shard${shards === 1 ? '' : 's'}`,
+      `${roots.length} group${roots.length === 1 ? '' : 's'} of actors that must stay together${whys.length > 0 ? ` (${whys.join('; ')})` : ''}: ${shards} shard${shards === 1 ? '' : 's'}`,
     );
   }
   // Largest group first onto the lightest shard (ties: the lowest shard).

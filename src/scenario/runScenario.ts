@@ -381,10 +381,15 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
  * its actors at once), and the two sides of a hold (a held message is released through its link's
  * state, which lives with the sender).
  */
-function togetherOf(built: { actors: readonly unknown[]; world?: unknown }, faults: ScheduledFault[]): number[][] {
-  if (built.world) return [built.actors.map((_, i) => i)];
-  const out: number[][] = [];
-  for (const f of faults) if (f.action.kind === 'hold') out.push([...f.action.from, ...f.action.to]);
+function togetherOf(
+  built: { actors: readonly unknown[]; world?: unknown },
+  faults: ScheduledFault[],
+): { members: number[]; why: string }[] {
+  if (built.world) return [{ members: built.actors.map((_, i) => i), why: 'a bulk world delivers to all its actors at once' }];
+  const out: { members: number[]; why: string }[] = [];
+  for (const f of faults) {
+    if (f.action.kind === 'hold') out.push({ members: [...f.action.from, ...f.action.to], why: `both sides of ${f.label}` });
+  }
   return out;
 }
 

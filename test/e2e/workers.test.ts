@@ -61,6 +61,19 @@ describe('protosim run --workers', () => {
     }
   });
 
+  it('--trace writes the same file on 2 workers as on one', () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-trace-'));
+    const traces = ['1', '2'].map((w) => {
+      const dir = join(out, w);
+      const r = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--trace', '--out', dir, '--workers', w]);
+      expect(r.code, r.err).toBe(0);
+      const [runDir] = readdirSync(dir);
+      return readFileSync(join(dir, runDir, 'trace.jsonl'), 'utf8');
+    });
+    expect(traces[0].length).toBeGreaterThan(100_000);
+    expect(traces[1]).toBe(traces[0]);
+  });
+
   it('a worker killed mid-run: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-kill-'));
     const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--trace', '--out', out, '--workers', '2'], {

@@ -34,9 +34,9 @@ describe('shard placement', () => {
     expect(lognormal.shards).toBe(1);
     expect(lognormal.lookaheadUs).toBe(Infinity);
     expect(lognormal.notes.join()).toMatch(/lognormal latency \(unbounded below/);
-    const bound = planShards({ actors: actors(3), network: net(ms(1)), workers: 3, together: [[0, 1, 2]] });
+    const bound = planShards({ actors: actors(3), network: net(ms(1)), workers: 3, together: [{ members: [0, 1, 2], why: 'a world' }] });
     expect(bound.shards).toBe(1);
-    expect(bound.notes.join()).toMatch(/1 group of actors that must stay together: 1 shard/);
+    expect(bound.notes.join()).toMatch(/1 group of actors that must stay together \(a world\): 1 shard/);
   });
 
   it('takes the lookahead from the fastest rule that crosses shards, not from one inside a shard', () => {
@@ -57,6 +57,23 @@ describe('shard placement', () => {
       workers: 2,
     });
     expect(across.lookaheadUs).toBe(40);
+  });
+
+  it('keeps the actors that talk most together when enough groups remain, and spreads them otherwise', () => {
+    const sites = planShards({
+      actors: actors(8),
+      network: net(ms(2)),
+      workers: 2,
+      affinity: [
+        [0, 2, 4, 6],
+        [1, 3, 5, 7],
+      ],
+    });
+    expect([...sites.shardOf]).toEqual([0, 1, 0, 1, 0, 1, 0, 1]);
+    const oneSite = planShards({ actors: actors(6), network: net(ms(2)), workers: 2, affinity: [[0, 1, 2, 3, 4, 5]] });
+    expect(oneSite.shards).toBe(2);
+    expect(oneSite.sizes).toEqual([3, 3]);
+    expect(oneSite.notes.join()).toMatch(/the actors that talk most form 1 group: spread over 2 shards instead/);
   });
 
   it('weighs actors: a heavy one gets a shard to itself', () => {
