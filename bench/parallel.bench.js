@@ -40,11 +40,15 @@ for (const c of cases) {
   const row = { name: c.name, runs: {} };
   for (const workers of [1, 2]) {
     const out = join(scratch, `out-${results.length}-${workers}`);
-    const r = spawnSync(process.execPath, ['bin/protosim.js', 'run', c.file, '--json', '--hash', '--out', out, '--workers', String(workers)], {
-      cwd: root,
-      encoding: 'utf8',
-      maxBuffer: 1 << 28,
-    });
+    const r = spawnSync(
+      process.execPath,
+      ['bin/protosim.js', 'run', c.file, '--json', '--hash', '--out', out, '--workers', String(workers)],
+      {
+        cwd: root,
+        encoding: 'utf8',
+        maxBuffer: 1 << 28,
+      },
+    );
     if (r.status !== 0) throw new Error(`${c.name} at ${workers} workers: exit ${r.status}\n${r.stderr}`);
     const s = JSON.parse(r.stdout);
     const p = s.parallel;
@@ -63,7 +67,9 @@ for (const c of cases) {
     };
     console.log(
       `${c.name}, ${workers} worker${workers > 1 ? 's' : ''}: ${(s.wallMs / 1000).toFixed(1)} s, ${s.messagesPerSecond.toLocaleString('en-US')} messages/s` +
-        (p ? `, ${p.shards} shards, ${p.windows} windows, shards busy ${p.busyMs.map((b) => `${Math.round((100 * b) / p.wallMs)} %`).join(' / ')}` : '') +
+        (p
+          ? `, ${p.shards} shards, ${p.windows} windows, shards busy ${p.busyMs.map((b) => `${Math.round((100 * b) / p.wallMs)} %`).join(' / ')}`
+          : '') +
         (r.stderr.trim() ? ` (${r.stderr.trim()})` : ''),
     );
   }
@@ -88,5 +94,8 @@ for (const r of results) {
 }
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
 const file = join(root, 'bench', 'results', 'parallel.json');
-writeFileSync(file, `${JSON.stringify({ cpu, cores: cpus().length, node: process.version, date: new Date().toISOString(), quick, results }, null, 2)}\n`);
+writeFileSync(
+  file,
+  `${JSON.stringify({ cpu, cores: cpus().length, node: process.version, date: new Date().toISOString(), quick, results }, null, 2)}\n`,
+);
 console.log(`\nsaved ${file}`);
