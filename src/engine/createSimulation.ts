@@ -225,6 +225,21 @@ export interface RunResult {
   actorErrors: { t: number; actor: string; message: string }[];
 }
 
+/** Counters at the start of a run. */
+export function emptyCounters(): Counters {
+  return {
+    events: 0,
+    messagesSent: 0,
+    messagesDelivered: 0,
+    dropped: {},
+    duplicated: 0,
+    timersFired: 0,
+    faults: 0,
+    actorErrors: 0,
+    sentByType: {},
+  };
+}
+
 interface HostedActor {
   index: number;
   def: ActorDefinition;
@@ -316,17 +331,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   const hasher = !shard && (opts.traceSink || opts.hash) ? new TraceHash() : undefined;
   const sink = opts.traceSink;
   const tracing = hasher !== undefined;
-  const counters: Counters = {
-    events: 0,
-    messagesSent: 0,
-    messagesDelivered: 0,
-    dropped: {},
-    duplicated: 0,
-    timersFired: 0,
-    faults: 0,
-    actorErrors: 0,
-    sentByType: {},
-  };
+  const counters = emptyCounters();
   const actorErrors: RunResult['actorErrors'] = [];
   // Sequence numbers of the kernel's own events (origin -1). Each kind of kernel event has its own
   // numbering, fixed by the scenario rather than by the order in which events happen to run, so a

@@ -21,17 +21,22 @@ export const EventKind = {
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
-/** One queued event. `target`/`origin` are stable actor indices (`-1` for the kernel). */
-export interface QueuedEvent {
+/** What orders events. `target`/`origin` are stable actor indices (`-1` for the kernel). */
+export interface EventKey {
   time: number;
   kind: EventKind;
   target: number;
   origin: number;
   originSeq: number;
+}
+
+/** One queued event. */
+export interface QueuedEvent extends EventKey {
   payload: unknown;
 }
 
-function less(a: QueuedEvent, b: QueuedEvent): boolean {
+/** The queue's order on event keys: `a` runs before `b`. */
+export function less(a: EventKey, b: EventKey): boolean {
   if (a.time !== b.time) return a.time < b.time;
   if (a.kind !== b.kind) return a.kind < b.kind;
   if (a.target !== b.target) return a.target < b.target;

@@ -22,10 +22,11 @@
  * const plan = planShards({ actors: opts.actors, network: opts.network, workers: 2 });
  * const result = createShardedSimulation(opts, plan).run(); // result.traceHash as with one kernel
  */
-import type { Counters, RunResult, ShardEntry, ShardGroup, ShardWindow, SimulationOptions, TraceRecord } from './createSimulation.js';
-import { createShardKernel, hooksOf } from './createSimulation.js';
+import type { RunResult, ShardEntry, ShardGroup, ShardWindow, SimulationOptions, TraceRecord } from './createSimulation.js';
+import { createShardKernel, emptyCounters, hooksOf } from './createSimulation.js';
 import { ProtosimError } from './errors.js';
 import type { QueuedEvent } from './eventQueue.js';
+import { less } from './eventQueue.js';
 import type { ShardPlan } from './partition.js';
 import { formatDurationUs } from './time.js';
 import { TraceHash } from './traceHash.js';
@@ -70,16 +71,8 @@ export interface ShardedSimulation {
   recent(): TraceRecord[];
 }
 
-/** The order of the one kernel's queue: (time, kind, target, origin, originSeq). */
-function before(a: ShardGroup, b: ShardGroup): boolean {
-  if (a.time !== b.time) return a.time < b.time;
-  if (a.kind !== b.kind) return a.kind < b.kind;
-  if (a.target !== b.target) return a.target < b.target;
-  if (a.origin !== b.origin) return a.origin < b.origin;
-  return a.originSeq < b.originSeq;
-}
-
-const sameKey = (a: ShardGroup, b: ShardGroup): boolean => !before(a, b) && !before(b, a);
+/** Same key in the one kernel's queue order (`less`: time, kind, target, origin, originSeq). */
+const sameKey = (a: ShardGroup, b: ShardGroup): boolean => !less(a, b) && !less(b, a);
 
 /** The options a shard's kernel is built with: no observers, trace or stop (the coordinator has them). */
 export function shardKernelOptions(opts: SimulationOptions): SimulationOptions {
@@ -132,17 +125,7 @@ export function createShardedSimulation(
   const tracing = opts.traceSink !== undefined || opts.hash === true;
   const hasher = tracing ? new TraceHash() : undefined;
   const sink = opts.traceSink;
-  const counters: Counters = {
-    events: 0,
-    messagesSent: 0,
-    messagesDelivered: 0,
-    dropped: {},
-    duplicated: 0,
-    timersFired: 0,
-    faults: 0,
-    actorErrors: 0,
-    sentByType: {},
-  };
+  const counters = emptyCounters();
   const actorErrors: RunResult['actorErrors'] = [];
   const ring: TraceRecord[] = [];
   let ringN = 0;
@@ -267,7 +250,7 @@ export function createShardedSimulation(
         let min: ShardGroup | undefined;
         for (let s = 0; s < n; s++) {
           const g = buffered[s][heads[s]];
-          if (g !== undefined && g.time < bound && (min === undefined || before(g, min))) min = g;
+          if (g !== undefined && g.time < bound && (min === undefined || less(g, min))) min = g;
         }
         if (min === undefined) break;
         const same: ShardGroup[] = [];

@@ -31,8 +31,10 @@ export class TraceHash {
   }
 }
 
-/** The two 32-bit lanes of one line's hash. */
-export function lineHash(line: string): [number, number] {
+const lanes: [number, number] = [0, 0];
+
+/** The two 32-bit lanes of one line's hash (in an array reused by the next call: read it at once). */
+export function lineHash(line: string): readonly [number, number] {
   let h1 = 0x811c9dc5;
   let h2 = 0x01000193 ^ 0x5bd1e995;
   for (let i = 0; i < line.length; i++) {
@@ -41,5 +43,7 @@ export function lineHash(line: string): [number, number] {
     h2 = Math.imul(h2 ^ c, 0x5bd1e995);
     h2 ^= h2 >>> 15;
   }
-  return [h1 | 0, h2 | 0];
+  lanes[0] = h1 | 0;
+  lanes[1] = h2 | 0;
+  return lanes;
 }
