@@ -6,6 +6,9 @@
 //   npm run bench:parallel            # the large manager/worker scenario (all invariants, and none),
 //                                     # and the large Virdi scenario, at 1 and 2 workers
 //   npm run bench:parallel -- --quick # a smaller manager/worker load only
+//   npm run bench:parallel -- --million
+//                                     # 1 000 004 actors: 4 sites of 250 000 workers (about 8 min,
+//                                     # 16 GB at 2 workers)
 //
 // Results: a table, and bench/results/parallel.json.
 import { spawnSync } from 'node:child_process';
@@ -16,24 +19,34 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
+const million = process.argv.includes('--million');
 const scratch = mkdtempSync(join(tmpdir(), 'protosim-bench-parallel-'));
 
-/** The large manager/worker scenario, optionally without invariants or with fewer tasks. */
-function mwLarge({ invariants = true, tasks = 25_000 } = {}) {
-  let text = readFileSync(join(root, 'scenarios/manager-worker/large.yaml'), 'utf8').replaceAll('count: 25000', `count: ${tasks}`);
+/** The large manager/worker scenario, optionally without invariants, with fewer tasks or more workers per site. */
+function mwLarge({ invariants = true, tasks = 25_000, workersPerSite = 2500 } = {}) {
+  let text = readFileSync(join(root, 'scenarios/manager-worker/large.yaml'), 'utf8')
+    .replaceAll('count: 25000', `count: ${tasks}`)
+    .replaceAll('count: 2500,', `count: ${workersPerSite},`);
   if (!invariants) text = text.replace(/^expect:[\s\S]*$/m, 'invariants: []\n');
-  const file = join(scratch, `mw-large-${invariants ? 'checked' : 'unchecked'}-${tasks}.yaml`);
+  const file = join(scratch, `mw-large-${invariants ? 'checked' : 'unchecked'}-${tasks}-${workersPerSite}.yaml`);
   writeFileSync(file, text);
   return file;
 }
 
-const cases = quick
-  ? [{ name: 'manager/worker, 4 sites, 10 004 actors, 20 000 tasks, all invariants', file: mwLarge({ tasks: 5000 }) }]
-  : [
-      { name: 'manager/worker large (4 sites, 10 004 actors, 100 000 tasks), all invariants', file: mwLarge() },
-      { name: 'manager/worker large, no invariants', file: mwLarge({ invariants: false }) },
-      { name: 'Virdi large (100 000 consumers, 1 000 producers, 1 h)', file: join(root, 'scenarios/virdi/large.yaml') },
-    ];
+const cases = million
+  ? [
+      {
+        name: 'manager/worker, 4 sites of 250 000 workers (1 000 004 actors), 100 000 tasks, all invariants',
+        file: mwLarge({ workersPerSite: 250_000 }),
+      },
+    ]
+  : quick
+    ? [{ name: 'manager/worker, 4 sites, 10 004 actors, 20 000 tasks, all invariants', file: mwLarge({ tasks: 5000 }) }]
+    : [
+        { name: 'manager/worker large (4 sites, 10 004 actors, 100 000 tasks), all invariants', file: mwLarge() },
+        { name: 'manager/worker large, no invariants', file: mwLarge({ invariants: false }) },
+        { name: 'Virdi large (100 000 consumers, 1 000 producers, 1 h)', file: join(root, 'scenarios/virdi/large.yaml') },
+      ];
 
 const results = [];
 for (const c of cases) {
@@ -93,7 +106,7 @@ for (const r of results) {
   }
 }
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-const file = join(root, 'bench', 'results', 'parallel.json');
+const file = join(root, 'bench', 'results', million ? 'parallel-million.json' : 'parallel.json');
 writeFileSync(
   file,
   `${JSON.stringify({ cpu, cores: cpus().length, node: process.version, date: new Date().toISOString(), quick, results }, null, 2)}\n`,
