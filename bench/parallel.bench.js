@@ -53,9 +53,11 @@ for (const c of cases) {
   const row = { name: c.name, runs: {} };
   for (const workers of [1, 2]) {
     const out = join(scratch, `out-${results.length}-${workers}`);
+    // A million actors need a bigger heap than V8's default.
+    const heap = million ? ['--max-old-space-size=16000'] : [];
     const r = spawnSync(
       process.execPath,
-      ['bin/protosim.js', 'run', c.file, '--json', '--hash', '--out', out, '--workers', String(workers)],
+      [...heap, 'bin/protosim.js', 'run', c.file, '--json', '--hash', '--out', out, '--workers', String(workers)],
       {
         cwd: root,
         encoding: 'utf8',
