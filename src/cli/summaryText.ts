@@ -1,4 +1,5 @@
 /** The human summary of a run (the JSON one is the RunSummary itself). */
+import { formatDurationUs } from '../engine/time.js';
 import type { RunSummary } from '../scenario/runScenario.js';
 
 const n = (x: number): string => x.toLocaleString('en-US');
@@ -27,6 +28,13 @@ export function summaryText(s: RunSummary, extra: { runDir?: string; untilText: 
       ? ` in ${(s.wallMs / 1000).toFixed(2)}s wall → ${n(s.eventsPerSecond ?? 0)} events/s, ${n(s.messagesPerSecond ?? 0)} messages/s`
       : '';
   lines.push(`events     ${n(s.events)}${wall}`);
+  const p = s.parallel;
+  if (p) {
+    const busy = p.busyMs.map((b) => `${Math.round((100 * b) / Math.max(p.wallMs, 1))} %`).join(' / ');
+    lines.push(
+      `parallel   ${p.shards} shards, lookahead ${formatDurationUs(p.lookaheadUs)}, ${n(p.windows)} windows, ${n(p.crossMessages)} messages across shards; shards ran events ${busy} of the time`,
+    );
+  }
   lines.push(
     `messages   sent ${n(s.messages.sent)}, delivered ${n(s.messages.delivered)}, dropped ${n(dropped)}${dropped ? ` (${byCount(s.messages.dropped)})` : ''}${s.messages.duplicated ? `, duplicated ${n(s.messages.duplicated)}` : ''}`,
   );

@@ -61,12 +61,13 @@ describe('protosim run --workers', () => {
     }
   });
 
-  it('--trace writes the same file on 2 workers as on one', () => {
+  it('--trace writes the same file on 2 workers as on one, and the summary tells how the shards went', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-trace-'));
     const traces = ['1', '2'].map((w) => {
       const dir = join(out, w);
       const r = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--trace', '--out', dir, '--workers', w]);
       expect(r.code, r.err).toBe(0);
+      if (w === '2') expect(r.out).toMatch(/^parallel +2 shards, lookahead 2ms, [\d,]+ windows, [\d,]+ messages across shards/m);
       const [runDir] = readdirSync(dir);
       return readFileSync(join(dir, runDir, 'trace.jsonl'), 'utf8');
     });
