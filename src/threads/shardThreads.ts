@@ -132,14 +132,14 @@ function denoThread(): Thread {
 
 /** Starts one worker per shard of `plan` and builds its kernel there. */
 export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names: readonly string[]): Promise<ShardHandle[]> {
-  const handles: ShardHandle[] = [];
-  try {
-    for (let index = 0; index < plan.shards; index++) handles.push(await threadShard(spec, plan, index, names));
-  } catch (err) {
-    await Promise.allSettled(handles.map((h) => h.close()));
-    throw err;
+  // The threads build their shards at the same time; if one fails, the others are stopped.
+  const started = await Promise.allSettled(Array.from({ length: plan.shards }, (_, index) => threadShard(spec, plan, index, names)));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.allSettled(started.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+    throw failed.reason;
   }
-  return handles;
+  return started.map((r) => (r as PromiseFulfilledResult<ShardHandle>).value);
 }
 
 async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, names: readonly string[]): Promise<ShardHandle> {
