@@ -81,7 +81,11 @@ export function shardKernelOptions(opts: SimulationOptions): SimulationOptions {
 
 /** owned[i] = 1 for the actors of shard `index`. */
 export function ownedBy(plan: ShardPlan, index: number): Uint8Array {
-  return plan.shardOf.map((s) => (s === index ? 1 : 0)) as unknown as Uint8Array;
+  const owned = new Uint8Array(plan.shardOf.length);
+  plan.shardOf.forEach((s, i) => {
+    if (s === index) owned[i] = 1;
+  });
+  return owned;
 }
 
 /** Shards hosted in this thread, one kernel each: the merge and windows of a parallel run, without threads. */
@@ -93,7 +97,7 @@ export function localShards(opts: SimulationOptions, plan: ShardPlan): ShardHand
   return Array.from({ length: plan.shards }, (_, index) => {
     const kernel = createShardKernel(
       { ...base, world: index === 0 ? opts.world : undefined },
-      { index, owned: Uint8Array.from(ownedBy(plan, index)), hashes, lines, hooks },
+      { index, owned: ownedBy(plan, index), hashes, lines, hooks },
     );
     const step = (w: ShardWindow): Promise<ShardStep> => Promise.resolve({ ...w, next: kernel.nextTimeUs(), busyMs: 0 });
     return {
