@@ -616,10 +616,16 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     else deliverEnv(a, payload as EnvPayload);
   };
 
-  /** The actors of a per-actor fault this kernel hosts, each with its position in the list (`sub`). */
-  const ownedOf = (list: number[]): number[] => (shard ? list.filter((i) => owns(i)) : list);
-  const at = (list: number[], i: number): void => {
-    if (shard) sub = list.indexOf(i);
+  /**
+   * Runs `f` on each actor of a per-actor fault that this kernel hosts, in list order; on a shard,
+   * `sub` is the actor's position in the list (a repeated actor is at each of its positions).
+   */
+  const eachOwned = (list: number[], f: (a: HostedActor) => void): void => {
+    list.forEach((i, position) => {
+      if (!owns(i)) return;
+      if (shard) sub = position;
+      f(actors[i]);
+    });
   };
 
   const applyFault = (f: ScheduledFault): void => {
@@ -638,46 +644,41 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     if (header && action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);
     switch (action.kind) {
       case 'crash':
-        for (const i of ownedOf(action.actors)) {
-          at(action.actors, i);
-          crash(actors[i]);
-        }
+        eachOwned(action.actors, crash);
         break;
       case 'restart':
-        for (const i of ownedOf(action.actors)) {
-          at(action.actors, i);
-          const a = actors[i];
+        eachOwned(action.actors, (a) => {
           if (a.alive) crash(a);
           a.incarnation++;
           start(a, a.def.restartInput ? a.def.restartInput(a.incarnation) : a.def.input);
-        }
+        });
         break;
       case 'pause':
-        for (const i of ownedOf(action.actors)) actors[i].paused = actors[i].alive;
+        eachOwned(action.actors, (a) => {
+          a.paused = a.alive;
+        });
         break;
       case 'resume':
-        for (const i of ownedOf(action.actors)) {
-          at(action.actors, i);
-          const a = actors[i];
-          if (!a.paused) continue;
+        eachOwned(action.actors, (a) => {
+          if (!a.paused) return;
           a.paused = false;
           while (a.pending.length > 0 && a.alive && !a.halted && !a.paused) {
             const ev = a.pending.shift()!;
             dispatch(a, ev.kind, ev.payload);
           }
-        }
+        });
         break;
       case 'shutdown':
-        for (const i of ownedOf(action.actors)) {
-          at(action.actors, i);
-          const a = actors[i];
+        eachOwned(action.actors, (a) => {
           // A paused actor shuts down when it resumes, after what it was already sent.
           if (a.paused) a.pending.push({ kind: EventKind.Fault, payload: null });
           else shutdown(a);
-        }
+        });
         break;
       case 'skew':
-        for (const i of ownedOf(action.actors)) actors[i].skewUs += action.byUs;
+        eachOwned(action.actors, (a) => {
+          a.skewUs += action.byUs;
+        });
         break;
       case 'partition': {
         const groups = action.groups;

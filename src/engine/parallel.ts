@@ -124,6 +124,12 @@ export function createShardedSimulation(
   if (opts.world && plan.shards > 1)
     throw new Error('a run with a bulk world must stay on one shard (the world delivers to its actors at once)');
   if (plan.shards > 1 && !(plan.lookaheadUs > 0)) throw new Error(`shards need a lookahead above 0 µs, got ${plan.lookaheadUs}`);
+  for (const f of opts.faults ?? []) {
+    // A released message leaves at once, through its link's state on the sender's shard.
+    if (f.action.kind !== 'hold') continue;
+    const sides = new Set([...f.action.from, ...f.action.to].map((i) => plan.shardOf[i]));
+    if (sides.size > 1) throw new Error(`${f.label}: both sides of a hold must share a shard (planShards: together)`);
+  }
   const names = opts.actors.map((a) => a.name);
   const observers = opts.observers ?? [];
   const tracing = opts.traceSink !== undefined || opts.hash === true;
@@ -314,13 +320,16 @@ export function createShardedSimulation(
         stats.windows++;
         const steps = await Promise.all(handles.map((_, s) => advance(s, end, WINDOW_EVENTS)));
         took(steps);
-        let stalledAt = -1;
-        for (const w of steps) if (w.stalled) stalledAt = w.next;
-        if (stalledAt >= 0) {
-          // A shard ran more events at one instant than the limit: the run stalls there. Every other
-          // shard finishes that instant, so the merge sees the instant's events as the one kernel did.
-          const rest = await Promise.all(handles.map((_, s) => (steps[s].stalled ? undefined : advance(s, stalledAt + 1, Infinity))));
+        // A shard that ran more events at one instant than the limit stopped there: the run stalls
+        // at the earliest such instant. Every other shard finishes that instant (and may stall at an
+        // earlier one), so the merge sees the instant's events as the one kernel did.
+        let stalledAt = Infinity;
+        for (const w of steps) if (w.stalled) stalledAt = Math.min(stalledAt, w.next);
+        if (stalledAt < Infinity) {
+          const at = stalledAt;
+          const rest = await Promise.all(handles.map((_, s) => (steps[s].stalled ? undefined : advance(s, at + 1, Infinity))));
           took(rest);
+          for (const w of rest) if (w?.stalled) stalledAt = Math.min(stalledAt, w.next);
           if (!emit(stalledAt + 1)) break;
           // Only the stalled shard's blocked event is left at that instant: it is one too many.
           stoppedBecause = 'stalled';

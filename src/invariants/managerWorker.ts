@@ -143,7 +143,8 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const rels = new PairMap<Relationship>();
   // Invariant 6: worker|task → rank of the last report.
   const ranks = new PairMap<number>();
-  const executes = new WeakSet<object>();
+  // TasksExecute requests seen, by sender and request id (a duplicate delivery has the same).
+  const executes = new PairMap<true>();
   // Invariant 7: manager|worker → outstanding task ids; declared slots.
   const outstanding = new PairMap<Set<string>>();
   const slots = new PairMap<number>();
@@ -453,9 +454,10 @@ export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
         if (scoped) L.check('mw.not-mine');
         if (m.type === 'ManagerRequest' && isManagerName(to)) slots.set(to, from, m.cpuCount);
         // A new assignment starts a task's reports afresh; a duplicated delivery of the same
-        // TasksExecute (the same message object) does not.
-        if (m.type === 'TasksExecute' && !nonPartner && !executes.has(m)) {
-          executes.add(m);
+        // TasksExecute (the same sender and request id, as the worker itself tells them apart)
+        // does not. Not object identity: a message that crossed threads is a copy.
+        if (m.type === 'TasksExecute' && !nonPartner && !executes.has(from, String(m.rid))) {
+          executes.set(from, String(m.rid), true);
           for (const task of m.tasks) ranks.set(to, task.taskId, -1);
         }
         if (m.type === 'TaskStatus' && !nonPartner && isManagerName(to) && isTerminal(m.status)) {

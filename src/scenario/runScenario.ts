@@ -7,8 +7,8 @@
  * console.log(summary.invariants.map((i) => `${i.id}: ${i.status}`));
  */
 import type { FaultAction, ScheduledFault, SimObserver, SimulationOptions } from '../engine/createSimulation.js';
-import { createSimulation } from '../engine/createSimulation.js';
-import type { RunResult, Simulation } from '../engine/createSimulation.js';
+import { createSimulation, hooksOf } from '../engine/createSimulation.js';
+import type { ObserverHook, RunResult, Simulation } from '../engine/createSimulation.js';
 import type { ParallelStats, ShardedSimulation } from '../engine/parallel.js';
 import { createShardedSimulation } from '../engine/parallel.js';
 import type { ShardHandle } from '../engine/parallel.js';
@@ -65,6 +65,8 @@ export interface ShardSpec {
   hashes: boolean;
   /** Hand the trace lines over (a trace file is written). */
   lines: boolean;
+  /** The observer calls the coordinator's observers take. */
+  hooks: ObserverHook[];
 }
 
 /** Starts one shard per shard of `plan` somewhere (worker threads) and hands back their handles. */
@@ -359,6 +361,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       overrides: { seed: overrides.seed, untilUs: overrides.untilUs, backend: overrides.backend, core: overrides.core },
       hashes: simOptions.traceSink !== undefined || simOptions.hash === true,
       lines: simOptions.traceSink !== undefined,
+      hooks: hooksOf(simOptions.observers ?? []),
     };
     sim = createShardedSimulation(
       simOptions,

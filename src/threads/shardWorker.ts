@@ -11,7 +11,7 @@ import type { Endpoint } from 'comlink';
 import { parseScenario } from '../scenario/loadScenario.js';
 import { prepareScenario } from '../scenario/runScenario.js';
 import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
-import { createShardKernel, hooksOf } from '../engine/createSimulation.js';
+import { createShardKernel } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
 import { shardKernelOptions } from '../engine/parallel.js';
 import type { ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
@@ -28,9 +28,9 @@ function envVar(name: string): string | undefined {
 }
 
 function exitThread(): never {
-  const g = globalThis as { process?: { exit(code: number): never }; close?: () => void };
-  if (onDeno) g.close!();
-  return g.process!.exit(70);
+  // Deno tells the main thread only of an uncaught error, not of a worker that closes itself.
+  if (onDeno) throw new Error('killed by PROTOSIM_TEST_KILL_SHARD');
+  return (globalThis as unknown as { process: { exit(code: number): never } }).process.exit(70);
 }
 
 const step = (w: ShardWindow, t0: number): ShardStep => {
@@ -49,8 +49,7 @@ const api: ShardWorkerApi = {
         owned: spec.owned,
         hashes: spec.hashes,
         lines: spec.lines,
-        // The coordinator's observers are this family's, built the same way.
-        hooks: hooksOf(prepared.simOptions.observers ?? []),
+        hooks: spec.hooks,
         progress: new Float64Array(spec.progress),
       },
     );

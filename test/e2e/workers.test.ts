@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadScenario } from '../../src/scenario/loadScenario.js';
+import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js';
 import { runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
 import { spawnThreadShards } from '../../src/threads/shardThreads.js';
 
@@ -40,6 +40,25 @@ describe('worker threads: the same trace as one thread', () => {
       });
     }
   });
+});
+
+it('a duplicating network across threads: the checkers judge copies of a message as one kernel does', { timeout: 120_000 }, async () => {
+  // lossy-network.yaml with a bounded latency (so it splits) and many duplicates: a duplicate that
+  // crossed threads is a copy of the message, not the same object.
+  const text = readFileSync(join(root, 'scenarios/manager-worker/lossy-network.yaml'), 'utf8')
+    .replace(/latency: \{ dist: lognormal[^}]*\}/, 'latency: { dist: uniform, min: 2ms, max: 300ms }')
+    .replace(/duplicate: [\d.]+/, 'duplicate: 0.3');
+  expect(text).toMatch(/duplicate: 0.3/);
+  const judged = (s: Awaited<ReturnType<typeof runScenarioAsync>>) => ({
+    hash: s.traceHash,
+    duplicated: s.messages.duplicated,
+    invariants: s.invariants.map((i) => [i.id, i.status, i.checks, i.violationCount]),
+  });
+  const one = judged(runScenario(parseScenario(text, 'dup.yaml'), { hash: true }));
+  expect(one.duplicated).toBeGreaterThan(100);
+  const two = await runScenarioAsync(parseScenario(text, 'dup.yaml'), { hash: true, workers: 2, threads: spawnThreadShards });
+  expect(two.parallel?.shards).toBe(2);
+  expect(judged(two)).toEqual(one);
 });
 
 describe('protosim run --workers', () => {

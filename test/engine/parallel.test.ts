@@ -93,6 +93,9 @@ const chatter = setup({
 });
 
 const spinner = setup({}).createMachine({ initial: 'a', states: { a: { after: { 0: { target: 'a', reenter: true } } } } });
+/** Starts a zero-delay loop after `ms`. */
+const spinAfter = (ms: number) =>
+  setup({}).createMachine({ initial: 'w', states: { w: { after: { [ms]: 's' } }, s: { after: { 0: { target: 's', reenter: true } } } } });
 
 /** Counts observer calls in order, as a checker would see them. */
 function tally(): SimObserver & { log: string[] } {
@@ -148,7 +151,7 @@ describe('kernel edge cases on shards', () => {
         },
         faults: [
           fault(3000, { kind: 'crash', actors: [4, 1] }),
-          fault(6000, { kind: 'restart', actors: [1, 4] }),
+          fault(6000, { kind: 'restart', actors: [1, 4, 1] }),
           fault(7000, { kind: 'pause', actors: [2, 5] }),
           fault(9000, { kind: 'inject', from: 'n3', to: 0, msg: { type: 'Chat' } }),
           fault(9000, { kind: 'inject', from: 'nobody', to: 5, msg: { type: 'Chat' } }),
@@ -178,5 +181,36 @@ describe('kernel edge cases on shards', () => {
     );
     expect(one.stoppedBecause).toBe('stalled');
     expect(split).toEqual(one);
+  });
+
+  it('two shards that stall in one window: the run stalls at the earlier instant', async () => {
+    const { one, split } = await both(
+      () => ({
+        seed: 1,
+        actors: [
+          { name: 'a', role: 'x', machine: spinAfter(3), input: undefined },
+          { name: 'b', role: 'x', machine: spinAfter(5), input: undefined },
+        ],
+        network: { defaults: { latency: { dist: 'constant', valueUs: 10_000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, links: [] },
+        untilUs: 1_000_000,
+        stallEvents: 100,
+      }),
+      2,
+    );
+    expect(one.stall).toEqual({ atUs: 3000, events: 101 });
+    expect(split).toEqual(one);
+  });
+
+  it('refuses a hold whose two sides are on different shards (a release leaves at once)', () => {
+    const opts: SimulationOptions = {
+      seed: 1,
+      actors: ring(4, 1),
+      network: { defaults: { latency: { dist: 'constant', valueUs: 1000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, links: [] },
+      faults: [fault(10, { kind: 'hold', id: 1, from: new Set([0]), to: new Set([1]) })],
+      untilUs: 100_000,
+    };
+    const plan = planShards({ actors: opts.actors.map(() => ({})), network: opts.network, workers: 2 });
+    expect(plan.shardOf[0]).not.toBe(plan.shardOf[1]);
+    expect(() => createShardedSimulation(opts, plan)).toThrow(/hold: both sides of a hold must share a shard/);
   });
 });
