@@ -130,7 +130,10 @@ export interface ShardOptions {
   lines: boolean;
   /** The observer calls the coordinator has a use for (the others are not recorded). */
   hooks: readonly ObserverHook[];
-  /** When given: [virtual time, actor index] of the event running, for a report if the shard dies. */
+  /**
+   * When given: [virtual time, actor index, events run] of the event running — for a report if the
+   * shard dies, and for a watchdog that notices a shard making no progress.
+   */
   progress?: Float64Array;
 }
 
@@ -904,6 +907,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         if (shard!.progress) {
           shard!.progress[0] = ev.time;
           shard!.progress[1] = ev.target;
+          shard!.progress[2]++;
         }
         group = {
           time: ev.time,

@@ -20,7 +20,7 @@ import { nodePortEndpoint } from './threadPort.js';
 export interface ShardInit extends ShardSpec {
   index: number;
   owned: Uint8Array;
-  /** Float64Array(2): the virtual time and the actor index of the event the shard is running. */
+  /** Float64Array(3): the virtual time and actor index of the event the shard is running, and its count of events. */
   progress: SharedArrayBuffer;
 }
 
@@ -77,6 +77,18 @@ interface DenoGlobal {
   Deno?: { version?: { deno?: string } };
 }
 export const onDeno = (globalThis as DenoGlobal).Deno?.version?.deno !== undefined;
+
+/** An environment variable on either runtime (Deno needs --allow-env). */
+export function envVar(name: string): string | undefined {
+  const g = globalThis as { process?: { env: Record<string, string | undefined> }; Deno?: { env: { get(n: string): string | undefined } } };
+  return onDeno ? g.Deno!.env.get(name) : g.process?.env[name];
+}
+
+/**
+ * A shard that finishes no event for this long while the coordinator waits on it has failed: an
+ * actor stuck in a loop, or a thread gone without a word (Deno reports only uncaught errors).
+ */
+const WATCHDOG_MS = Number(envVar('PROTOSIM_SHARD_WATCHDOG_MS') ?? 60_000);
 
 /** Node: worker_threads, with comlink's message port shape. */
 async function nodeThread(): Promise<Thread> {
@@ -144,7 +156,7 @@ export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names:
 
 async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, names: readonly string[]): Promise<ShardHandle> {
   const thread = onDeno ? denoThread() : await nodeThread();
-  const progress = new SharedArrayBuffer(16);
+  const progress = new SharedArrayBuffer(24);
   const where = new Float64Array(progress);
   where[1] = -1;
   // Every call races the thread's death: a dead worker never answers.
@@ -175,13 +187,23 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
     start: () => call(api.start()),
     async advance(incoming, endUs, maxEvents) {
       const request: WindowRequest = { endUs, maxEvents, incoming: packEvents(incoming) };
-      const reply = await call(
-        new Promise<WindowReply>((resolve) => {
-          answer = resolve;
-          windows.postMessage(request, [request.incoming]);
-        }),
-      );
-      return { ...reply, outbox: unpackEvents(reply.outbox) };
+      let seen = where[2];
+      const watchdog = setInterval(() => {
+        if (where[2] !== seen) seen = where[2];
+        else
+          died!(shardFailure(index, where[1] >= 0 ? names[where[1]] : undefined, where[0], `no event finished in ${WATCHDOG_MS / 1000} s`));
+      }, WATCHDOG_MS);
+      try {
+        const reply = await call(
+          new Promise<WindowReply>((resolve) => {
+            answer = resolve;
+            windows.postMessage(request, [request.incoming]);
+          }),
+        );
+        return { ...reply, outbox: unpackEvents(reply.outbox) };
+      } finally {
+        clearInterval(watchdog);
+      }
     },
     async close() {
       windows.close();

@@ -3,8 +3,8 @@
  * scenario's text exactly as the main thread does, keeps the shard's own actors, and answers the
  * coordinator's calls. Runs on Node (worker_threads) and on Deno (a module Web Worker).
  *
- * PROTOSIM_TEST_KILL_SHARD=<shard>:<events> makes that shard's thread exit once it has run that many
- * events — how the tests kill a worker mid-run.
+ * PROTOSIM_TEST_KILL_SHARD=<shard>:<events>[:hang] makes that shard's thread exit (or spin forever)
+ * once it has run that many events — how the tests kill a worker mid-run.
  */
 import * as Comlink from 'comlink';
 import type { Endpoint } from 'comlink';
@@ -15,19 +15,16 @@ import { createShardKernel } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
 import { shardKernelOptions } from '../engine/parallel.js';
 import type { ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
-import { onDeno, packEvents, unpackEvents } from './shardThreads.js';
+import { envVar, onDeno, packEvents, unpackEvents } from './shardThreads.js';
 import { nodePortEndpoint } from './threadPort.js';
 
 let kernel: ShardKernel | undefined;
 let ran = 0;
 let killAfter = Infinity;
+let killBy: 'exit' | 'hang' = 'exit';
 
-function envVar(name: string): string | undefined {
-  const g = globalThis as { process?: { env: Record<string, string | undefined> }; Deno?: { env: { get(n: string): string | undefined } } };
-  return onDeno ? g.Deno!.env.get(name) : g.process?.env[name];
-}
-
-function exitThread(): never {
+function killThread(): never {
+  if (killBy === 'hang') for (;;);
   // Deno tells the main thread only of an uncaught error, not of a worker that closes itself.
   if (onDeno) throw new Error('killed by PROTOSIM_TEST_KILL_SHARD');
   return (globalThis as unknown as { process: { exit(code: number): never } }).process.exit(70);
@@ -54,12 +51,15 @@ const api: ShardWorkerApi = {
       },
     );
     const kill = envVar('PROTOSIM_TEST_KILL_SHARD')?.split(':');
-    if (kill && Number(kill[0]) === spec.index) killAfter = Number(kill[1]);
+    if (kill && Number(kill[0]) === spec.index) {
+      killAfter = Number(kill[1]);
+      if (kill[2] === 'hang') killBy = 'hang';
+    }
   },
   connect(port: WindowPort) {
     port.onmessage = (e) => {
       const { endUs, maxEvents, incoming } = e.data as WindowRequest;
-      if (ran >= killAfter) exitThread();
+      if (ran >= killAfter) killThread();
       const t0 = performance.now();
       kernel!.accept(unpackEvents(incoming));
       const w = step(kernel!.advance(endUs, maxEvents), t0);

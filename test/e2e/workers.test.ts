@@ -113,4 +113,17 @@ describe('protosim run --workers', () => {
     expect(summary.stoppedBecause).toBe('internal-error');
     expect(summary.error).toMatch(/shard 1 failed/);
   });
+
+  it('a worker stuck in a loop (or gone without a word): the watchdog ends the run with exit 3', () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-hang-'));
+    const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2'], {
+      PROTOSIM_TEST_KILL_SHARD: '1:3000:hang',
+      PROTOSIM_SHARD_WATCHDOG_MS: '1500',
+    });
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(
+      /protosim: shard 1 failed at virtual time [\d.]+(ms|s), in or after an event of worker-\d+: no event finished in 1.5 s/,
+    );
+  });
 });
