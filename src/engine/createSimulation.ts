@@ -199,7 +199,6 @@ export interface ShardKernel {
   accept(events: readonly QueuedEvent[]): void;
   /** Runs the events before `endUs`, at most `maxEvents` of them (then it stops early). */
   advance(endUs: number, maxEvents: number): ShardWindow;
-  actorState(name: string): { state: unknown; context: unknown; alive: boolean } | undefined;
 }
 
 export interface Counters {
@@ -924,7 +923,6 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       }
       return windowOut(groups, stalled);
     },
-    actorState,
   };
 
   return { simulation: { run, names, recent, actorState }, shard: shardFace };

@@ -75,8 +75,17 @@ export interface ShardedSimulation {
 const sameKey = (a: ShardGroup, b: ShardGroup): boolean => !less(a, b) && !less(b, a);
 
 /** The options a shard's kernel is built with: no observers, trace or stop (the coordinator has them). */
-export function shardKernelOptions(opts: SimulationOptions): SimulationOptions {
-  return { ...opts, observers: [], traceSink: undefined, hash: false, stopWhen: undefined, onProgress: undefined };
+export function shardKernelOptions(opts: SimulationOptions, index: number): SimulationOptions {
+  // A bulk world only ever runs on a run's single shard, shard 0.
+  return {
+    ...opts,
+    observers: [],
+    traceSink: undefined,
+    hash: false,
+    stopWhen: undefined,
+    onProgress: undefined,
+    world: index === 0 ? opts.world : undefined,
+  };
 }
 
 /** owned[i] = 1 for the actors of shard `index`. */
@@ -93,12 +102,8 @@ export function localShards(opts: SimulationOptions, plan: ShardPlan): ShardHand
   const hashes = opts.traceSink !== undefined || opts.hash === true;
   const lines = opts.traceSink !== undefined;
   const hooks = hooksOf(opts.observers ?? []);
-  const base = shardKernelOptions(opts);
   return Array.from({ length: plan.shards }, (_, index) => {
-    const kernel = createShardKernel(
-      { ...base, world: index === 0 ? opts.world : undefined },
-      { index, owned: ownedBy(plan, index), hashes, lines, hooks },
-    );
+    const kernel = createShardKernel(shardKernelOptions(opts, index), { index, owned: ownedBy(plan, index), hashes, lines, hooks });
     const step = (w: ShardWindow): Promise<ShardStep> => Promise.resolve({ ...w, next: kernel.nextTimeUs(), busyMs: 0 });
     return {
       start: () => step(kernel.start()),

@@ -38,18 +38,14 @@ const step = (w: ShardWindow, t0: number): ShardStep => {
 const api: ShardWorkerApi = {
   init(spec: ShardInit) {
     const prepared = prepareScenario(parseScenario(spec.text, spec.file), spec.overrides);
-    const opts = shardKernelOptions(prepared.simOptions);
-    kernel = createShardKernel(
-      { ...opts, world: spec.index === 0 ? opts.world : undefined },
-      {
-        index: spec.index,
-        owned: spec.owned,
-        hashes: spec.hashes,
-        lines: spec.lines,
-        hooks: spec.hooks,
-        progress: new Float64Array(spec.progress),
-      },
-    );
+    kernel = createShardKernel(shardKernelOptions(prepared.simOptions, spec.index), {
+      index: spec.index,
+      owned: spec.owned,
+      hashes: spec.hashes,
+      lines: spec.lines,
+      hooks: spec.hooks,
+      progress: new Float64Array(spec.progress),
+    });
     const kill = envVar('PROTOSIM_TEST_KILL_SHARD')?.split(':');
     if (kill && Number(kill[0]) === spec.index) {
       killAfter = Number(kill[1]);
