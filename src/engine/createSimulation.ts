@@ -9,13 +9,14 @@
  */
 import type { AnyStateMachine, EventObject } from 'xstate';
 import type { Envelope, ExecEffect } from '../protocol/host.js';
-import type { QueuedEvent } from './eventQueue.js';
-import { EventKind, EventQueue } from './eventQueue.js';
+import type { EventKey, QueuedEvent } from './eventQueue.js';
+import { EventKind, EventQueue, less } from './eventQueue.js';
 import type { BackendName, KernelEffect, MachineInstance } from './machineBackend.js';
 import { backendByName } from './machineBackend.js';
 import type { ActorSet, Cut, NetworkSpec } from './network.js';
 import { sampleLatencyUs, Network } from './network.js';
 import { RandomStream } from './rng.js';
+import { HashLogWriter } from './hashLog.js';
 import { lineHash, TraceHash } from './traceHash.js';
 
 /** The environment that answers an actor's `host.exec` effects in virtual time. */
@@ -135,6 +136,63 @@ export interface ShardOptions {
    * shard dies, and for a watchdog that notices a shard making no progress.
    */
   progress?: Float64Array;
+  /**
+   * Shard-local observing (parallel.ts, "local" mode): the shard calls these observers itself, on
+   * its own events, and hands over no records or calls — only, when hashing, each event's key and
+   * line hashes (a {@link HashLog}). Used when no message is expected to cross shards.
+   */
+  local?: LocalObserving;
+}
+
+/** The observers a shard runs itself, and its part of `stopWhen`. */
+export interface LocalObserving {
+  observers: SimObserver[];
+  /** True when this shard's own actors' work is done (its share of `stopWhen: complete`). */
+  complete?: () => boolean;
+}
+
+/** The key of a run's start (the actors' starts): before every event. */
+export const START_KEY: EventKey = { time: -1, kind: EventKind.Fault, target: -1, origin: -1, originSeq: 0 };
+
+/**
+ * A shard's events as the trace hash needs them, flat: per event its key (time, kind, target,
+ * origin, originSeq), its number of lines n, then n × (sub, h1, h2). Kernel events (faults, the
+ * start) are shared: every shard logs its part, merged by `sub` (parallel.ts).
+ */
+export type HashLog = Float64Array;
+
+/** Why {@link ShardKernel.runLocal} returned. */
+export type LocalStop = 'chunk' | 'complete' | 'bound' | 'idle' | 'until' | 'stalled' | 'crossed' | 'error';
+
+/** What a shard reports after running on its own (local mode). */
+export interface LocalChunk {
+  stop: LocalStop;
+  /** Its share of `stopWhen` after its last event, and the event that last made it true. */
+  complete: boolean;
+  flipKey?: EventKey;
+  /** The last event it ran (START_KEY before any). */
+  lastKey: EventKey;
+  /** Virtual time of its last event, and of its next queued one (Infinity: none). */
+  nowUs: number;
+  next: number;
+  events: number;
+  messages: number;
+  /** Most events run at one instant beyond the first (the stall limit's count). */
+  maxInstant: number;
+  /** Events run at kernel events shared by every shard (faults): counted once in the whole run. */
+  sharedEvents: number;
+  /** A message for another shard (local mode is then wrong for this run), and the first such. */
+  crossed?: { from: string; to: string; atUs: number };
+  /** Set by the shard's host: one of its invariants was violated (the report would quote other shards' trace). */
+  violated?: boolean;
+  hashes?: HashLog;
+}
+
+/** A shard's end (local mode): its counters and its last trace records with their event keys. */
+export interface LocalEnd {
+  counters: Counters;
+  recent: { key: EventKey; sub: number; rec: TraceRecord }[];
+  hashes?: HashLog;
 }
 
 /** What one event did on a shard: its trace records and observer calls, in order. */
@@ -199,6 +257,16 @@ export interface ShardKernel {
   accept(events: readonly QueuedEvent[]): void;
   /** Runs the events before `endUs`, at most `maxEvents` of them (then it stops early). */
   advance(endUs: number, maxEvents: number): ShardWindow;
+  /** Local mode: starts the owned actors. */
+  startLocal(): LocalChunk;
+  /**
+   * Local mode: runs its events in order, at most `maxEvents`, none after `bound`; with `pause` it
+   * stops right after an event that made its share of `stopWhen` true. It stops too at a message for
+   * another shard or an actor error (the run is then redone in windows).
+   */
+  runLocal(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
+  /** Local mode: tells the observers the run ended at `endUs`; hands over the counters and recent records. */
+  finishLocal(endUs: number): LocalEnd;
 }
 
 export interface Counters {
@@ -324,7 +392,8 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       (recorder as Record<string, unknown>)[call] = (...args: unknown[]) => group!.entries.push({ sub, call, args });
     }
   }
-  const observers = shard ? [recorder] : (opts.observers ?? []);
+  const local = shard?.local;
+  const observers = local ? local.observers : shard ? [recorder] : (opts.observers ?? []);
   const obsDeliver = observers.filter((o) => o.onDeliver);
   const obsSend = observers.filter((o) => o.onSend);
   const obsObserve = observers.filter((o) => o.onObserve);
@@ -356,9 +425,14 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   const ringTo: (string | undefined)[] = new Array(RECENT);
   const ringType: string[] = new Array(RECENT);
   let ringN = 0;
+  // Local mode: each record's event and sub (to merge the shards' last records), and the hash log.
+  const ringKey: EventKey[] = new Array(RECENT);
+  const ringSub = new Int32Array(RECENT);
+  let currentKey: EventKey = START_KEY;
+  const log = new HashLogWriter();
 
   const record = (kind: TraceRecord['kind'], from: string | undefined, to: string | undefined, type: string, body?: unknown): void => {
-    if (shard) {
+    if (shard && !local) {
       const e: ShardEntry & { kind: string } = { sub, kind, type };
       if (from !== undefined) e.from = from;
       if (to !== undefined) e.to = to;
@@ -380,6 +454,16 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     ringFrom[i] = from;
     ringTo[i] = to;
     ringType[i] = type;
+    if (local) {
+      ringKey[i] = currentKey;
+      ringSub[i] = sub;
+      if (shard!.hashes) {
+        const h = lineHash(traceLine(now, kind, from, to, type, body));
+        log.push(sub, h[0], h[1]);
+        log.lines++;
+      }
+      return;
+    }
     if (tracing) {
       const line = traceLine(now, kind, from, to, type, body);
       hasher!.update(line);
@@ -643,7 +727,8 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         : action.kind === 'hold'
           ? [...new Set([...action.from, ...action.to])].sort((x, y) => x - y).map((i) => names[i])
           : [];
-    if (header && action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);
+    // Shard-local observers each need every fault (they act on their own actors' part of it).
+    if ((header || local) && action.kind !== 'shutdown') for (const o of obsFault) o.onFault!(now, action, touched);
     switch (action.kind) {
       case 'crash':
         eachOwned(action.actors, crash);
@@ -875,6 +960,34 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     return out;
   };
   let shardSameInstant = 0;
+  // Local mode.
+  const hashLocal = local !== undefined && shard!.hashes;
+  let localComplete = false;
+  let flipKey: EventKey | undefined;
+  let lastKey: EventKey = START_KEY;
+  let maxInstant = 0;
+  let sharedEvents = 0;
+  const localChunk = (stop: LocalStop): LocalChunk => {
+    const out: LocalChunk = {
+      stop,
+      complete: localComplete,
+      flipKey: flipKey && keyOf(flipKey),
+      lastKey: keyOf(lastKey),
+      nowUs: now,
+      next: queue.peek()?.time ?? Infinity,
+      events: counters.events,
+      messages: counters.messagesSent,
+      maxInstant,
+      sharedEvents,
+      hashes: hashLocal ? log.take() : undefined,
+    };
+    const ev = outbox[0];
+    if (ev) {
+      const p = ev.payload as MessagePayload;
+      out.crossed = { from: p.fromName, to: names[ev.target], atUs: now };
+    }
+    return out;
+  };
   const shardFace: ShardKernel = {
     start() {
       group = { time: -1, kind: EventKind.Fault, target: -1, origin: -1, originSeq: 0, shared: true, entries: [], duplicated: 0 };
@@ -923,9 +1036,97 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       }
       return windowOut(groups, stalled);
     },
+    startLocal() {
+      currentKey = START_KEY;
+      if (hashLocal) log.begin(START_KEY);
+      begin();
+      if (hashLocal) log.end();
+      localComplete = local?.complete?.() ?? false;
+      if (localComplete) flipKey = START_KEY;
+      return localChunk('chunk');
+    },
+    runLocal(bound, maxEvents, pause) {
+      const complete = local!.complete;
+      let ran = 0;
+      let stop: LocalStop = 'chunk';
+      for (;;) {
+        if (ran >= maxEvents) break;
+        const ev = queue.peek();
+        if (ev === undefined) {
+          stop = 'idle';
+          break;
+        }
+        if (bound !== undefined && less(bound, ev)) {
+          stop = 'bound';
+          break;
+        }
+        if (ev.time > opts.untilUs) {
+          stop = 'until';
+          break;
+        }
+        if (ev.time === now) {
+          if (++shardSameInstant > stallLimit) {
+            stop = 'stalled';
+            break;
+          }
+          if (shardSameInstant > maxInstant) maxInstant = shardSameInstant;
+        } else shardSameInstant = 0;
+        queue.pop();
+        now = ev.time;
+        counters.events++;
+        if (ev.kind === EventKind.Fault) sharedEvents++;
+        ran++;
+        sub = 0;
+        currentKey = ev;
+        if (shard!.progress) {
+          shard!.progress[0] = ev.time;
+          shard!.progress[1] = ev.target;
+          shard!.progress[2]++;
+        }
+        if (hashLocal) log.begin(ev);
+        process(ev);
+        if (hashLocal) log.end();
+        lastKey = ev;
+        if (outbox.length > 0) {
+          stop = 'crossed';
+          break;
+        }
+        if (counters.actorErrors > 0) {
+          stop = 'error';
+          break;
+        }
+        if (complete && complete() !== localComplete) {
+          localComplete = !localComplete;
+          if (localComplete) {
+            flipKey = ev;
+            if (pause) {
+              stop = 'complete';
+              break;
+            }
+          }
+        }
+      }
+      return localChunk(stop);
+    },
+    finishLocal(endUs) {
+      for (const o of observers) o.onEnd?.(endUs);
+      const out: LocalEnd['recent'] = [];
+      const records = recent();
+      const n = records.length;
+      records.forEach((rec, k) => {
+        const i = (ringN - n + k) % RECENT;
+        out.push({ key: keyOf(ringKey[i]), sub: ringSub[i], rec });
+      });
+      return { counters, recent: out, hashes: hashLocal ? log.take() : undefined };
+    },
   };
 
   return { simulation: { run, names, recent, actorState }, shard: shardFace };
+}
+
+/** The key of an event, without its payload. */
+function keyOf(k: EventKey): EventKey {
+  return { time: k.time, kind: k.kind, target: k.target, origin: k.origin, originSeq: k.originSeq };
 }
 
 function groupIndex(groups: ActorSet[], actor: number): number {

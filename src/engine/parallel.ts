@@ -22,11 +22,22 @@
  * const plan = planShards({ actors: opts.actors, network: opts.network, workers: 2 });
  * const result = createShardedSimulation(opts, plan).run(); // result.traceHash as with one kernel
  */
-import type { RunResult, ShardEntry, ShardGroup, ShardWindow, SimulationOptions, TraceRecord } from './createSimulation.js';
-import { createShardKernel, emptyCounters, hooksOf } from './createSimulation.js';
+import type {
+  Counters,
+  LocalChunk,
+  LocalEnd,
+  RunResult,
+  ShardEntry,
+  ShardGroup,
+  ShardWindow,
+  SimulationOptions,
+  TraceRecord,
+} from './createSimulation.js';
+import { createShardKernel, emptyCounters, hooksOf, START_KEY } from './createSimulation.js';
 import { ProtosimError } from './errors.js';
-import type { QueuedEvent } from './eventQueue.js';
-import { less } from './eventQueue.js';
+import type { EventKey, QueuedEvent } from './eventQueue.js';
+import { EventKind, less } from './eventQueue.js';
+import { HashLogMerger } from './hashLog.js';
 import type { ShardPlan } from './partition.js';
 import { formatDurationUs } from './time.js';
 import { TraceHash } from './traceHash.js';
@@ -50,6 +61,27 @@ export interface ShardHandle {
   advance(incoming: QueuedEvent[], endUs: number, maxEvents: number): Promise<ShardStep>;
   /** Ends the shard (its thread, if it has one). */
   close(): Promise<void>;
+  /** The shard's local mode (its kernel built with {@link LocalObserving}); see {@link runLocalMode}. */
+  local?: LocalShardHandle;
+}
+
+/** A shard that runs its own observers (local mode): the calls of ShardKernel's local face. */
+export interface LocalShardHandle {
+  start(): Promise<LocalChunk>;
+  run(bound: EventKey | undefined, maxEvents: number, pause: boolean): Promise<LocalChunk>;
+  /** Ends the run at `endUs`; `observed` is what the host read off its observers (results, metrics). */
+  finish(endUs: number): Promise<LocalEnd & { observed: unknown }>;
+}
+
+/**
+ * Local mode gave up: something happened that only the windows get right (a message between shards,
+ * an actor error, a violation whose trace excerpt spans shards, a possible stall). The run is redone
+ * in windows, from the start; the result is the same, only slower.
+ */
+export class LocalModeAbandoned extends Error {
+  constructor(readonly reason: string) {
+    super(`local mode abandoned: ${reason}`);
+  }
 }
 
 /** Figures of a sharded run, for the benchmarks and the summary. */
@@ -62,11 +94,21 @@ export interface ParallelStats {
   /** Wall-clock ms of the whole run, and per shard the ms spent running events (the rest is waiting at barriers). */
   wallMs: number;
   busyMs: number[];
+  /**
+   * `local`: every shard ran on its own with its own observers (no message crossed shards);
+   * `windows`: conservative windows, the coordinator observing. `abandoned` says why a local try
+   * was redone in windows.
+   */
+  mode?: 'local' | 'windows';
+  abandoned?: string;
 }
 
 export interface ShardedSimulation {
-  /** Runs to the end; rejects with E_WORKER_CRASHED when a shard fails. */
-  run(): Promise<RunResult & { parallel: ParallelStats }>;
+  /**
+   * Runs to the end; rejects with E_WORKER_CRASHED when a shard fails, and in local mode with
+   * {@link LocalModeAbandoned}. In local mode `observed` holds each shard's observations.
+   */
+  run(): Promise<RunResult & { parallel: ParallelStats; observed?: unknown[] }>;
   readonly names: readonly string[];
   recent(): TraceRecord[];
 }
@@ -118,13 +160,15 @@ export function localShards(opts: SimulationOptions, plan: ShardPlan): ShardHand
 
 /**
  * A run over the shards of `plan`. `shards` makes the shard handles (in this thread by default);
- * `clock` (wall-clock ms) feeds the barrier figures only.
+ * `clock` (wall-clock ms) feeds the barrier figures only. With `mode: 'local'` the shards must have
+ * a local face (their own observers): see {@link runLocalMode}.
  */
 export function createShardedSimulation(
   opts: SimulationOptions,
   plan: ShardPlan,
   shards: () => Promise<ShardHandle[]> = () => Promise.resolve(localShards(opts, plan)),
   clock: () => number = () => 0,
+  mode: 'windows' | 'local' = 'windows',
 ): ShardedSimulation {
   if (opts.world && plan.shards > 1)
     throw new Error('a run with a bulk world must stay on one shard (the world delivers to its actors at once)');
@@ -207,7 +251,13 @@ export function createShardedSimulation(
     for (const x of all) play(x.e);
   };
 
-  const run = async (): Promise<RunResult & { parallel: ParallelStats }> => {
+  let localRecent: TraceRecord[] | undefined;
+  const run = async (): Promise<RunResult & { parallel: ParallelStats; observed?: unknown[] }> => {
+    if (mode === 'local') {
+      const result = await runLocalMode(opts, plan, await shards(), clock);
+      localRecent = result.recent;
+      return result;
+    }
     const t0 = clock();
     const untilUs = opts.untilUs;
     const lookahead = plan.shards > 1 ? plan.lookaheadUs : Infinity;
@@ -355,11 +405,11 @@ export function createShardedSimulation(
       traceHash: hasher?.digest(),
       recent: recent(),
       actorErrors,
-      parallel: stats,
+      parallel: { ...stats, mode: 'windows' },
     };
   };
 
-  return { run, names, recent };
+  return { run, names, recent: () => localRecent ?? recent() };
 }
 
 /** The error a failed shard ends the run with (exit 3): which shard, running which actor, at what virtual time. */
@@ -371,4 +421,210 @@ export function shardFailure(shard: number, actor: string | undefined, atUs: num
     actor,
     atUs,
   });
+}
+
+/** Events a shard runs per call in local mode. */
+const LOCAL_CHUNK = 200_000;
+
+/**
+ * Local mode: every shard runs its own events with its own observers, with no windows, and nothing
+ * per event crosses a thread — only, when hashing, each event's key and line hashes. It is exact for
+ * runs where no message crosses shards (each shard's events are then exactly the one kernel's events
+ * of its actors, whatever the others do); the first message that would cross, an actor error, a
+ * violation or a possible stall abandons it ({@link LocalModeAbandoned}) and the caller redoes the
+ * run in windows.
+ *
+ * `stopWhen` is the conjunction of the shards' shares: a shard pauses right after the event that
+ * makes its share true; when every share is true, the stop is the latest of those events (K), and
+ * the shards that have not reached K run up to it. If all shares still hold there, the run stops at
+ * K, as the one kernel would: the first event after which every share holds.
+ */
+export async function runLocalMode(
+  opts: SimulationOptions,
+  plan: ShardPlan,
+  handles: ShardHandle[],
+  clock: () => number,
+): Promise<RunResult & { parallel: ParallelStats; observed: unknown[] }> {
+  const t0 = clock();
+  const n = handles.length;
+  const local = handles.map((h, s) => {
+    if (!h.local) throw new Error(`shard ${s} has no local mode`);
+    return h.local;
+  });
+  const tracing = opts.traceSink !== undefined || opts.hash === true;
+  if (opts.traceSink) throw new Error('local mode writes no trace lines: run with windows');
+  const merger = tracing ? new HashLogMerger(n) : undefined;
+  const stopWhen = opts.stopWhen !== undefined;
+  const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * opts.actors.length);
+  const stats: ParallelStats = {
+    shards: n,
+    lookaheadUs: plan.lookaheadUs,
+    windows: 0,
+    crossMessages: 0,
+    wallMs: 0,
+    busyMs: handles.map(() => 0),
+    mode: 'local',
+  };
+  const last: LocalChunk[] = new Array(n);
+  const done = (c: LocalChunk): boolean => c.stop === 'idle' || c.stop === 'until';
+
+  /** Takes the shards' reports; abandons on anything local mode cannot answer. */
+  const took = (chunks: readonly (LocalChunk | undefined)[], busy: readonly number[]): void => {
+    chunks.forEach((c, s) => {
+      if (c === undefined) return;
+      last[s] = c;
+      merger?.add(s, c.hashes);
+      stats.busyMs[s] += busy[s];
+      if (c.crossed)
+        throw new LocalModeAbandoned(`${c.crossed.from} sent to ${c.crossed.to} on another shard at ${formatDurationUs(c.crossed.atUs)}`);
+      if (c.violated) throw new LocalModeAbandoned(`an invariant was violated by ${formatDurationUs(c.nowUs)}`);
+      if (c.stop === 'error') throw new LocalModeAbandoned(`an actor threw at ${formatDurationUs(c.nowUs)}`);
+      if (c.stop === 'stalled') throw new LocalModeAbandoned(`shard ${s} ran too many events at ${formatDurationUs(c.nowUs)}`);
+    });
+    // The stall limit counts events at one instant over the whole run: it could be passed only if
+    // the shards' own counts add up past it.
+    const instants = last.reduce((sum, c) => sum + (c ? c.maxInstant + 1 : 0), 0);
+    if (instants > stallLimit) throw new LocalModeAbandoned('the shards together may have run too many events at one instant');
+    if (opts.onProgress) {
+      const running = last.filter((c) => !done(c));
+      opts.onProgress({
+        nowUs: running.length > 0 ? Math.min(...running.map((c) => c.nowUs)) : Math.max(...last.map((c) => c.nowUs)),
+        untilUs: opts.untilUs,
+        events: last.reduce((sum, c) => sum + c.events, 0),
+        messages: last.reduce((sum, c) => sum + c.messages, 0),
+      });
+    }
+  };
+  const timed = async (s: number, f: () => Promise<LocalChunk>): Promise<[LocalChunk, number]> => {
+    const t = clock();
+    const c = await f();
+    return [c, clock() - t];
+  };
+  const all = async (which: (s: number) => (() => Promise<LocalChunk>) | undefined): Promise<void> => {
+    const out = await Promise.all(handles.map((_, s) => (which(s) ? timed(s, which(s)!) : undefined)));
+    stats.windows++;
+    took(
+      out.map((o) => o?.[0]),
+      out.map((o) => o?.[1] ?? 0),
+    );
+  };
+
+  let stoppedBecause: RunResult['stoppedBecause'] | undefined;
+  let stopKey: EventKey | undefined;
+  try {
+    await all((s) => () => local[s].start());
+    if (stopWhen && last.every((c) => c.complete)) {
+      stoppedBecause = 'complete';
+      stopKey = START_KEY;
+    }
+    // Shards whose share holds wait at the event that made it hold, while the others go on; once a
+    // share can no longer change for want of events while another is false, nobody waits.
+    let waiting = stopWhen;
+    while (stoppedBecause === undefined) {
+      if (waiting && last.some((c) => done(c) && !c.complete)) waiting = false;
+      const idle = (c: LocalChunk): boolean => done(c) || (waiting && c.complete);
+      if (waiting && last.every((c) => c.complete)) {
+        // Every share holds: the candidate stop is the latest event that made one hold.
+        let k = START_KEY;
+        for (const c of last) if (c.flipKey && less(k, c.flipKey)) k = c.flipKey;
+        const key = k;
+        while (last.some((c) => !done(c) && c.stop !== 'bound' && less(c.lastKey, key))) {
+          await all((s) =>
+            !done(last[s]) && last[s].stop !== 'bound' && less(last[s].lastKey, key)
+              ? () => local[s].run(key, LOCAL_CHUNK, false)
+              : undefined,
+          );
+        }
+        if (last.every((c) => c.complete)) {
+          stoppedBecause = 'complete';
+          stopKey = key;
+          break;
+        }
+        // A share fell back before K: go on from here (shards stopped at K wait or run as their share says).
+        for (let s = 0; s < n; s++) if (last[s].stop === 'bound') last[s] = { ...last[s], stop: 'chunk' };
+        continue;
+      }
+      if (last.every(idle)) {
+        if (last.every(done)) {
+          stoppedBecause = last.some((c) => c.stop === 'until') ? 'until' : 'idle';
+          break;
+        }
+        waiting = false;
+        continue;
+      }
+      await all((s) => (idle(last[s]) ? undefined : () => local[s].run(undefined, LOCAL_CHUNK, waiting)));
+    }
+  } catch (err) {
+    await Promise.allSettled(handles.map((h) => h.close()));
+    throw err;
+  }
+
+  const endUs =
+    stoppedBecause === 'until'
+      ? opts.untilUs
+      : stoppedBecause === 'complete'
+        ? Math.max(0, stopKey!.time)
+        : Math.max(0, ...last.map((c) => c.nowUs));
+  let ends: (LocalEnd & { observed: unknown })[];
+  try {
+    ends = await Promise.all(local.map((l) => l.finish(endUs)));
+  } finally {
+    await Promise.allSettled(handles.map((h) => h.close()));
+  }
+  ends.forEach((e, s) => merger?.add(s, e.hashes));
+  const shared = last[0].sharedEvents;
+  const counters = sumCounters(ends.map((e) => e.counters));
+  counters.events -= (n - 1) * shared;
+  counters.faults -= (n - 1) * shared;
+  let traceHash: string | undefined;
+  if (merger) {
+    const hash = new TraceHash();
+    merger.foldAll(hash);
+    traceHash = hash.digest();
+  }
+  // The run's last records: the latest of all shards' last records (shared events: by sub, then shard).
+  const recent = ends
+    .flatMap((e, s) => e.recent.map((r, i) => ({ ...r, s, i })))
+    .sort((x, y) =>
+      less(x.key, y.key)
+        ? -1
+        : less(y.key, x.key)
+          ? 1
+          : x.key.kind === EventKind.Fault
+            ? x.sub - y.sub || x.s - y.s || x.i - y.i
+            : x.i - y.i,
+    )
+    .slice(-RECENT)
+    .map((r) => r.rec);
+  stats.wallMs = clock() - t0;
+  return {
+    reachedUs: endUs,
+    stoppedBecause: stoppedBecause!,
+    counters,
+    traceHash,
+    recent,
+    actorErrors: [],
+    parallel: stats,
+    observed: ends.map((e) => e.observed),
+  };
+}
+
+/** The sum of the shards' counters. */
+function sumCounters(parts: readonly Counters[]): Counters {
+  const out = emptyCounters();
+  const add = (into: Record<string, number>, from: Record<string, number>): void => {
+    for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+  };
+  for (const c of parts) {
+    out.events += c.events;
+    out.messagesSent += c.messagesSent;
+    out.messagesDelivered += c.messagesDelivered;
+    out.duplicated += c.duplicated;
+    out.timersFired += c.timersFired;
+    out.faults += c.faults;
+    out.actorErrors += c.actorErrors;
+    add(out.dropped, c.dropped);
+    add(out.sentByType, c.sentByType);
+  }
+  return out;
 }

@@ -88,3 +88,23 @@ export class InvariantLedger {
       });
   }
 }
+
+/** The results of one checker run per shard (local mode) as one: counts added, first violations by time. */
+export function mergeResults(parts: readonly InvariantResult[][]): InvariantResult[] {
+  return parts[0].map((first, i) => {
+    const all = parts.map((p) => p[i]);
+    const checks = all.reduce((n, r) => n + r.checks, 0);
+    const violationCount = all.reduce((n, r) => n + r.violationCount, 0);
+    const violations = all
+      .flatMap((r) => r.violations)
+      .sort((a, b) => a.t - b.t)
+      .slice(0, MAX_KEPT_VIOLATIONS);
+    return {
+      ...first,
+      status: violationCount > 0 ? 'violated' : checks > 0 ? 'held' : 'not-exercised',
+      checks,
+      violationCount,
+      violations,
+    };
+  });
+}

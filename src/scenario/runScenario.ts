@@ -9,8 +9,11 @@
 import type { FaultAction, ScheduledFault, SimObserver, SimulationOptions } from '../engine/createSimulation.js';
 import { createSimulation, hooksOf } from '../engine/createSimulation.js';
 import type { ObserverHook, RunResult, Simulation } from '../engine/createSimulation.js';
+import type { LocalChunk, LocalEnd } from '../engine/createSimulation.js';
+import { createShardKernel } from '../engine/createSimulation.js';
+import type { EventKey } from '../engine/eventQueue.js';
 import type { ParallelStats, ShardedSimulation } from '../engine/parallel.js';
-import { createShardedSimulation } from '../engine/parallel.js';
+import { createShardedSimulation, LocalModeAbandoned, ownedBy, shardKernelOptions } from '../engine/parallel.js';
 import type { ShardHandle } from '../engine/parallel.js';
 import type { ShardPlan } from '../engine/partition.js';
 import { planShards } from '../engine/partition.js';
@@ -19,6 +22,7 @@ import type { LatencyDist, LinkParams, LinkRule, NetworkSpec } from '../engine/n
 import { latencyBoundUs } from '../engine/network.js';
 import { formatDurationUs, parseDurationUs } from '../engine/time.js';
 import type { InvariantResult } from '../invariants/types.js';
+import { mergeResults } from '../invariants/types.js';
 import { familyOf } from './families/index.js';
 import type { DeclaredActor, FamilyBuildContext } from './families/types.js';
 import type { LoadedScenario, Path, ScenarioProblem } from './loadScenario.js';
@@ -52,6 +56,11 @@ export interface RunOverrides {
   threads?: ShardHost;
   /** Split the run over this many shards hosted in this thread (the parallel kernel without threads). */
   shards?: number;
+  /**
+   * Shards observe their own actors when the family allows it (local mode, see
+   * src/engine/parallel.ts: runLocalMode); false keeps the windows. Default true.
+   */
+  local?: boolean;
   /** Replace machines by role (tests use deliberately faulty ones). */
   machines?: Record<string, import('xstate').AnyStateMachine>;
 }
@@ -67,6 +76,72 @@ export interface ShardSpec {
   lines: boolean;
   /** The observer calls the coordinator's observers take. */
   hooks: ObserverHook[];
+  /** Local mode: the shard runs its own observers (see {@link createLocalShard}). */
+  local: boolean;
+}
+
+/** What a shard in local mode read off its own observers at the end. */
+export interface LocalObserved {
+  invariants: InvariantResult[];
+  metrics: Record<string, unknown>;
+}
+
+/** A local shard's calls, answered at once (its host makes them asynchronous). */
+export interface LocalShardFace {
+  start(): LocalChunk;
+  run(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
+  finish(endUs: number): LocalEnd & { observed: LocalObserved };
+}
+
+/**
+ * A shard in local mode, built from its own preparation of the scenario (its own checker, metrics
+ * and completion, seeing only its actors' events). Used in this thread and on worker threads.
+ */
+export function createLocalShard(
+  prepared: PreparedScenario,
+  shard: { index: number; owned: Uint8Array; hashes: boolean; progress?: Float64Array },
+): LocalShardFace {
+  const { built, simOptions } = prepared;
+  const shardComplete = built.shardComplete;
+  if (!shardComplete) throw new Error(`${prepared.scenario.protocol} has no shard-local observing`);
+  const owned = new Set(simOptions.actors.filter((_, i) => shard.owned[i] === 1).map((a) => a.name));
+  const kernel = createShardKernel(shardKernelOptions(simOptions, shard.index), {
+    index: shard.index,
+    owned: shard.owned,
+    hashes: shard.hashes,
+    lines: false,
+    hooks: [],
+    progress: shard.progress,
+    local: {
+      observers: simOptions.observers ?? [],
+      complete: simOptions.stopWhen ? () => shardComplete((name) => owned.has(name)) : undefined,
+    },
+  });
+  const mark = (c: LocalChunk): LocalChunk => (built.checker.results().some((r) => r.violationCount > 0) ? { ...c, violated: true } : c);
+  return {
+    start: () => mark(kernel.startLocal()),
+    run: (bound, maxEvents, pause) => mark(kernel.runLocal(bound, maxEvents, pause)),
+    finish: (endUs): LocalEnd & { observed: LocalObserved } => {
+      const end = kernel.finishLocal(endUs);
+      return { ...end, observed: { invariants: built.checker.results(), metrics: built.metrics() } };
+    },
+  };
+}
+
+/** Numbers added up, objects merged key by key (the metrics of a family with shard-local observing are sums). */
+export function sumMetrics(parts: readonly Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const part of parts) {
+    for (const [k, v] of Object.entries(part)) {
+      const have = out[k];
+      if (typeof v === 'number') out[k] = (typeof have === 'number' ? have : 0) + v;
+      else if (v !== null && typeof v === 'object' && !Array.isArray(v))
+        out[k] = sumMetrics([(have as Record<string, unknown>) ?? {}, v as Record<string, unknown>]);
+      else if (have === undefined) out[k] = v;
+      else if (JSON.stringify(have) !== JSON.stringify(v)) throw new Error(`metric ${k} differs between shards and is no sum`);
+    }
+  }
+  return out;
 }
 
 /** Starts one shard per shard of `plan` somewhere (worker threads) and hands back their handles. */
@@ -351,33 +426,89 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
   let sim: Simulation | ShardedSimulation;
   // One shard is the one kernel itself (and a bulk world, whose checker reads it as it steps, needs it).
   if (shardPlan === undefined || shardPlan.shards === 1) sim = createSimulation(simOptions);
-  else if (overrides.workers !== undefined) {
-    const host = overrides.threads;
-    if (!host) throw new Error('workers needs a thread host (overrides.threads: spawnThreadShards)');
-    if (overrides.machines) throw new Error('machines replaced by role cannot cross to worker threads: use shards');
-    const spec: ShardSpec = {
-      text: loaded.text,
-      file: loaded.file,
-      overrides: { seed: overrides.seed, untilUs: overrides.untilUs, backend: overrides.backend, core: overrides.core },
-      hashes: simOptions.traceSink !== undefined || simOptions.hash === true,
-      lines: simOptions.traceSink !== undefined,
-      hooks: hooksOf(simOptions.observers ?? []),
-    };
-    sim = createShardedSimulation(
-      simOptions,
-      shardPlan,
-      () =>
+  else {
+    const plan = shardPlan;
+    const hashes = simOptions.traceSink !== undefined || simOptions.hash === true;
+    const clock = overrides.wallClockMs;
+    let threads: ((local: boolean) => () => Promise<ShardHandle[]>) | undefined;
+    if (overrides.workers !== undefined) {
+      const host = overrides.threads;
+      if (!host) throw new Error('workers needs a thread host (overrides.threads: spawnThreadShards)');
+      if (overrides.machines) throw new Error('machines replaced by role cannot cross to worker threads: use shards');
+      threads = (local) => () =>
         host(
-          spec,
-          shardPlan,
+          {
+            text: loaded.text,
+            file: loaded.file,
+            overrides: { seed: overrides.seed, untilUs: overrides.untilUs, backend: overrides.backend, core: overrides.core },
+            hashes,
+            lines: simOptions.traceSink !== undefined,
+            hooks: hooksOf(simOptions.observers ?? []),
+            local,
+          },
+          plan,
           simOptions.actors.map((a) => a.name),
-        ),
-      overrides.wallClockMs,
-    );
-  } else sim = createShardedSimulation(simOptions, shardPlan, undefined, overrides.wallClockMs);
+        );
+    }
+    const windows = (): ShardedSimulation => createShardedSimulation(simOptions, plan, threads?.(false), clock);
+    // Local mode needs the family's shard-local observing, and nothing that must see every event
+    // in order in this thread: a trace file, or observers of the caller's.
+    const local =
+      overrides.local !== false &&
+      prepared.built.shardComplete !== undefined &&
+      simOptions.traceSink === undefined &&
+      (overrides.observers ?? []).length === 0;
+    if (!local) sim = windows();
+    else {
+      const shards =
+        threads?.(true) ??
+        (() =>
+          Promise.resolve(
+            Array.from({ length: plan.shards }, (_, index): ShardHandle => {
+              const face = createLocalShard(prepareScenario(loaded, overrides), { index, owned: ownedBy(plan, index), hashes });
+              return {
+                start: () => Promise.reject(new Error('a local shard runs in local mode only')),
+                advance: () => Promise.reject(new Error('a local shard runs in local mode only')),
+                close: () => Promise.resolve(),
+                local: {
+                  start: async () => face.start(),
+                  run: async (bound, maxEvents, pause) => face.run(bound, maxEvents, pause),
+                  finish: async (endUs) => face.finish(endUs),
+                },
+              };
+            }),
+          ));
+      sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), windows);
+    }
+  }
   setRecent(() => sim.recent());
   return { ...prepared, sim };
 }
+
+/**
+ * Runs `first` (local mode); if it is abandoned, redoes the run with `then()` (windows) and says why
+ * in the figures. The same run either way: only the time differs.
+ */
+function withFallback(first: ShardedSimulation, then: () => ShardedSimulation): ShardedSimulation {
+  let current = first;
+  return {
+    names: first.names,
+    recent: () => current.recent(),
+    async run() {
+      try {
+        return await first.run();
+      } catch (err) {
+        if (!(err instanceof LocalModeAbandoned)) throw err;
+        current = then();
+        const result = await current.run();
+        result.parallel.abandoned = err.reason;
+        return result;
+      }
+    },
+  };
+}
+
+export type PreparedScenario = ReturnType<typeof prepareScenario>;
 
 /**
  * Actors that must share a shard whatever the links: all of them with a bulk world (it delivers to
@@ -430,7 +561,8 @@ export function runPlanned(loaded: LoadedScenario, plan: ScenarioPlan, overrides
 export async function runPlannedAsync(loaded: LoadedScenario, plan: ScenarioPlan, overrides: SummaryOverrides = {}): Promise<RunSummary> {
   const t0 = overrides.wallClockMs?.();
   const result = await plan.sim.run();
-  const summary = summarise(loaded, plan, result, t0 === undefined ? undefined : overrides.wallClockMs!() - t0, overrides);
+  const observed = 'observed' in result ? (result.observed as LocalObserved[] | undefined) : undefined;
+  const summary = summarise(loaded, plan, result, t0 === undefined ? undefined : overrides.wallClockMs!() - t0, overrides, observed);
   if ('parallel' in result) summary.parallel = result.parallel;
   return summary;
 }
@@ -441,10 +573,13 @@ function summarise(
   result: RunResult,
   wallMs: number | undefined,
   overrides: SummaryOverrides,
+  observed?: LocalObserved[],
 ): RunSummary {
   const { scenario: s, built, seed } = plan;
   const backend = overrides.backend ?? 'flat';
-  const invariants: InvariantReport[] = built.checker.results().map((r) => {
+  // Local mode: the shards' own checkers and metrics, as one.
+  const results = observed ? mergeResults(observed.map((o) => o.invariants)) : built.checker.results();
+  const invariants: InvariantReport[] = results.map((r) => {
     const first = r.violations[0];
     if (!first) return r;
     const until = formatDurationUs(first.t + 1000);
@@ -491,7 +626,7 @@ function summarise(
     faults: c.faults,
     invariants,
     expectations: { met: failures.length === 0, failures },
-    metrics: built.metrics(),
+    metrics: observed ? sumMetrics(observed.map((o) => o.metrics)) : built.metrics(),
     actorErrors: result.actorErrors,
     traceHash: result.traceHash,
     wallMs,

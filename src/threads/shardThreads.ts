@@ -10,11 +10,12 @@
  */
 import * as Comlink from 'comlink';
 import type { Endpoint } from 'comlink';
-import type { QueuedEvent } from '../engine/eventQueue.js';
+import type { LocalChunk, LocalEnd } from '../engine/createSimulation.js';
+import type { EventKey, QueuedEvent } from '../engine/eventQueue.js';
 import type { ShardHandle, ShardStep } from '../engine/parallel.js';
 import { ownedBy, shardFailure } from '../engine/parallel.js';
 import type { ShardPlan } from '../engine/partition.js';
-import type { ShardSpec } from '../scenario/runScenario.js';
+import type { LocalObserved, ShardSpec } from '../scenario/runScenario.js';
 import { nodePortEndpoint } from './threadPort.js';
 
 export interface ShardInit extends ShardSpec {
@@ -30,6 +31,10 @@ export interface ShardWorkerApi {
   /** Takes the port the window calls come through. */
   connect(port: WindowPort): void;
   start(): ShardStep;
+  /** Local mode (spec.local): the calls of the shard's local face (runScenario.ts: createLocalShard). */
+  localStart(): LocalChunk;
+  localRun(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
+  localFinish(endUs: number): LocalEnd & { observed: LocalObserved };
 }
 
 /** A MessageChannel port as both runtimes have it (Node's worker_threads ports take `onmessage` too). */
@@ -181,31 +186,45 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
     throw err;
   }
   const windows = channel.port1 as unknown as WindowPort;
+  /** A call that a dead worker, or one that finishes no event for WATCHDOG_MS, rejects. */
+  const watched = async <T>(f: () => Promise<T>): Promise<T> => {
+    let seen = where[2];
+    const watchdog = setInterval(() => {
+      if (where[2] !== seen) seen = where[2];
+      else
+        died!(shardFailure(index, where[1] >= 0 ? names[where[1]] : undefined, where[0], `no event finished in ${WATCHDOG_MS / 1000} s`));
+    }, WATCHDOG_MS);
+    try {
+      return await call(f());
+    } finally {
+      clearInterval(watchdog);
+    }
+  };
   let answer: ((r: WindowReply) => void) | undefined;
   windows.onmessage = (e) => answer?.(e.data as WindowReply);
   return {
     start: () => call(api.start()),
     async advance(incoming, endUs, maxEvents) {
       const request: WindowRequest = { endUs, maxEvents, incoming: packEvents(incoming) };
-      let seen = where[2];
-      const watchdog = setInterval(() => {
-        if (where[2] !== seen) seen = where[2];
-        else
-          died!(shardFailure(index, where[1] >= 0 ? names[where[1]] : undefined, where[0], `no event finished in ${WATCHDOG_MS / 1000} s`));
-      }, WATCHDOG_MS);
-      try {
-        const reply = await call(
+      const reply = await watched(
+        () =>
           new Promise<WindowReply>((resolve) => {
             answer = resolve;
             windows.postMessage(request, [request.incoming]);
           }),
-        );
-        return { ...reply, outbox: unpackEvents(reply.outbox) };
-      } finally {
-        clearInterval(watchdog);
-      }
+      );
+      return { ...reply, outbox: unpackEvents(reply.outbox) };
     },
+    local: spec.local
+      ? {
+          start: () => watched(() => api.localStart()),
+          run: (bound, maxEvents, pause) => watched(() => api.localRun(bound, maxEvents, pause)),
+          finish: (endUs) => watched(() => api.localFinish(endUs)),
+        }
+      : undefined,
     async close() {
+      // A call still pending (a shard stopped mid-chunk because another failed) ends now, and with it its watchdog.
+      died!(new Error(`shard ${index} closed`));
       windows.close();
       api[Comlink.releaseProxy]();
       await thread.terminate();

@@ -9,7 +9,9 @@
 import * as Comlink from 'comlink';
 import type { Endpoint } from 'comlink';
 import { parseScenario } from '../scenario/loadScenario.js';
-import { prepareScenario } from '../scenario/runScenario.js';
+import type { LocalShardFace } from '../scenario/runScenario.js';
+import { createLocalShard, prepareScenario } from '../scenario/runScenario.js';
+import type { LocalChunk } from '../engine/createSimulation.js';
 import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
 import { createShardKernel } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
@@ -19,6 +21,7 @@ import { envVar, onDeno, packEvents, unpackEvents } from './shardThreads.js';
 import { nodePortEndpoint } from './threadPort.js';
 
 let kernel: ShardKernel | undefined;
+let local: LocalShardFace | undefined;
 let ran = 0;
 let killAfter = Infinity;
 let killBy: 'exit' | 'hang' = 'exit';
@@ -38,14 +41,22 @@ const step = (w: ShardWindow, t0: number): ShardStep => {
 const api: ShardWorkerApi = {
   init(spec: ShardInit) {
     const prepared = prepareScenario(parseScenario(spec.text, spec.file), spec.overrides);
-    kernel = createShardKernel(shardKernelOptions(prepared.simOptions, spec.index), {
-      index: spec.index,
-      owned: spec.owned,
-      hashes: spec.hashes,
-      lines: spec.lines,
-      hooks: spec.hooks,
-      progress: new Float64Array(spec.progress),
-    });
+    if (spec.local) {
+      local = createLocalShard(prepared, {
+        index: spec.index,
+        owned: spec.owned,
+        hashes: spec.hashes,
+        progress: new Float64Array(spec.progress),
+      });
+    } else
+      kernel = createShardKernel(shardKernelOptions(prepared.simOptions, spec.index), {
+        index: spec.index,
+        owned: spec.owned,
+        hashes: spec.hashes,
+        lines: spec.lines,
+        hooks: spec.hooks,
+        progress: new Float64Array(spec.progress),
+      });
     const kill = envVar('PROTOSIM_TEST_KILL_SHARD')?.split(':');
     if (kill && Number(kill[0]) === spec.index) {
       killAfter = Number(kill[1]);
@@ -66,7 +77,26 @@ const api: ShardWorkerApi = {
   start() {
     return step(kernel!.start(), performance.now());
   },
+  localStart() {
+    return sent(local!.start());
+  },
+  localRun(bound, maxEvents, pause) {
+    if (ran >= killAfter) killThread();
+    const c = local!.run(bound, Math.min(maxEvents, killAfter - ran), pause);
+    ran = c.events;
+    if (ran >= killAfter) killThread();
+    return sent(c);
+  },
+  localFinish(endUs) {
+    const end = local!.finish(endUs);
+    return Comlink.transfer(end, end.hashes ? [end.hashes.buffer as ArrayBuffer] : []);
+  },
 };
+
+/** A local chunk with its hash log moved, not copied. */
+function sent(c: LocalChunk): LocalChunk {
+  return Comlink.transfer(c, c.hashes ? [c.hashes.buffer as ArrayBuffer] : []);
+}
 
 async function endpoint(): Promise<Endpoint> {
   if (onDeno) return globalThis as unknown as Endpoint;

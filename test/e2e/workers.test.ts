@@ -114,6 +114,35 @@ describe('protosim run --workers', () => {
     expect(summary.error).toMatch(/shard 1 failed/);
   });
 
+  it('local mode on threads: the sites of sites.yaml run and check themselves, with the one-thread hash', () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-local-'));
+    const one = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--json', '--out', out]);
+    const two = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--out', out, '--workers', '2']);
+    expect(two.code, two.err).toBe(0);
+    expect(two.out).toMatch(
+      /^parallel +2 shards, local: each ran and checked its own actors \(no message crossed shards\), [\d,]+ rounds/m,
+    );
+    expect(two.out).toContain(`trace hash ${(JSON.parse(one.out) as { traceHash: string }).traceHash}`);
+    // A run whose messages cross shards says that local mode gave up, and why.
+    const basic = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2', '--until', '30s']);
+    expect(basic.code, basic.err).toBe(0);
+    expect(basic.out).toMatch(
+      /^ +local mode gave up \(worker-\d+ sent to manager on another shard at [^)]+\): redone in windows, same result/m,
+    );
+  });
+
+  it('a worker killed in local mode: exit 3, shard, actor and virtual time named, no hang', () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-kill-local-'));
+    const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--out', out, '--workers', '2'], { PROTOSIM_TEST_KILL_SHARD: '1:300' });
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(
+      /protosim: shard 1 failed at virtual time [\dhms.]+, in or after an event of (site-[abc]|[abc]-\d): its thread exited with code 70/,
+    );
+    const [runDir] = readdirSync(out);
+    expect((JSON.parse(readFileSync(join(out, runDir, 'summary.json'), 'utf8')) as { error: string }).error).toMatch(/shard 1 failed/);
+  });
+
   it('a worker stuck in a loop (or gone without a word): the watchdog ends the run with exit 3', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-hang-'));
     const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2'], {

@@ -17,7 +17,7 @@ import { planShards } from '../../src/engine/partition.js';
 import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js';
 import type { RunSummary } from '../../src/scenario/runScenario.js';
 import { planScenario, runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
-import { mwScenario, mwYaml } from '../helpers/mwScenario.js';
+import { mwScenario, mwSites, mwSitesYaml, mwYaml } from '../helpers/mwScenario.js';
 import { sample } from '../helpers/property.js';
 
 /** What a user sees of a run, without wall-clock figures. */
@@ -69,6 +69,91 @@ test.prop([mwScenario, fc.constantFrom(2, 3)], sample(30))(
     expect(split, yaml).toEqual(one);
   },
 );
+
+// ---- local mode: shards that observe their own actors --------------------------------------------
+
+const localModes: string[] = [];
+
+test.prop([mwSites, fc.constantFrom(2, 3)], sample(30))(
+  'random sites with faults and stopWhen: the same run on shards (local mode, or windows when it gives up) as on one kernel',
+  async (p, shards) => {
+    const yaml = mwSitesYaml(p);
+    const one = visible(runScenario(parseScenario(yaml, 'sites.yaml'), { hash: true }));
+    const run = await runScenarioAsync(parseScenario(yaml, 'sites.yaml'), { hash: true, shards });
+    localModes.push(run.parallel?.abandoned === undefined ? (run.parallel?.mode ?? 'one shard') : 'abandoned');
+    expect(visible(run), yaml).toEqual(one);
+  },
+);
+
+describe('local mode', () => {
+  it('ran most random sites cases on its own (the property above is not only about the fallback)', () => {
+    const local = localModes.filter((m) => m === 'local').length;
+    expect(local, localModes.join()).toBeGreaterThan(localModes.length / 3);
+  });
+
+  const sites = (extra: string, mode = 'strict') => `
+name: three-sites
+protocol: manager-worker
+mode: ${mode}
+seed: 9
+duration: 20m
+stopWhen: complete
+network: { latency: { dist: uniform, min: 1ms, max: 40ms }, loss: 0.01, ordering: unordered-duplicating, duplicate: 0.05 }
+actors:
+  - { role: mw.manager, name: site-0, statusPoll: 20s, tasks: { count: 30, timeout: 40s } }
+  - { role: mw.manager, name: site-1, statusPoll: 20s, tasks: { count: 20, timeout: 40s } }
+  - { role: mw.manager, name: site-2, statusPoll: 20s, tasks: { count: 25, timeout: 40s } }
+  - { role: mw.worker, name: w0, count: 3, managers: [site-0], run: { dist: uniform, min: 1s, max: 20s }${mode === 'balthazar' ? ', failures: { hang: 0.2 }' : ''} }
+  - { role: mw.worker, name: w1, count: 3, managers: [site-1], run: { dist: uniform, min: 1s, max: 20s } }
+  - { role: mw.worker, name: w2, count: 3, managers: [site-2], run: { dist: uniform, min: 1s, max: 20s } }
+${extra}
+`;
+  const faults = `faults:
+  - { at: 5s, crash: w0-1, restart: 30s }
+  - { at: 8s, pause: w1-0, resume: 20s }
+  - { at: 12s, partition: [[w2-2], rest], heal: 40s }
+  - { at: 15s, skew: w0-2, by: 3s }
+  - { at: 60s, shutdown: w1-2 }`;
+
+  it('a run whose sites stay on their shards: local mode, the same summary and hash as one kernel and as windows', async () => {
+    const yaml = sites(faults);
+    const one = visible(runScenario(parseScenario(yaml, 'sites.yaml'), { hash: true }));
+    expect(one.stoppedBecause).toBe('complete');
+    for (const shards of [2, 3]) {
+      const run = await runScenarioAsync(parseScenario(yaml, 'sites.yaml'), { hash: true, shards });
+      expect(run.parallel, `${shards} shards`).toMatchObject({ shards, mode: 'local' });
+      expect(run.parallel?.abandoned).toBeUndefined();
+      expect(visible(run), `${shards} shards`).toEqual(one);
+      const windows = await runScenarioAsync(parseScenario(yaml, 'sites.yaml'), { hash: true, shards, local: false });
+      expect(windows.parallel?.mode).toBe('windows');
+      expect(visible(windows), `${shards} shards in windows`).toEqual(one);
+    }
+  });
+
+  it('gives up when a message crosses shards, and the windows give the one-kernel run', async () => {
+    const run = await runScenarioAsync(loadScenario('scenarios/manager-worker/basic.yaml'), { hash: true, shards: 2 });
+    expect(run.parallel?.mode).toBe('windows');
+    expect(run.parallel?.abandoned).toMatch(/^worker-\d+ sent to manager on another shard at /);
+  });
+
+  it("gives up at a violation (its trace excerpt spans shards): the report is the one kernel's", async () => {
+    const yaml = sites('', 'balthazar');
+    const one = visible(runScenario(parseScenario(yaml, 'sites.yaml'), { hash: true }));
+    expect(one.invariants.find((i) => i.id === 'mw.one-answer')?.status).toBe('violated');
+    const run = await runScenarioAsync(parseScenario(yaml, 'sites.yaml'), { hash: true, shards: 3 });
+    expect(run.parallel?.abandoned).toMatch(/an invariant was violated/);
+    expect(visible(run)).toEqual(one);
+  });
+
+  it('without stopWhen, and with a run limit that cuts it: the same run', async () => {
+    const yaml = sites(faults).replace('stopWhen: complete', '').replace('duration: 20m', 'duration: 45s');
+    const one = visible(runScenario(parseScenario(yaml, 'sites.yaml'), { hash: true }));
+    expect(one.stoppedBecause).toBe('until');
+    const run = await runScenarioAsync(parseScenario(yaml, 'sites.yaml'), { hash: true, shards: 3 });
+    expect(run.parallel).toMatchObject({ mode: 'local' });
+    expect(visible(run)).toEqual(one);
+  });
+});
 
 // ---- kernel edge cases -------------------------------------------------------------------------
 

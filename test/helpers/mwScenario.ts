@@ -87,3 +87,69 @@ faults: [${p.faults.map((f) => faultYaml(f as Fault)).join(', ')}]
 ${p.mode === 'balthazar' ? 'invariants: [mw.one-manager, mw.not-mine, mw.silence-after-bye, mw.liveness, mw.task-monotone, mw.slots, mw.failure-accounting, mw.authorised-only, mw.shutdown-bye-only]' : ''}
 `;
 }
+
+/**
+ * Random "sites": managers each with workers that know only it, so placement can keep every site on
+ * one shard and no message crosses shards (local mode, src/engine/parallel.ts: runLocalMode), with
+ * faults on any node and, half the time, `stopWhen: complete`.
+ */
+export const mwSites = fc
+  .record({ sites: fc.integer({ min: 2, max: 4 }), workers: fc.integer({ min: 1, max: 4 }) })
+  .chain(({ sites, workers }) => {
+    const node = fc.oneof(
+      fc
+        .record({ site: fc.nat(sites - 1), worker: fc.nat(workers - 1) })
+        .map(({ site, worker }) => (workers === 1 ? `w${site}` : `w${site}-${worker}`)),
+      fc.nat(sites - 1).map((site) => `site-${site}`),
+    );
+    const at = fc.integer({ min: 1, max: 120 });
+    return fc.record({
+      sites: fc.constant(sites),
+      workers: fc.constant(workers),
+      mode: fc.constantFrom('strict', 'balthazar'),
+      seed: fc.nat(1_000_000),
+      latencyMs: fc.integer({ min: 1, max: 300 }),
+      loss: fc.constantFrom(0, 0, 0.02),
+      ordering: fc.constantFrom('ordered', 'unordered', 'unordered-duplicating'),
+      tasks: fc.integer({ min: 0, max: 30 }),
+      runS: fc.integer({ min: 1, max: 20 }),
+      complete: fc.boolean(),
+      faults: fc.array(
+        fc.oneof(
+          fc.record({ at, crash: node, restartAfter: fc.option(fc.integer({ min: 1, max: 60 })) }),
+          fc.record({ at, pause: node, resumeAfter: fc.integer({ min: 1, max: 60 }) }),
+          fc.record({ at, shutdown: node }),
+          fc.record({ at, partitionOf: node, healAfter: fc.integer({ min: 1, max: 100 }) }),
+          fc.record({ at, skew: node, by: fc.integer({ min: -60, max: 60 }) }),
+        ),
+        { maxLength: 4 },
+      ),
+    });
+  });
+
+export type MwSitesParams = typeof mwSites extends fc.Arbitrary<infer T> ? T : never;
+
+export function mwSitesYaml(p: MwSitesParams): string {
+  const sites = Array.from({ length: p.sites }, (_, i) => i);
+  return `
+name: sites
+protocol: manager-worker
+mode: ${p.mode}
+seed: ${p.seed}
+duration: 10m
+${p.complete ? 'stopWhen: complete' : ''}
+network: { latency: { dist: uniform, min: 1ms, max: ${ms(p.latencyMs)} }, loss: ${p.loss}, ordering: ${p.ordering}${
+    p.ordering === 'unordered-duplicating' ? ', duplicate: 0.05' : ''
+  } }
+actors:
+${sites.map((i) => `  - { role: mw.manager, name: site-${i}, checkInterval: 5s, timeout: 20s, tasks: { count: ${p.tasks}, timeout: 20s } }`).join('\n')}
+${sites
+  .map(
+    (i) =>
+      `  - { role: mw.worker, name: w${i}, count: ${p.workers}, managers: [site-${i}], checkInterval: 5s, timeout: 20s, run: { dist: uniform, min: 1s, max: ${s(p.runS)} } }`,
+  )
+  .join('\n')}
+faults: [${p.faults.map((f) => faultYaml(f as Fault)).join(', ')}]
+${p.mode === 'balthazar' ? 'invariants: [mw.one-manager, mw.not-mine, mw.silence-after-bye, mw.liveness, mw.task-monotone, mw.slots, mw.failure-accounting, mw.authorised-only, mw.shutdown-bye-only]' : ''}
+`;
+}

@@ -272,6 +272,8 @@ export const managerWorkerFamily: ProtocolFamily = {
       checker,
       affinity: [...flock.values()].filter((g) => g.length > 1),
       isComplete: () => managers.length > 0 && done.size === managers.length,
+      // Every manager on the shard is done (and the run has managers at all).
+      shardComplete: (owns) => managers.length > 0 && managers.every((m) => !owns(m) || done.has(m)),
       metrics: () => ({ ...metrics }),
     };
   },

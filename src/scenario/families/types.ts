@@ -51,6 +51,13 @@ export interface FamilyBuild {
   affinity?: string[][];
   /** True when the protocol's work is done (for `stopWhen: complete`). */
   isComplete(): boolean;
+  /**
+   * Shard-local observing (parallel runs in local mode): given by a family whose checker and metrics
+   * can run per shard, each seeing only its own actors' events, when no message crosses shards — its
+   * invariants relate only actors that talk to each other, and its metrics are sums. Says whether
+   * the work of the actors `owns` accepts is done; `isComplete` must equal this over all shards.
+   */
+  shardComplete?(owns: (name: string) => boolean): boolean;
   metrics(): Record<string, unknown>;
 }
 
