@@ -1,7 +1,7 @@
 /**
  * The `protosim` command line.
  *
- *   protosim run <scenario…> [--seed N] [--until DURATION] [--out DIR] [--json] [--trace] [--hash] [--backend flat|xstate] [--core wasm|js] [--workers N|auto]
+ *   protosim run <scenario…> [--seed N] [--until DURATION] [--out DIR] [--json] [--trace] [--hash] [--backend flat|xstate] [--core wasm|js] [--workers N|auto] [--windows]
  *   protosim validate <scenario…>
  *
  * Exit codes: 0 every expectation met · 1 an invariant or expectation failed · 2 bad usage or invalid
@@ -46,6 +46,8 @@ Options for run:
   --backend NAME       machine backend: flat (default, compiled) or xstate (XState's interpreter)
   --core NAME          buffer/rate core (Virdi): wasm (default, WebAssembly) or js (the TypeScript reference)
   --workers N|auto     worker threads to run on (default 1; auto: one per core); the trace stays the same
+  --windows            with --workers: always use conservative windows, never local mode (see README,
+                       "Parallel runs"); for comparing the two
 
 Exit codes: 0 expectations met · 1 an invariant or expectation failed · 2 bad usage or invalid input · 3 internal error`;
 
@@ -105,6 +107,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
       backend: { type: 'string' },
       core: { type: 'string' },
       workers: { type: 'string' },
+      windows: { type: 'boolean', default: false },
     },
   });
   if (positionals.length === 0) usage('run needs at least one scenario file');
@@ -148,6 +151,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
       onProgress: (p) => io2.bar?.update(p),
       workers: workers !== undefined && workers > 1 ? workers : undefined,
       threads: spawnThreadShards,
+      local: !values.windows,
       wallClockMs: io.wallMs,
     });
     const sp = plan.shardPlan;

@@ -424,7 +424,7 @@ export function shardFailure(shard: number, actor: string | undefined, atUs: num
 }
 
 /** Events a shard runs per call in local mode. */
-const LOCAL_CHUNK = 200_000;
+const LOCAL_CHUNK = 100_000;
 
 /**
  * Local mode: every shard runs its own events with its own observers, with no windows, and nothing
@@ -495,24 +495,30 @@ export async function runLocalMode(
       });
     }
   };
-  const timed = async (s: number, f: () => Promise<LocalChunk>): Promise<[LocalChunk, number]> => {
+  // Calls in flight, one per shard at most: a shard goes on as soon as its last call answered (no
+  // barrier between shards), until it is done, or waits with its share of stopWhen true.
+  const inflight: (Promise<[number, LocalChunk, number]> | undefined)[] = new Array(n);
+  const launch = (s: number, f: () => Promise<LocalChunk>): void => {
     const t = clock();
-    const c = await f();
-    return [c, clock() - t];
-  };
-  const all = async (which: (s: number) => (() => Promise<LocalChunk>) | undefined): Promise<void> => {
-    const out = await Promise.all(handles.map((_, s) => (which(s) ? timed(s, which(s)!) : undefined)));
+    const p = f().then((c): [number, LocalChunk, number] => [s, c, clock() - t]);
+    p.catch(() => undefined);
+    inflight[s] = p;
     stats.windows++;
+  };
+  const settle = async (): Promise<void> => {
+    const [s, c, ms] = await Promise.race(inflight.filter((p) => p !== undefined));
+    inflight[s] = undefined;
     took(
-      out.map((o) => o?.[0]),
-      out.map((o) => o?.[1] ?? 0),
+      handles.map((_, i) => (i === s ? c : undefined)),
+      handles.map((_, i) => (i === s ? ms : 0)),
     );
   };
 
   let stoppedBecause: RunResult['stoppedBecause'] | undefined;
   let stopKey: EventKey | undefined;
   try {
-    await all((s) => () => local[s].start());
+    handles.forEach((_, s) => launch(s, () => local[s].start()));
+    while (inflight.some((p) => p !== undefined)) await settle();
     if (stopWhen && last.every((c) => c.complete)) {
       stoppedBecause = 'complete';
       stopKey = START_KEY;
@@ -522,37 +528,38 @@ export async function runLocalMode(
     let waiting = stopWhen;
     while (stoppedBecause === undefined) {
       if (waiting && last.some((c) => done(c) && !c.complete)) waiting = false;
-      const idle = (c: LocalChunk): boolean => done(c) || (waiting && c.complete);
-      if (waiting && last.every((c) => c.complete)) {
-        // Every share holds: the candidate stop is the latest event that made one hold.
-        let k = START_KEY;
-        for (const c of last) if (c.flipKey && less(k, c.flipKey)) k = c.flipKey;
-        const key = k;
-        while (last.some((c) => !done(c) && c.stop !== 'bound' && less(c.lastKey, key))) {
-          await all((s) =>
-            !done(last[s]) && last[s].stop !== 'bound' && less(last[s].lastKey, key)
-              ? () => local[s].run(key, LOCAL_CHUNK, false)
-              : undefined,
-          );
-        }
-        if (last.every((c) => c.complete)) {
-          stoppedBecause = 'complete';
-          stopKey = key;
-          break;
-        }
-        // A share fell back before K: go on from here (shards stopped at K wait or run as their share says).
-        for (let s = 0; s < n; s++) if (last[s].stop === 'bound') last[s] = { ...last[s], stop: 'chunk' };
+      const pause = waiting;
+      for (let s = 0; s < n; s++) {
+        if (inflight[s] === undefined && !done(last[s]) && !(waiting && last[s].complete))
+          launch(s, () => local[s].run(undefined, LOCAL_CHUNK, pause));
+      }
+      if (inflight.some((p) => p !== undefined)) {
+        await settle();
         continue;
       }
-      if (last.every(idle)) {
-        if (last.every(done)) {
-          stoppedBecause = last.some((c) => c.stop === 'until') ? 'until' : 'idle';
-          break;
-        }
-        waiting = false;
-        continue;
+      if (last.every(done)) {
+        stoppedBecause = last.some((c) => c.stop === 'until') ? 'until' : 'idle';
+        break;
       }
-      await all((s) => (idle(last[s]) ? undefined : () => local[s].run(undefined, LOCAL_CHUNK, waiting)));
+      // Every shard waits: every share holds. The candidate stop is the latest event that made one
+      // hold (K); the shards behind it run up to it.
+      let k = START_KEY;
+      for (const c of last) if (c.flipKey && less(k, c.flipKey)) k = c.flipKey;
+      const key = k;
+      const behind = (c: LocalChunk): boolean => !done(c) && c.stop !== 'bound' && less(c.lastKey, key);
+      while (last.some(behind)) {
+        for (let s = 0; s < n; s++)
+          if (inflight[s] === undefined && behind(last[s])) launch(s, () => local[s].run(key, LOCAL_CHUNK, false));
+        await settle();
+      }
+      while (inflight.some((p) => p !== undefined)) await settle();
+      if (last.every((c) => c.complete)) {
+        stoppedBecause = 'complete';
+        stopKey = key;
+        break;
+      }
+      // A share fell back before K: go on from here (shards stopped at K wait or run as their share says).
+      for (let s = 0; s < n; s++) if (last[s].stop === 'bound') last[s] = { ...last[s], stop: 'chunk' };
     }
   } catch (err) {
     await Promise.allSettled(handles.map((h) => h.close()));

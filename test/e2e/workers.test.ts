@@ -119,9 +119,7 @@ describe('protosim run --workers', () => {
     const one = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--json', '--out', out]);
     const two = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--out', out, '--workers', '2']);
     expect(two.code, two.err).toBe(0);
-    expect(two.out).toMatch(
-      /^parallel +2 shards, local: each ran and checked its own actors \(no message crossed shards\), [\d,]+ rounds/m,
-    );
+    expect(two.out).toMatch(/^parallel +2 shards, local: each ran and checked its own actors \(no message crossed shards\), [\d,]+ calls/m);
     expect(two.out).toContain(`trace hash ${(JSON.parse(one.out) as { traceHash: string }).traceHash}`);
     // A run whose messages cross shards says that local mode gave up, and why.
     const basic = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2', '--until', '30s']);
