@@ -89,6 +89,28 @@ export interface SimObserver {
   onStepEnd?(t: number, actor: string): void;
   onFault?(t: number, action: FaultAction, actors: string[]): void;
   onEnd?(t: number): void;
+  /**
+   * Called at every multiple of `tickUs` of virtual time (0, tickUs, 2·tickUs, …) that the run
+   * reaches, just before the first event at or after it: a periodic check (a checker's sweep) sees
+   * exactly the events before that instant, whichever actors they came from — the same on one
+   * kernel and on each shard of a parallel run.
+   */
+  tickUs?: number;
+  onTick?(t: number): void;
+}
+
+/** Fires the observers' ticks (SimObserver.tickUs) up to and including virtual time `t`. */
+export function tickerOf(observers: readonly SimObserver[]): (t: number) => void {
+  const list = observers.filter((o) => o.onTick && (o.tickUs ?? 0) > 0).map((o) => ({ o, next: 0 }));
+  if (list.length === 0) return () => undefined;
+  return (t) => {
+    for (const x of list) {
+      while (x.next <= t) {
+        x.o.onTick!(x.next);
+        x.next += x.o.tickUs!;
+      }
+    }
+  };
 }
 
 export interface SimulationOptions {
@@ -265,8 +287,11 @@ export interface ShardKernel {
    * another shard or an actor error (the run is then redone in windows).
    */
   runLocal(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
-  /** Local mode: tells the observers the run ended at `endUs`; hands over the counters and recent records. */
-  finishLocal(endUs: number): LocalEnd;
+  /**
+   * Local mode: fires the observers' ticks up to `lastUs` (the run's last event), tells them the
+   * run ended at `endUs`, and hands over the counters and recent records.
+   */
+  finishLocal(endUs: number, lastUs: number): LocalEnd;
 }
 
 export interface Counters {
@@ -399,6 +424,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   const obsObserve = observers.filter((o) => o.onObserve);
   const obsStepEnd = observers.filter((o) => o.onStepEnd);
   const obsFault = observers.filter((o) => o.onFault);
+  const tickTo = tickerOf(observers);
   const hasher = !shard && (opts.traceSink || opts.hash) ? new TraceHash() : undefined;
   const sink = opts.traceSink;
   const tracing = hasher !== undefined;
@@ -927,6 +953,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         if (opts.onProgress && counters.events % progressEvery === 0) {
           opts.onProgress({ nowUs: now, untilUs, events: counters.events, messages: counters.messagesSent });
         }
+        tickTo(now);
         process(ev);
         if (stopWhen?.()) {
           stoppedBecause = 'complete';
@@ -1043,7 +1070,8 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       if (hashLocal) log.end();
       localComplete = local?.complete?.() ?? false;
       if (localComplete) flipKey = START_KEY;
-      return localChunk('chunk');
+      // An actor that threw while starting: only the windows report it as one kernel does.
+      return localChunk(counters.actorErrors > 0 ? 'error' : 'chunk');
     },
     runLocal(bound, maxEvents, pause) {
       const complete = local!.complete;
@@ -1084,6 +1112,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
           shard!.progress[2]++;
         }
         if (hashLocal) log.begin(ev);
+        tickTo(now);
         process(ev);
         if (hashLocal) log.end();
         lastKey = ev;
@@ -1108,7 +1137,9 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       }
       return localChunk(stop);
     },
-    finishLocal(endUs) {
+    finishLocal(endUs, lastUs) {
+      // The ticks the whole run reached (up to its last event), after this shard's own last event.
+      tickTo(lastUs);
       for (const o of observers) o.onEnd?.(endUs);
       const out: LocalEnd['recent'] = [];
       const records = recent();

@@ -33,7 +33,7 @@ import type {
   SimulationOptions,
   TraceRecord,
 } from './createSimulation.js';
-import { createShardKernel, emptyCounters, hooksOf, START_KEY } from './createSimulation.js';
+import { createShardKernel, emptyCounters, hooksOf, START_KEY, tickerOf } from './createSimulation.js';
 import { ProtosimError } from './errors.js';
 import type { EventKey, QueuedEvent } from './eventQueue.js';
 import { EventKind, less } from './eventQueue.js';
@@ -69,8 +69,11 @@ export interface ShardHandle {
 export interface LocalShardHandle {
   start(): Promise<LocalChunk>;
   run(bound: EventKey | undefined, maxEvents: number, pause: boolean): Promise<LocalChunk>;
-  /** Ends the run at `endUs`; `observed` is what the host read off its observers (results, metrics). */
-  finish(endUs: number): Promise<LocalEnd & { observed: unknown }>;
+  /**
+   * Ends the run at `endUs` (its last event at `lastUs`); `observed` is what the host read off its
+   * observers (results, metrics); `violated` as in LocalChunk.
+   */
+  finish(endUs: number, lastUs: number): Promise<LocalEnd & { observed: unknown; violated?: boolean }>;
 }
 
 /**
@@ -181,6 +184,7 @@ export function createShardedSimulation(
   }
   const names = opts.actors.map((a) => a.name);
   const observers = opts.observers ?? [];
+  const tickTo = tickerOf(observers);
   const tracing = opts.traceSink !== undefined || opts.hash === true;
   const hasher = tracing ? new TraceHash() : undefined;
   const sink = opts.traceSink;
@@ -338,6 +342,7 @@ export function createShardedSimulation(
         if (opts.onProgress && counters.events % progressEvery === 0) {
           opts.onProgress({ nowUs: now, untilUs, events: counters.events, messages: counters.messagesSent });
         }
+        tickTo(now);
         playGroups(same);
         if (stopWhen?.()) {
           stoppedBecause = 'complete';
@@ -572,12 +577,16 @@ export async function runLocalMode(
       : stoppedBecause === 'complete'
         ? Math.max(0, stopKey!.time)
         : Math.max(0, ...last.map((c) => c.nowUs));
-  let ends: (LocalEnd & { observed: unknown })[];
+  // The run's last event: the stop, or the latest event any shard ran (-1: none).
+  const lastUs = stoppedBecause === 'complete' ? stopKey!.time : Math.max(-1, ...last.map((c) => (c.events > 0 ? c.nowUs : -1)));
+  let ends: (LocalEnd & { observed: unknown; violated?: boolean })[];
   try {
-    ends = await Promise.all(local.map((l) => l.finish(endUs)));
+    ends = await Promise.all(local.map((l) => l.finish(endUs, lastUs)));
   } finally {
     await Promise.allSettled(handles.map((h) => h.close()));
   }
+  // The checks at the end (a last sweep) may find a violation too.
+  if (ends.some((e) => e.violated)) throw new LocalModeAbandoned(`an invariant was violated at the end (${formatDurationUs(endUs)})`);
   ends.forEach((e, s) => merger?.add(s, e.hashes));
   const shared = last[0].sharedEvents;
   const counters = sumCounters(ends.map((e) => e.counters));

@@ -90,7 +90,7 @@ export interface LocalObserved {
 export interface LocalShardFace {
   start(): LocalChunk;
   run(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
-  finish(endUs: number): LocalEnd & { observed: LocalObserved };
+  finish(endUs: number, lastUs: number): LocalEnd & { observed: LocalObserved; violated: boolean };
 }
 
 /**
@@ -117,13 +117,14 @@ export function createLocalShard(
       complete: simOptions.stopWhen ? () => shardComplete((name) => owned.has(name)) : undefined,
     },
   });
-  const mark = (c: LocalChunk): LocalChunk => (built.checker.results().some((r) => r.violationCount > 0) ? { ...c, violated: true } : c);
+  const violated = (): boolean => built.checker.results().some((r) => r.violationCount > 0);
+  const mark = (c: LocalChunk): LocalChunk => (violated() ? { ...c, violated: true } : c);
   return {
     start: () => mark(kernel.startLocal()),
     run: (bound, maxEvents, pause) => mark(kernel.runLocal(bound, maxEvents, pause)),
-    finish: (endUs): LocalEnd & { observed: LocalObserved } => {
-      const end = kernel.finishLocal(endUs);
-      return { ...end, observed: { invariants: built.checker.results(), metrics: built.metrics() } };
+    finish: (endUs, lastUs) => {
+      const end = kernel.finishLocal(endUs, lastUs);
+      return { ...end, observed: { invariants: built.checker.results(), metrics: built.metrics() }, violated: violated() };
     },
   };
 }
@@ -473,7 +474,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
                 local: {
                   start: async () => face.start(),
                   run: async (bound, maxEvents, pause) => face.run(bound, maxEvents, pause),
-                  finish: async (endUs) => face.finish(endUs),
+                  finish: async (endUs, lastUs) => face.finish(endUs, lastUs),
                 },
               };
             }),
@@ -621,18 +622,40 @@ function summarise(
     virtualTime: formatDurationUs(result.reachedUs),
     stoppedBecause: result.stoppedBecause,
     events: c.events,
-    messages: { sent: c.messagesSent, delivered: c.messagesDelivered, dropped: c.dropped, duplicated: c.duplicated, byType: c.sentByType },
+    // Maps by key (not by first occurrence): the same on one kernel and on shards.
+    messages: {
+      sent: c.messagesSent,
+      delivered: c.messagesDelivered,
+      dropped: byKey(c.dropped),
+      duplicated: c.duplicated,
+      byType: byKey(c.sentByType),
+    },
     timersFired: c.timersFired,
     faults: c.faults,
     invariants,
     expectations: { met: failures.length === 0, failures },
-    metrics: observed ? sumMetrics(observed.map((o) => o.metrics)) : built.metrics(),
+    metrics: Object.fromEntries(
+      Object.entries(observed ? sumMetrics(observed.map((o) => o.metrics)) : built.metrics()).map(([k, v]) => [
+        k,
+        v !== null && typeof v === 'object' && !Array.isArray(v) ? byKey(v as Record<string, unknown>) : v,
+      ]),
+    ),
     actorErrors: result.actorErrors,
     traceHash: result.traceHash,
     wallMs,
     eventsPerSecond: wallMs ? Math.round((c.events / wallMs) * 1000) : undefined,
     messagesPerSecond: wallMs ? Math.round((c.messagesSent / wallMs) * 1000) : undefined,
   };
+}
+
+/** A copy of `o` with its keys, and those of the plain objects in it, in sorted order. */
+function byKey<T extends Record<string, unknown>>(o: T): T {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o).sort()) {
+    const v = o[k];
+    out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) ? byKey(v as Record<string, unknown>) : v;
+  }
+  return out as T;
 }
 
 function statusText(st: string | undefined): string {

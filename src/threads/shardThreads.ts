@@ -34,7 +34,7 @@ export interface ShardWorkerApi {
   /** Local mode (spec.local): the calls of the shard's local face (runScenario.ts: createLocalShard). */
   localStart(): LocalChunk;
   localRun(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
-  localFinish(endUs: number): LocalEnd & { observed: LocalObserved };
+  localFinish(endUs: number, lastUs: number): LocalEnd & { observed: LocalObserved; violated: boolean };
 }
 
 /** A MessageChannel port as both runtimes have it (Node's worker_threads ports take `onmessage` too). */
@@ -219,7 +219,7 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
       ? {
           start: () => watched(() => api.localStart()),
           run: (bound, maxEvents, pause) => watched(() => api.localRun(bound, maxEvents, pause)),
-          finish: (endUs) => watched(() => api.localFinish(endUs)),
+          finish: (endUs, lastUs) => watched(() => api.localFinish(endUs, lastUs)),
         }
       : undefined,
     async close() {

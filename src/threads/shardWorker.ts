@@ -87,8 +87,8 @@ const api: ShardWorkerApi = {
     if (ran >= killAfter) killThread();
     return sent(c);
   },
-  localFinish(endUs) {
-    const end = local!.finish(endUs);
+  localFinish(endUs, lastUs) {
+    const end = local!.finish(endUs, lastUs);
     return Comlink.transfer(end, end.hashes ? [end.hashes.buffer as ArrayBuffer] : []);
   },
 };

@@ -17,6 +17,8 @@ import { planShards } from '../../src/engine/partition.js';
 import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js';
 import type { RunSummary } from '../../src/scenario/runScenario.js';
 import { planScenario, runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
+import { managerMachine } from '../../src/actors/manager-worker/manager.machine.js';
+import { workerMachine } from '../../src/actors/manager-worker/worker.machine.js';
 import { mwScenario, mwSites, mwSitesYaml, mwYaml } from '../helpers/mwScenario.js';
 import { sample } from '../helpers/property.js';
 
@@ -30,7 +32,13 @@ function visible(s: RunSummary) {
     messages: s.messages,
     timersFired: s.timersFired,
     faults: s.faults,
-    invariants: s.invariants.map((i) => ({ id: i.id, status: i.status, violations: i.violations.length, first: i.violations[0] })),
+    invariants: s.invariants.map((i) => ({
+      id: i.id,
+      status: i.status,
+      checks: i.checks,
+      violations: i.violationCount,
+      kept: i.violations,
+    })),
     expectations: s.expectations,
     metrics: s.metrics,
     actorErrors: s.actorErrors,
@@ -143,6 +151,74 @@ ${extra}
     const run = await runScenarioAsync(parseScenario(yaml, 'sites.yaml'), { hash: true, shards: 3 });
     expect(run.parallel?.abandoned).toMatch(/an invariant was violated/);
     expect(visible(run)).toEqual(one);
+  });
+
+  // A manager that pings but never drops anyone (mw.liveness must catch it), on one of two sites.
+  const neverDrops = managerMachine.provide({
+    actions: {
+      tick: enqueueActions(({ context, event, enqueue }) => {
+        for (const [w, rec] of context.workers) {
+          rec.lastPingUs = (event as { now: number }).now;
+          enqueue.emit({ type: 'host.send', to: w, msg: { type: 'ManagerPing', rid: ++context.rid } } as never);
+        }
+      }),
+    },
+  });
+  const twoSites = (duration: string) => `
+name: live
+protocol: manager-worker
+seed: 3
+duration: ${duration}
+network: { latency: 1ms }
+actors:
+  - { role: mw.manager, name: site-0, tasks: { count: 0 } }
+  - { role: mw.manager, name: site-1, tasks: { count: 2000, timeout: 30s } }
+  - { role: mw.worker, name: w0, count: 1, managers: [site-0] }
+  - { role: mw.worker, name: w1, count: 3, managers: [site-1], run: { dist: uniform, min: 100ms, max: 900ms } }
+faults:
+  - { at: 20s, crash: w0 }
+  - { at: 91s, crash: site-0 }
+`;
+
+  it.each([
+    ['300s', 91_000_000],
+    ['95s', 91_000_000],
+    // Past the deadline (90.906 s) after the last sweep: only the end's sweep sees it.
+    ['90950ms', 90_950_000],
+  ])(
+    'a periodic sweep sees the same pairs at the same instants on its shard as on one kernel: a liveness violation on a quiet shard is caught (run of %s)',
+    async (duration, violatedAtUs) => {
+      // The sweep runs at fixed virtual times (SimObserver.tickUs), so the quiet site-0 shard sweeps
+      // at 91 s too, before its crash forgets the pair; at 95 s the violation is found by the last sweep.
+      const machines = { 'mw.manager': neverDrops };
+      const one = runScenario(parseScenario(twoSites(duration), 'live.yaml'), { hash: true, machines });
+      const liveness = one.invariants.find((i) => i.id === 'mw.liveness')!;
+      expect(liveness.status).toBe('violated');
+      expect(liveness.violations[0].t).toBe(violatedAtUs);
+      const run = await runScenarioAsync(parseScenario(twoSites(duration), 'live.yaml'), { hash: true, shards: 2, machines });
+      expect(run.parallel?.abandoned).toMatch(/an invariant was violated/);
+      expect(visible(run)).toEqual(visible(one));
+    },
+  );
+
+  it("an actor that throws while starting: local mode gives up, and the errors are the one kernel's", async () => {
+    const throwing = workerMachine.provide({
+      actions: {
+        contactPeers: () => {
+          throw new Error('boom at start');
+        },
+      },
+    });
+    const yaml =
+      twoSites('100s')
+        .replace(/faults:[\s\S]*$/, '')
+        .replace(/count: 2000, timeout: 30s/, 'count: 0') + 'stopWhen: complete\n';
+    const machines = { 'mw.worker': throwing };
+    const one = runScenario(parseScenario(yaml, 'x.yaml'), { hash: true, machines });
+    expect(one.actorErrors.map((e) => e.message)).toEqual(['boom at start', 'boom at start', 'boom at start', 'boom at start']);
+    const run = await runScenarioAsync(parseScenario(yaml, 'x.yaml'), { hash: true, shards: 2, machines });
+    expect(run.parallel?.abandoned).toMatch(/an actor threw at/);
+    expect(visible(run)).toEqual(visible(one));
   });
 
   it('without stopWhen, and with a run limit that cuts it: the same run', async () => {
