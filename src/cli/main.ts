@@ -174,7 +174,9 @@ async function runCommand(args: string[], io: Io): Promise<number> {
       // A crash mid-run keeps the trace written so far and says where the run stopped.
       run.bar.done();
       run.trace?.close();
-      const at = plan.sim.recent().at(-1)?.t ?? 0;
+      // A failed shard says when it failed (local mode keeps no merged records to read it from).
+      const failedAt = isProtosimError(err) ? (err.details as { atUs?: number } | undefined)?.atUs : undefined;
+      const at = failedAt ?? plan.sim.recent().at(-1)?.t ?? 0;
       writeFileSync(
         join(runDir, 'summary.json'),
         `${JSON.stringify(

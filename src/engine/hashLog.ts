@@ -68,30 +68,34 @@ export class HashLogWriter {
 /** Reads the logs of all shards, in order, and folds them into `hash` as one kernel would have. */
 export class HashLogMerger {
   private readonly logs: Float64Array[][];
-  private readonly at: { log: number; pos: number }[];
+  private readonly at: { pos: number }[];
 
   constructor(shards: number) {
     this.logs = Array.from({ length: shards }, () => []);
-    this.at = Array.from({ length: shards }, () => ({ log: 0, pos: 0 }));
+    this.at = Array.from({ length: shards }, () => ({ pos: 0 }));
   }
 
   add(shard: number, log: Float64Array | undefined): void {
     if (log && log.length > 0) this.logs[shard].push(log);
   }
 
-  /** Shard s's next event header, or undefined. */
+  /** Shard s's next event header, or undefined. Logs read to the end are let go. */
   private head(s: number): { b: Float64Array; i: number } | undefined {
     const a = this.at[s];
     const list = this.logs[s];
-    while (a.log < list.length && a.pos >= list[a.log].length) {
-      a.log++;
+    while (list.length > 0 && a.pos >= list[0].length) {
+      list.shift();
       a.pos = 0;
     }
-    return a.log < list.length ? { b: list[a.log], i: a.pos } : undefined;
+    return list.length > 0 ? { b: list[0], i: a.pos } : undefined;
   }
 
-  /** Folds every logged event, in the one kernel's order (shared events: entries by sub, then shard). */
-  foldAll(hash: TraceHash): void {
+  /**
+   * Folds the logged events up to and including `upTo` (all of them without it), in the one
+   * kernel's order (shared events: entries by sub, then shard). Every shard must have logged all
+   * its events up to `upTo`.
+   */
+  fold(hash: TraceHash, upTo?: EventKey): void {
     const n = this.logs.length;
     const key = (h: { b: Float64Array; i: number }): EventKey => ({
       time: h.b[h.i],
@@ -108,7 +112,7 @@ export class HashLogMerger {
         const k = key(h);
         if (min === undefined || less(k, min)) min = k;
       }
-      if (min === undefined) return;
+      if (min === undefined || (upTo !== undefined && less(upTo, min))) return;
       const same: { s: number; h: { b: Float64Array; i: number } }[] = [];
       for (let s = 0; s < n; s++) {
         const h = this.head(s);

@@ -459,6 +459,7 @@ export async function runLocalMode(
   const tracing = opts.traceSink !== undefined || opts.hash === true;
   if (opts.traceSink) throw new Error('local mode writes no trace lines: run with windows');
   const merger = tracing ? new HashLogMerger(n) : undefined;
+  const hash = tracing ? new TraceHash() : undefined;
   const stopWhen = opts.stopWhen !== undefined;
   const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * opts.actors.length);
   const stats: ParallelStats = {
@@ -517,6 +518,13 @@ export async function runLocalMode(
       handles.map((_, i) => (i === s ? c : undefined)),
       handles.map((_, i) => (i === s ? ms : 0)),
     );
+    // Fold what every shard has run past (the earliest last event of the shards still running),
+    // while they go on: the logs do not pile up, and little is left to fold at the end.
+    if (merger && last.filter((x) => x !== undefined).length === n) {
+      let upTo: EventKey | undefined;
+      for (const x of last) if (!done(x) && (upTo === undefined || less(x.lastKey, upTo))) upTo = x.lastKey;
+      if (upTo !== undefined) merger.fold(hash!, upTo);
+    }
   };
 
   let stoppedBecause: RunResult['stoppedBecause'] | undefined;
@@ -594,9 +602,8 @@ export async function runLocalMode(
   counters.faults -= (n - 1) * shared;
   let traceHash: string | undefined;
   if (merger) {
-    const hash = new TraceHash();
-    merger.foldAll(hash);
-    traceHash = hash.digest();
+    merger.fold(hash!);
+    traceHash = hash!.digest();
   }
   // The run's last records: the latest of all shards' last records (shared events: by sub, then shard).
   const recent = ends
