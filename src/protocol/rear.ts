@@ -23,6 +23,8 @@ export type RearMode = (typeof REAR_MODES)[number];
 /** HTTP status codes of the binding (spec v2), with the implementation's 500 and 503. */
 export const REAR_STATUS = {
   ok: 200,
+  /** A malformed request (a filter with min > max, say); the binding lists none, the simulator answers 400. */
+  badRequest: 400,
   unauthorized: 401,
   forbidden: 403,
   notFound: 404,

@@ -1,0 +1,176 @@
+/**
+ * The REAR provider machine (`shared/protocols/rear.md`, "Provider behaviour" and "Known defects of
+ * the implementation"), driven event by event on both machine backends, which must agree.
+ */
+import { describe, expect, it } from 'vitest';
+import type { EventObject } from 'xstate';
+import type { ProviderInput } from '../../src/actors/rear/provider.machine.js';
+import { providerMachine } from '../../src/actors/rear/provider.machine.js';
+import type { BackendName, KernelEffect } from '../../src/engine/machineBackend.js';
+import { backendByName } from '../../src/engine/machineBackend.js';
+import type { Flavor, NodeIdentity, Partition, RearMode } from '../../src/protocol/rear.js';
+
+const GI = 2 ** 30;
+const owner: NodeIdentity = { domain: 'fluidos.eu', nodeId: 'p1', ip: '10.0.0.1' };
+const buyer = (n: number): NodeIdentity => ({ domain: 'fluidos.eu', nodeId: `c${n}`, ip: `10.0.1.${n}` });
+
+const whole: Flavor = {
+  flavorId: 'gpu-box',
+  providerId: 'p1',
+  timestamp: 0,
+  type: { name: 'k8slice', characteristics: { architecture: 'amd64', cpuMilli: 8000, memoryBytes: 32 * GI, pods: 110 } },
+  price: { amount: 20, currency: 'EUR', period: 'hourly' },
+  owner,
+  availability: true,
+};
+const slice: Flavor = {
+  ...whole,
+  flavorId: 'slice',
+  type: {
+    name: 'k8slice',
+    characteristics: { architecture: 'amd64', cpuMilli: 4000, memoryBytes: 8 * GI, pods: 10 },
+    partitionability: { cpuMinMilli: 500, memoryMinBytes: GI, podsMin: 1, cpuStepMilli: 250, memoryStepBytes: GI / 2, podsStep: 1 },
+  },
+};
+
+/** A provider on `backend`: send it messages at virtual times, read its answers and observations. */
+function provider(mode: RearMode, backend: BackendName) {
+  const input: ProviderInput = {
+    name: 'p1',
+    mode,
+    identity: owner,
+    flavors: [whole, slice],
+    ttpMs: 60_000,
+    sweepMs: 20_000,
+    contractDays: 365,
+  };
+  const out: KernelEffect[] = [];
+  const instance = backendByName(backend).start(providerMachine, input, out);
+  let sweep = out.find((e) => e.type === 'timer.set') as Extract<KernelEffect, { type: 'timer.set' }>;
+  let rid = 0;
+  const deliver = (event: EventObject): KernelEffect[] => {
+    out.length = 0;
+    instance.deliver(event, out);
+    const next = out.find((e) => e.type === 'timer.set');
+    if (next) sweep = next as typeof sweep;
+    return [...out];
+  };
+  const ask = (from: string, msg: Record<string, unknown>, nowUs: number) => {
+    const effects = deliver({ type: msg.type as string, from, msg: { ...msg, rid: ++rid }, now: nowUs } as EventObject);
+    const answer = effects.find((e) => e.type === 'host.send') as Extract<KernelEffect, { type: 'host.send' }> | undefined;
+    return { answer: answer?.msg as unknown as Record<string, unknown> & { status: number }, to: answer?.to, effects };
+  };
+  return {
+    list: (selector: unknown, nowUs = 0) => ask('c1', { type: 'ListFlavors', selector }, nowUs).answer,
+    reserve: (n: number, flavorId: string, nowUs: number, partition?: Partition) =>
+      ask(
+        `c${n}`,
+        {
+          type: 'ReserveFlavor',
+          reservation: { flavorId, buyer: buyer(n), ...(partition ? { configuration: { type: 'k8slice', data: partition } } : {}) },
+          token: 't',
+        },
+        nowUs,
+      ).answer,
+    purchase: (n: number, transactionId: string, nowUs: number) =>
+      ask(`c${n}`, { type: 'PurchaseFlavor', transactionId, token: 't' }, nowUs).answer,
+    /** Fires the sweep timer at `nowUs`; returns the transactions it expired. */
+    sweep: (nowUs: number) =>
+      deliver({ ...sweep.event, now: nowUs } as EventObject)
+        .filter((e) => e.type === 'host.observe' && (e.obs as { kind: string }).kind === 'rear.expired')
+        .map((e) => (e as unknown as { obs: { transactionId: string } }).obs.transactionId),
+    sweepDelayMs: () => sweep.delayMs,
+  };
+}
+
+const txId = (a: Record<string, unknown>) => (a.transaction as { transactionId: string }).transactionId;
+
+describe.each(['flat', 'xstate'] as const)('REAR provider on the %s backend', (backend) => {
+  it('lists only available flavors that match, and answers 400 to a malformed selector', () => {
+    const p = provider('strict', backend);
+    expect((p.list(undefined).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['gpu-box', 'slice']);
+    expect((p.list({ filters: { cpu: { range: { min: 6000 } } } }).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['gpu-box']);
+    const bad = p.list({ filters: { cpu: { range: { min: 6000, max: 1000 } } } });
+    expect(bad.status).toBe(400);
+    expect(bad.flavors).toEqual([]);
+  });
+
+  it('strict: one buyer per whole flavor — the second gets 409; unknown flavor 404; the sale ends the listing', () => {
+    const p = provider('strict', backend);
+    const first = p.reserve(1, 'gpu-box', 0);
+    expect(first.status).toBe(200);
+    expect((first.transaction as { expirationTimeUs: number }).expirationTimeUs).toBe(60_000_000);
+    expect(p.reserve(2, 'gpu-box', 1000)).toMatchObject({ status: 409, error: 'flavor gpu-box is already reserved' });
+    expect(p.reserve(2, 'nope', 1000)).toMatchObject({ status: 404 });
+    const sold = p.purchase(1, txId(first), 2000);
+    expect(sold.status).toBe(200);
+    expect(sold.contract).toMatchObject({ transactionId: txId(first), seller: owner, buyer: buyer(1) });
+    expect((p.list(undefined).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['slice']);
+    // A repeated purchase returns the same contract (idempotent).
+    expect(p.purchase(1, txId(first), 3000).contract).toEqual(sold.contract);
+    expect(p.purchase(1, 'tx-unknown', 3000).status).toBe(404);
+  });
+
+  it('a re-reserve by the same buyer extends its transaction, never shortens it', () => {
+    const p = provider('strict', backend);
+    const a = p.reserve(1, 'gpu-box', 0);
+    const b = p.reserve(1, 'gpu-box', 30_000_000);
+    expect(txId(b)).toBe(txId(a));
+    expect((b.transaction as { expirationTimeUs: number }).expirationTimeUs).toBe(90_000_000);
+  });
+
+  it('past its TTP a transaction is refused with 408; the sweep returns held capacity (strict: all expired at once)', () => {
+    const p = provider('strict', backend);
+    expect(p.sweepDelayMs()).toBe(20_000);
+    const a = p.reserve(1, 'gpu-box', 0);
+    expect(p.purchase(1, txId(a), 60_000_001)).toMatchObject({ status: 408 });
+    const b = p.reserve(2, 'gpu-box', 60_000_002);
+    expect(b.status).toBe(200);
+    const c = p.reserve(3, 'slice', 60_000_003, { cpuMilli: 500, memoryBytes: GI, pods: 1 });
+    const d = p.reserve(4, 'slice', 60_000_004, { cpuMilli: 500, memoryBytes: GI, pods: 1 });
+    expect(p.sweep(100_000_000)).toEqual([]);
+    expect(p.sweep(200_000_000).sort()).toEqual([txId(b), txId(c), txId(d)].sort());
+    expect(p.reserve(5, 'gpu-box', 200_000_001).status).toBe(200);
+  });
+
+  it('partitions: on the grid and within what is left (holds count); the remainder stays on offer while ≥ the minimum', () => {
+    const p = provider('strict', backend);
+    expect(p.reserve(1, 'slice', 0, { cpuMilli: 600, memoryBytes: GI, pods: 1 })).toMatchObject({
+      status: 409,
+      error: 'cpu 600 is off the grid 500 + k·250',
+    });
+    const a = p.reserve(1, 'slice', 0, { cpuMilli: 3000, memoryBytes: 6 * GI, pods: 5 });
+    expect(a.status).toBe(200);
+    // 1000m, 2Gi left while a's hold lasts.
+    expect(p.reserve(2, 'slice', 1, { cpuMilli: 1250, memoryBytes: GI, pods: 1 })).toMatchObject({
+      status: 409,
+      error: 'cpu 1250 exceeds the 1000 left',
+    });
+    expect(p.reserve(2, 'gpu-box', 1).status).toBe(200);
+    expect(p.purchase(1, txId(a), 2).status).toBe(200);
+    const left = (p.list({ type: 'k8slice' }).flavors as Flavor[]).find((f) => f.flavorId === 'slice')!;
+    expect(left.type).toMatchObject({ characteristics: { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 5 } });
+    const b = p.reserve(3, 'slice', 3, { cpuMilli: 750, memoryBytes: 1.5 * GI, pods: 4 });
+    expect(p.purchase(3, txId(b), 4).status).toBe(200);
+    // 250m, 0.5Gi, 1 pod left: below the minimum, no longer listed (gpu-box is only reserved: still listed).
+    expect((p.list({ type: 'k8slice' }).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['gpu-box']);
+  });
+
+  it('fluidos: reserve checks nothing — two buyers both buy one flavor (the double sell); 500s; one expiry per sweep', () => {
+    const p = provider('fluidos', backend);
+    const a = p.reserve(1, 'gpu-box', 0);
+    const b = p.reserve(2, 'gpu-box', 1);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(p.purchase(1, txId(a), 2).status).toBe(200);
+    expect(p.purchase(2, txId(b), 3).status).toBe(200);
+    expect(p.reserve(3, 'nope', 4).status).toBe(500);
+    expect(p.purchase(1, 'tx-unknown', 5).status).toBe(500);
+    expect(p.purchase(1, txId(a), 6).status).toBe(500);
+    // Off the grid and beyond the capacity: not checked.
+    expect(p.reserve(4, 'slice', 7, { cpuMilli: 9000, memoryBytes: 3, pods: 1 }).status).toBe(200);
+    p.reserve(5, 'slice', 8);
+    p.reserve(6, 'slice', 9);
+    expect(p.sweep(100_000_000)).toHaveLength(1);
+    expect(p.sweep(120_000_000)).toHaveLength(1);
+  });
+});
