@@ -1,0 +1,151 @@
+/**
+ * REAR providers and consumers (solvers) together on the simulation kernel (`shared/protocols/rear.md`,
+ * "Consumer behaviour", "Scenario ideas"): one consumer and three providers with one down; consumers
+ * racing for one non-partitionable flavor (strict: exactly one contract; fluidos: the double sell);
+ * a consumer that walks away before purchasing. Both machine backends give the same trace.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ConsumerInput } from '../../src/actors/rear/consumer.machine.js';
+import { consumerMachine } from '../../src/actors/rear/consumer.machine.js';
+import type { ProviderInput } from '../../src/actors/rear/provider.machine.js';
+import { providerMachine } from '../../src/actors/rear/provider.machine.js';
+import type { ActorDefinition, ScheduledFault, SimObserver } from '../../src/engine/createSimulation.js';
+import { createSimulation } from '../../src/engine/createSimulation.js';
+import type { BackendName } from '../../src/engine/machineBackend.js';
+import type { Flavor, RearMode } from '../../src/protocol/rear.js';
+
+const GI = 2 ** 30;
+const identity = (name: string) => ({ domain: 'fluidos.eu', nodeId: name, ip: '10.0.0.1' });
+const box = (provider: string, amount: number): Flavor => ({
+  flavorId: `${provider}-box`,
+  providerId: provider,
+  timestamp: 0,
+  type: { name: 'k8slice', characteristics: { architecture: 'amd64', cpuMilli: 4000, memoryBytes: 16 * GI, pods: 110 } },
+  price: { amount, currency: 'EUR', period: 'hourly' },
+  owner: identity(provider),
+  availability: true,
+});
+
+function providerDef(name: string, mode: RearMode, flavors: Flavor[]): ActorDefinition {
+  const input: ProviderInput = { name, mode, identity: identity(name), flavors, ttpMs: 60_000, sweepMs: 20_000, contractDays: 365 };
+  return { name, role: 'rear.provider', machine: providerMachine, input };
+}
+function consumerDef(name: string, mode: RearMode, providers: string[], extra: Partial<ConsumerInput> = {}): ActorDefinition {
+  const input: ConsumerInput = {
+    name,
+    mode,
+    identity: identity(name),
+    providers,
+    selector: { type: 'k8slice', filters: { cpu: { range: { min: 2000 } } } },
+    startAfterMs: 0,
+    phaseTimeoutMs: 120_000,
+    givesUpAfterReserve: false,
+    token: 't',
+    ...extra,
+  };
+  return { name, role: 'rear.consumer', machine: consumerMachine, input };
+}
+
+/** Runs the market; returns the solvers' ends and the providers' sales, by observation. */
+function market(actors: ActorDefinition[], backend: BackendName = 'flat', faults: ScheduledFault[] = []) {
+  const ends = new Map<string, { outcome: string; reason: string; contractId?: string }>();
+  const sold: { provider: string; flavorId: string; buyer: string }[] = [];
+  const expired: string[] = [];
+  const observer: SimObserver = {
+    onObserve(_t, actor, obs) {
+      const o = obs as {
+        kind: string;
+        outcome: string;
+        reason: string;
+        contractId?: string;
+        flavorId: string;
+        buyer: string;
+        transactionId: string;
+      };
+      if (o.kind === 'rear.solver.end') ends.set(actor, { outcome: o.outcome, reason: o.reason, contractId: o.contractId });
+      if (o.kind === 'rear.sold') sold.push({ provider: actor, flavorId: o.flavorId, buyer: o.buyer });
+      if (o.kind === 'rear.expired') expired.push(o.transactionId);
+    },
+  };
+  const result = createSimulation({
+    seed: 1,
+    actors,
+    network: {
+      defaults: { latency: { dist: 'uniform', minUs: 1000, maxUs: 5000 }, loss: 0, duplicate: 0, ordering: 'unordered' },
+      links: [],
+    },
+    faults,
+    untilUs: 600_000_000,
+    backend,
+    hash: true,
+    observers: [observer],
+  }).run();
+  return { ends, sold, expired, result };
+}
+
+describe('REAR market on the kernel', () => {
+  it('one consumer, three providers, one of them down: the solver skips it and buys the cheapest offer', () => {
+    const actors = [
+      providerDef('p1', 'strict', [box('p1', 30)]),
+      providerDef('p2', 'strict', [box('p2', 20)]),
+      providerDef('p3', 'strict', [box('p3', 10)]),
+      consumerDef('c1', 'strict', ['p1', 'p2', 'p3']),
+    ];
+    const crashP3: ScheduledFault = { atUs: 0, action: { kind: 'crash', actors: [2] }, label: 'p3 down' };
+    const { ends, sold, result } = market(actors, 'flat', [crashP3]);
+    expect(ends.get('c1')).toMatchObject({ outcome: 'solved' });
+    expect(sold).toEqual([{ provider: 'p2', flavorId: 'p2-box', buyer: 'c1' }]);
+    // The discovery waited out its phase for p3, then went on.
+    expect(result.reachedUs).toBeGreaterThan(120_000_000);
+  });
+
+  it('a listing answered with an error: strict goes on without it, fluidos fails the whole discovery', () => {
+    // A malformed selector (min > max) is answered 400 by every provider.
+    const badSelector = { selector: { filters: { cpu: { range: { min: 5, max: 1 } } } } };
+    const { ends } = market([
+      providerDef('p1', 'strict', [box('p1', 30)]),
+      providerDef('p2', 'strict', [box('p2', 20)]),
+      consumerDef('strict', 'strict', ['p1', 'p2'], badSelector),
+      consumerDef('fluidos', 'fluidos', ['p1', 'p2'], badSelector),
+    ]);
+    expect(ends.get('strict')).toMatchObject({ outcome: 'failed', reason: 'no provider offers a matching flavor' });
+    expect(ends.get('fluidos')).toMatchObject({ outcome: 'failed', reason: 'a provider failed the discovery' });
+  });
+
+  it.each(['flat', 'xstate'] as const)(
+    '%s: ten consumers race for one non-partitionable flavor — strict sells it once, fluidos sells it to several',
+    (backend) => {
+      const racers = (mode: RearMode) => Array.from({ length: 10 }, (_, i) => consumerDef(`c${i}`, mode, ['p1']));
+      const strict = market([providerDef('p1', 'strict', [box('p1', 10)]), ...racers('strict')], backend);
+      expect(strict.sold).toHaveLength(1);
+      const outcomes = [...strict.ends.values()].map((e) => e.outcome).sort();
+      expect(outcomes).toEqual(['failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'solved']);
+      const fluidos = market([providerDef('p1', 'fluidos', [box('p1', 10)]), ...racers('fluidos')], backend);
+      // The double sell: every racer reserved before the first purchase made the flavor unavailable.
+      expect(fluidos.sold.length).toBeGreaterThan(1);
+      expect(new Set(fluidos.sold.map((s) => s.flavorId))).toEqual(new Set(['p1-box']));
+    },
+  );
+
+  it('both backends give the same trace', () => {
+    const run = (backend: BackendName) =>
+      market(
+        [providerDef('p1', 'strict', [box('p1', 10)]), ...Array.from({ length: 5 }, (_, i) => consumerDef(`c${i}`, 'strict', ['p1']))],
+        backend,
+      ).result.traceHash;
+    expect(run('xstate')).toBe(run('flat'));
+  });
+
+  it('a consumer that walks away after reserving: its transaction expires at the next sweep and the flavor sells again', () => {
+    const actors = [
+      providerDef('p1', 'strict', [box('p1', 10)]),
+      consumerDef('quitter', 'strict', ['p1'], { givesUpAfterReserve: true }),
+      consumerDef('patient', 'strict', ['p1'], { startAfterMs: 90_000 }),
+    ];
+    const { ends, sold, expired } = market(actors);
+    expect(ends.get('quitter')).toMatchObject({ outcome: 'gaveUp' });
+    expect(expired).toHaveLength(1);
+    expect(ends.get('patient')).toMatchObject({ outcome: 'solved' });
+    expect(sold).toEqual([{ provider: 'p1', flavorId: 'p1-box', buyer: 'patient' }]);
+  });
+});
