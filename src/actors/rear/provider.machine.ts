@@ -165,6 +165,16 @@ export const providerMachine = setup({
       if (open && !open.contract && open.tx.expirationTimeUs >= e.now) {
         open.tx.expirationTimeUs = Math.max(open.tx.expirationTimeUs, e.now + context.cfg.ttpMs * 1000);
         enqueue.emit(effect.send(e.from, { type: 'ReserveAnswer', re: m.rid, status: REAR_STATUS.ok, transaction: { ...open.tx } }));
+        enqueue.emit(
+          effect.observe<ProviderObservation>({
+            kind: 'rear.reserved',
+            transactionId: open.tx.transactionId,
+            flavorId,
+            buyer: buyer.nodeId,
+            expirationTimeUs: open.tx.expirationTimeUs,
+            ...(open.partition ? { partition: open.partition } : {}),
+          }),
+        );
         return;
       }
       const partition = configuration?.data;
@@ -227,6 +237,9 @@ export const providerMachine = setup({
       if (e.now > h.tx.expirationTimeUs) {
         context.held.delete(m.transactionId);
         context.openOf.delete(pairKey(h.tx.buyer, h.tx.flavorId));
+        enqueue.emit(
+          effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: m.transactionId, flavorId: h.tx.flavorId }),
+        );
         return refuse(REAR_STATUS.expired, `transaction ${m.transactionId} expired at ${h.tx.expirationTimeUs}`);
       }
       const offer = context.offers.get(h.tx.flavorId);
