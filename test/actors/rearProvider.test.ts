@@ -156,6 +156,16 @@ describe.each(['flat', 'xstate'] as const)('REAR provider on the %s backend', (b
     expect((p.list({ type: 'k8slice' }).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['gpu-box']);
   });
 
+  it('strict: a reservation of a whole partitionable flavor holds all of it (found by the REAR property test)', () => {
+    const p = provider('strict', backend);
+    expect(p.reserve(1, 'slice', 0).status).toBe(200);
+    expect(p.reserve(2, 'slice', 1)).toMatchObject({ status: 409, error: 'flavor slice is partly taken' });
+    expect(p.reserve(3, 'slice', 2, { cpuMilli: 500, memoryBytes: GI, pods: 1 })).toMatchObject({
+      status: 409,
+      error: 'cpu 500 exceeds the 0 left',
+    });
+  });
+
   it('fluidos: reserve checks nothing — two buyers both buy one flavor (the double sell); 500s; one expiry per sweep', () => {
     const p = provider('fluidos', backend);
     const a = p.reserve(1, 'gpu-box', 0);

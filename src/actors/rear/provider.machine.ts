@@ -52,6 +52,8 @@ export interface ProviderInput {
 interface Held {
   tx: Transaction;
   partition?: Partition;
+  /** A reservation of the whole of a partitionable flavor: it holds everything left. */
+  whole?: boolean;
   contract?: Contract;
 }
 
@@ -107,8 +109,9 @@ function freeOf(ctx: ProviderContext, offer: Offer, nowUs: number): Partition | 
   let free = offer.left;
   if (!free) return undefined;
   for (const h of ctx.held.values()) {
-    if (h.tx.flavorId === offer.flavor.flavorId && !h.contract && h.partition && h.tx.expirationTimeUs >= nowUs)
-      free = sub(free, h.partition);
+    if (h.tx.flavorId !== offer.flavor.flavorId || h.contract || h.tx.expirationTimeUs < nowUs) continue;
+    if (h.whole) return { cpuMilli: 0, memoryBytes: 0, pods: 0 };
+    if (h.partition) free = sub(free, h.partition);
   }
   return free;
 }
@@ -199,7 +202,7 @@ export const providerMachine = setup({
         buyer,
         expirationTimeUs: e.now + context.cfg.ttpMs * 1000,
       };
-      context.held.set(tx.transactionId, { tx, partition });
+      context.held.set(tx.transactionId, { tx, partition, whole: !partition && offer.left !== undefined });
       context.openOf.set(pair, tx.transactionId);
       enqueue.emit(
         effect.send(e.from, { type: 'ReserveAnswer', re: m.rid, status: REAR_STATUS.ok, transaction: { ...tx } } satisfies ReserveAnswer),

@@ -20,23 +20,24 @@ import type { ProtocolFamily } from './types.js';
 
 /** A Kubernetes quantity in a scenario file (`500m`, `4Gi`); `unit` as in parseQuantity. */
 const quantity = (unit: 'one' | 'milli', description: string) =>
+  // A bare number (`cpu: 2`) is a quantity without suffix.
   z
-    .string({ error: 'expected a Kubernetes quantity such as 500m, 4 or 16Gi' })
+    .union([z.string(), z.number()], { error: 'expected a Kubernetes quantity such as 500m, 4 or 16Gi' })
     .superRefine((text, ctx) => {
-      const r = parseQuantity(text, unit);
+      const r = parseQuantity(String(text), unit);
       if (!r.ok) ctx.addIssue({ code: 'custom', message: r.error });
     })
     .meta({ description });
 
 const cpu = quantity('milli', 'CPU as a Kubernetes quantity: 500m, 2, 1.5.');
 const memory = quantity('one', 'Memory as a Kubernetes quantity: 512Mi, 16Gi.');
-const q = (text: string, unit: 'one' | 'milli'): number => (parseQuantity(text, unit) as { value: number }).value;
+const q = (text: string | number, unit: 'one' | 'milli'): number => (parseQuantity(String(text), unit) as { value: number }).value;
 
 /** A range of a quantity: `{min, max}`, either optional; min ≤ max is checked. */
 const range = (of: typeof cpu, unit: 'one' | 'milli') =>
   z.strictObject({ min: of.optional(), max: of.optional() }).superRefine((r, ctx) => {
     if (r.min === undefined || r.max === undefined) return;
-    const [lo, hi] = [parseQuantity(r.min, unit), parseQuantity(r.max, unit)];
+    const [lo, hi] = [parseQuantity(String(r.min), unit), parseQuantity(String(r.max), unit)];
     if (lo.ok && hi.ok && lo.value > hi.value) ctx.addIssue({ code: 'custom', message: `min ${r.min} > max ${r.max}` });
   });
 
@@ -110,7 +111,7 @@ export const rearConsumerRole = z.strictObject({
 type ProviderRole = z.infer<typeof rearProviderRole>;
 type ConsumerRole = z.infer<typeof rearConsumerRole>;
 
-const rangeFilter = (r: { min?: string; max?: string } | undefined, unit: 'one' | 'milli'): Filter | undefined =>
+const rangeFilter = (r: { min?: string | number; max?: string | number } | undefined, unit: 'one' | 'milli'): Filter | undefined =>
   r && (r.min !== undefined || r.max !== undefined)
     ? { range: { ...(r.min !== undefined ? { min: q(r.min, unit) } : {}), ...(r.max !== undefined ? { max: q(r.max, unit) } : {}) } }
     : undefined;
