@@ -210,3 +210,33 @@ describe('Virdi scenarios', () => {
     expect([wasm.metrics.core, js.metrics.core]).toEqual(['wasm', 'js']);
   });
 });
+
+const rearFiles = readdirSync(join(root, 'scenarios', 'rear')).filter((f) => f.endsWith('.yaml'));
+
+describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
+  it.each(rearFiles)('%s meets its expectations (exit 0)', { timeout: 120_000 }, (file) => {
+    const s = run(file, 'rear');
+    expect(s.actorErrors).toEqual([]);
+    expect(s.stoppedBecause).toBe('complete');
+  });
+
+  it('one consumer, three providers, one down: bought from the cheapest provider that answered', () => {
+    const s = run('one-consumer-three-providers.yaml', 'rear');
+    expect(s.metrics.contractsByProvider).toEqual({ p2: 1 });
+  });
+
+  it('1 000 consumers race for 10 flavors: strict sells each once; fluidos sells more and no-oversell says so', () => {
+    expect(run('race-strict.yaml', 'rear').metrics.contracts).toBe(10);
+    const fluidos = run('race-fluidos.yaml', 'rear');
+    expect(fluidos.metrics.contracts).toBeGreaterThan(10);
+    expect(fluidos.invariants.find((i) => i.id === 'rear.no-oversell')?.status).toBe('violated');
+  });
+
+  it('large: 10 000 consumers, 100 providers, 24 h — every solver ends, walk-aways expire, nothing oversold', { timeout: 180_000 }, () => {
+    const s = run('large.yaml', 'rear');
+    const solvers = s.metrics.solvers as Record<string, number>;
+    expect((solvers.solved ?? 0) + (solvers.gaveUp ?? 0)).toBe(10_000);
+    expect(s.metrics.expirations).toBeGreaterThan(0);
+    expect(s.metrics.contracts).toBe(solvers.solved);
+  });
+});
