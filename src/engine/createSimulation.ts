@@ -99,6 +99,14 @@ export interface SimObserver {
   onTick?(t: number): void;
 }
 
+/**
+ * Events allowed at one virtual instant before a run counts as stalled: a zero-delay loop (a 0 s
+ * timer re-arming itself, say) would never let time advance.
+ */
+export function stallLimitOf(opts: Pick<SimulationOptions, 'stallEvents' | 'actors'>): number {
+  return opts.stallEvents ?? Math.max(10_000_000, 20 * opts.actors.length);
+}
+
 /** Fires the observers' ticks (SimObserver.tickUs) up to and including virtual time `t`. */
 export function tickerOf(observers: readonly SimObserver[]): (t: number) => void {
   const list = observers.filter((o) => o.onTick && (o.tickUs ?? 0) > 0).map((o) => ({ o, next: 0 }));
@@ -920,8 +928,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     dispatch(a, ev.kind, ev.payload);
   };
 
-  // A zero-delay loop (a 0 s timer re-arming itself, say) would never let time advance.
-  const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * actors.length);
+  const stallLimit = stallLimitOf(opts);
 
   const run = (): RunResult => {
     begin();

@@ -33,7 +33,7 @@ import type {
   SimulationOptions,
   TraceRecord,
 } from './createSimulation.js';
-import { createShardKernel, emptyCounters, hooksOf, START_KEY, tickerOf } from './createSimulation.js';
+import { createShardKernel, emptyCounters, hooksOf, stallLimitOf, START_KEY, tickerOf } from './createSimulation.js';
 import { ProtosimError } from './errors.js';
 import type { EventKey, QueuedEvent } from './eventQueue.js';
 import { EventKind, less } from './eventQueue.js';
@@ -267,21 +267,14 @@ export function createShardedSimulation(
     const lookahead = plan.shards > 1 ? plan.lookaheadUs : Infinity;
     const stopWhen = opts.stopWhen;
     const progressEvery = opts.progressEvery ?? 16384;
-    const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * names.length);
+    const stallLimit = stallLimitOf(opts);
     const handles = await shards();
     const n = handles.length;
     const buffered: ShardGroup[][] = handles.map(() => []);
     const heads = handles.map(() => 0);
     const next = handles.map(() => Infinity);
     const inbox: QueuedEvent[][] = handles.map(() => []);
-    const stats: ParallelStats = {
-      shards: n,
-      lookaheadUs: plan.lookaheadUs,
-      windows: 0,
-      crossMessages: 0,
-      wallMs: 0,
-      busyMs: handles.map(() => 0),
-    };
+    const stats = statsOf(plan, n, 'windows');
 
     /** Takes the shards' steps: their groups, their next times, and their outboxes into the inboxes. */
     const took = (steps: readonly (ShardStep | undefined)[]): void => {
@@ -410,7 +403,7 @@ export function createShardedSimulation(
       traceHash: hasher?.digest(),
       recent: recent(),
       actorErrors,
-      parallel: { ...stats, mode: 'windows' },
+      parallel: stats,
     };
   };
 
@@ -426,6 +419,19 @@ export function shardFailure(shard: number, actor: string | undefined, atUs: num
     actor,
     atUs,
   });
+}
+
+/** Figures of a run on `shards` shards, before it starts. */
+function statsOf(plan: ShardPlan, shards: number, mode: ParallelStats['mode']): ParallelStats {
+  return {
+    shards,
+    lookaheadUs: plan.lookaheadUs,
+    windows: 0,
+    crossMessages: 0,
+    wallMs: 0,
+    busyMs: new Array<number>(shards).fill(0),
+    mode,
+  };
 }
 
 /** Events a shard runs per call in local mode. */
@@ -461,16 +467,8 @@ export async function runLocalMode(
   const merger = tracing ? new HashLogMerger(n) : undefined;
   const hash = tracing ? new TraceHash() : undefined;
   const stopWhen = opts.stopWhen !== undefined;
-  const stallLimit = opts.stallEvents ?? Math.max(10_000_000, 20 * opts.actors.length);
-  const stats: ParallelStats = {
-    shards: n,
-    lookaheadUs: plan.lookaheadUs,
-    windows: 0,
-    crossMessages: 0,
-    wallMs: 0,
-    busyMs: handles.map(() => 0),
-    mode: 'local',
-  };
+  const stallLimit = stallLimitOf(opts);
+  const stats = statsOf(plan, n, 'local');
   const last: LocalChunk[] = new Array(n);
   const done = (c: LocalChunk): boolean => c.stop === 'idle' || c.stop === 'until';
 
