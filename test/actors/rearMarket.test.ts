@@ -13,6 +13,8 @@ import type { ActorDefinition, ScheduledFault, SimObserver } from '../../src/eng
 import { createSimulation } from '../../src/engine/createSimulation.js';
 import type { BackendName } from '../../src/engine/machineBackend.js';
 import type { Flavor, RearMode } from '../../src/protocol/rear.js';
+import { parseScenario } from '../../src/scenario/loadScenario.js';
+import { runScenario } from '../../src/scenario/runScenario.js';
 
 const GI = 2 ** 30;
 const identity = (name: string) => ({ domain: 'fluidos.eu', nodeId: name, ip: '10.0.0.1' });
@@ -147,5 +149,53 @@ describe('REAR market on the kernel', () => {
     expect(expired).toHaveLength(1);
     expect(ends.get('patient')).toMatchObject({ outcome: 'solved' });
     expect(sold).toEqual([{ provider: 'p1', flavorId: 'p1-box', buyer: 'patient' }]);
+  });
+});
+
+describe('the token authority (rear.md: "a trusted third party validates it")', () => {
+  const scenario = (lifetime: string, forge: boolean) => `
+name: tokens
+protocol: rear
+seed: 5
+duration: 1h
+stopWhen: complete
+network: { latency: { dist: uniform, min: 5ms, max: 10ms } }
+actors:
+  - { role: rear.authority, name: authority, tokenLifetime: ${lifetime} }
+  - { role: rear.provider, name: p1, flavors: { count: 2 } }
+  - { role: rear.consumer, name: c1, forgeToken: ${forge} }
+`;
+  const refusals = (yaml: string) => {
+    const reasons: string[] = [];
+    const s = runScenario(parseScenario(yaml, 'tokens.yaml'), {
+      observers: [
+        {
+          onObserve: (_t, _actor, o) => {
+            const r = o as { kind: string; status?: number; reason?: string };
+            if (r.kind === 'rear.refused') reasons.push(`${r.status} ${r.reason}`);
+          },
+        },
+      ],
+    });
+    return { reasons, contracts: s.metrics.contracts, solvers: s.metrics.solvers };
+  };
+
+  it('a valid token buys', () => {
+    expect(refusals(scenario('1h', false))).toEqual({ reasons: [], contracts: 1, solvers: { solved: 1 } });
+  });
+  it('a forged token is refused with 401 at every provider call', () => {
+    expect(refusals(scenario('1h', true))).toEqual({
+      reasons: ['401 token forged', '401 token forged'],
+      contracts: 0,
+      solvers: { failed: 1 },
+    });
+  });
+  it('an expired token is refused with 401', () => {
+    // The token lives 1 ms; the listing round trip alone takes at least 10 ms.
+    expect(refusals(scenario('1ms', false))).toEqual({
+      reasons: ['401 token expired', '401 token expired'],
+      contracts: 0,
+      solvers: { failed: 1 },
+    });
   });
 });

@@ -40,7 +40,12 @@ export interface ConsumerInput {
   phaseTimeoutMs: number;
   /** Walks away after a successful reserve instead of purchasing (its reservation expires). */
   givesUpAfterReserve: boolean;
+  /** The token to send when there is no authority (or when forging one). */
   token: string;
+  /** The token authority's actor name: the consumer asks it for a token first. */
+  authority?: string;
+  /** Skip the authority and send `token`, which it never issued. */
+  forgeToken?: boolean;
 }
 
 type Outcome = 'solved' | 'failed' | 'timedOut' | 'gaveUp';
@@ -68,6 +73,7 @@ export interface ConsumerContext {
   /** The request in flight (reserve or purchase). */
   pending: number;
   outcome: Outcome | undefined;
+  token: string;
 }
 
 type ConsumerEvent =
@@ -108,6 +114,8 @@ export const consumerMachine = setup({
       return context.found.length + (m.status === REAR_STATUS.ok ? m.flavors.length : 0) > 0;
     },
     lastWithout: ({ context, event }) => context.listing.has(msgOf(event)?.re ?? -1) && context.listing.size === 1,
+    needsToken: ({ context }) => context.cfg.authority !== undefined && !context.cfg.forgeToken,
+    tokenIssued: ({ context, event }) => msgOf(event)?.re === context.pending,
     foundSome: ({ context }) => context.cfg.mode === 'strict' && context.found.length > 0,
     discoveryBroken: ({ context, event }) =>
       context.cfg.mode === 'fluidos' &&
@@ -119,11 +127,19 @@ export const consumerMachine = setup({
     refusedLast: ({ context, event }) => answered(context, event, false),
   },
   actions: {
+    askToken: enqueueActions(({ context, enqueue }) => {
+      context.pending = ++context.rid;
+      enqueue.emit(effect.send(context.cfg.authority!, { type: 'IssueToken', rid: context.rid, node: context.cfg.identity }));
+    }),
+    takeToken: ({ context, event }) => {
+      context.token = (msgOf(event) as Extract<RearMessage, { type: 'TokenIssued' }>).token;
+      context.pending = -1;
+    },
     discover: enqueueActions(({ context, enqueue }) => {
       enqueue.emit(effect.observe<ConsumerObservation>({ kind: 'rear.solver.phase', phase: 'discovery' }));
       for (const p of context.cfg.providers) {
         context.listing.set(++context.rid, p);
-        enqueue.emit(effect.send(p, { type: 'ListFlavors', rid: context.rid, selector: context.cfg.selector, token: context.cfg.token }));
+        enqueue.emit(effect.send(p, { type: 'ListFlavors', rid: context.rid, selector: context.cfg.selector, token: context.token }));
       }
     }),
     takeListing: ({ context, event }) => {
@@ -150,7 +166,7 @@ export const consumerMachine = setup({
             buyer: context.cfg.identity,
             ...(context.cfg.partition ? { configuration: { type: 'k8slice' as const, data: context.cfg.partition } } : {}),
           },
-          token: context.cfg.token,
+          token: context.token,
         }),
       );
     }),
@@ -163,7 +179,7 @@ export const consumerMachine = setup({
           type: 'PurchaseFlavor',
           rid: context.rid,
           transactionId: context.transactionId,
-          token: context.cfg.token,
+          token: context.token,
         }),
       );
     }),
@@ -207,10 +223,22 @@ export const consumerMachine = setup({
     transactionId: undefined,
     pending: -1,
     outcome: undefined,
+    token: input.token,
   }),
   initial: 'idle',
   states: {
-    idle: { after: { startAfter: { target: 'discovering', actions: 'discover' } } },
+    idle: {
+      after: {
+        startAfter: [
+          { guard: 'needsToken', target: 'authenticating', actions: 'askToken' },
+          { target: 'discovering', actions: 'discover' },
+        ],
+      },
+    },
+    authenticating: {
+      after: { phase: { target: 'timedOut', actions: { type: 'end', params: { outcome: 'timedOut', reason: 'no token in time' } } } },
+      on: { TokenIssued: { guard: 'tokenIssued', target: 'discovering', actions: ['takeToken', 'discover'] } },
+    },
     discovering: {
       after: {
         phase: [

@@ -46,6 +46,8 @@ export interface ProviderInput {
   /** Period of the expired-transaction sweep. */
   sweepMs: number;
   contractDays: number;
+  /** The token authority's actor name: reserves and purchases wait for its verdict (401 when refused). */
+  authority?: string;
 }
 
 /** An open or purchased transaction. */
@@ -76,18 +78,33 @@ export interface ProviderContext {
   nextTx: number;
   nextContract: number;
   nextFlavor: number;
+  /** Requests waiting for the authority's verdict on their token, by the ValidateToken's rid. */
+  parked: Map<number, { from: string; msg: RearMessage }>;
+  authRid: number;
 }
 
-type ProviderEvent =
-  | { type: RearMessage['type']; from: string; msg: RearMessage; now: number }
-  | { type: `xstate.after.${string}`; now: number }
-  | { type: 'host.shutdown'; now: number };
+type MessageEvent = { type: RearMessage['type']; from: string; msg: RearMessage; now: number };
+type ProviderEvent = MessageEvent | { type: `xstate.after.${string}`; now: number } | { type: 'host.shutdown'; now: number };
 
 export type ProviderObservation =
   | { kind: 'rear.reserved'; transactionId: string; flavorId: string; buyer: string; expirationTimeUs: number; partition?: Partition }
   | { kind: 'rear.refused'; call: 'reserve' | 'purchase'; status: number; id: string; reason: string }
   | { kind: 'rear.sold'; contractId: string; transactionId: string; flavorId: string; buyer: string; partition?: Partition }
   | { kind: 'rear.expired'; transactionId: string; flavorId: string };
+
+/** The request an action serves: the event itself, or the request parked for the verdict that came. */
+function requestOf(context: ProviderContext, event: ProviderEvent): MessageEvent {
+  const e = event as MessageEvent;
+  if (e.msg.type !== 'TokenVerdict') return e;
+  const parked = context.parked.get(e.msg.re)!;
+  context.parked.delete(e.msg.re);
+  return { type: parked.msg.type, from: parked.from, msg: parked.msg, now: e.now };
+}
+
+const verdictOf = (context: ProviderContext, event: ProviderEvent) => {
+  const m = (event as MessageEvent).msg;
+  return m?.type === 'TokenVerdict' && context.parked.has(m.re) ? { verdict: m, request: context.parked.get(m.re)!.msg } : undefined;
+};
 
 const pairKey = (buyer: NodeIdentity, flavorId: string): string => `${buyer.domain}/${buyer.nodeId}|${flavorId}`;
 const sub = (a: Partition, b: Partition): Partition => ({
@@ -136,7 +153,38 @@ export const providerMachine = setup({
   delays: {
     sweep: ({ context }) => context.cfg.sweepMs,
   },
+  guards: {
+    needsToken: ({ context }) => context.cfg.authority !== undefined,
+    validReserve: ({ context, event }) => {
+      const v = verdictOf(context, event);
+      return v !== undefined && v.verdict.valid && v.request.type === 'ReserveFlavor';
+    },
+    validPurchase: ({ context, event }) => {
+      const v = verdictOf(context, event);
+      return v !== undefined && v.verdict.valid && v.request.type === 'PurchaseFlavor';
+    },
+    refusedToken: ({ context, event }) => verdictOf(context, event) !== undefined,
+  },
   actions: {
+    /** Parks a reserve or purchase and asks the authority about its token. */
+    askAuthority: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as MessageEvent;
+      const token = (e.msg as { token?: string }).token ?? '';
+      context.parked.set(++context.authRid, { from: e.from, msg: e.msg });
+      enqueue.emit(effect.send(context.cfg.authority!, { type: 'ValidateToken', rid: context.authRid, token }));
+    }),
+    /** An expired or forged token: 401. */
+    unauthorized: enqueueActions(({ context, event, enqueue }) => {
+      const { verdict } = verdictOf(context, event)!;
+      const e = requestOf(context, event);
+      const m = e.msg as Extract<RearMessage, { type: 'ReserveFlavor' | 'PurchaseFlavor' }>;
+      const reason = `token ${(verdict as Extract<RearMessage, { type: 'TokenVerdict' }>).reason ?? 'refused'}`;
+      const call = m.type === 'ReserveFlavor' ? 'reserve' : 'purchase';
+      const id = m.type === 'ReserveFlavor' ? m.reservation.flavorId : m.transactionId;
+      const type = m.type === 'ReserveFlavor' ? 'ReserveAnswer' : 'PurchaseAnswer';
+      enqueue.emit(effect.send(e.from, { type, re: m.rid, status: REAR_STATUS.unauthorized, error: reason }));
+      enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.refused', call, status: REAR_STATUS.unauthorized, id, reason }));
+    }),
     list: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<ProviderEvent, { from: string }>;
       const m = e.msg as Extract<RearMessage, { type: 'ListFlavors' }>;
@@ -151,7 +199,7 @@ export const providerMachine = setup({
     }),
 
     reserve: enqueueActions(({ context, event, enqueue }) => {
-      const e = event as Extract<ProviderEvent, { from: string }>;
+      const e = requestOf(context, event);
       const m = e.msg as Extract<RearMessage, { type: 'ReserveFlavor' }>;
       const { flavorId, buyer, configuration } = m.reservation;
       const strict = context.cfg.mode === 'strict';
@@ -220,7 +268,7 @@ export const providerMachine = setup({
     }),
 
     purchase: enqueueActions(({ context, event, enqueue }) => {
-      const e = event as Extract<ProviderEvent, { from: string }>;
+      const e = requestOf(context, event);
       const m = e.msg as Extract<RearMessage, { type: 'PurchaseFlavor' }>;
       const strict = context.cfg.mode === 'strict';
       const refuse = (status: PurchaseAnswer['status'], reason: string): void => {
@@ -319,6 +367,8 @@ export const providerMachine = setup({
     nextTx: 0,
     nextContract: 0,
     nextFlavor: 0,
+    parked: new Map(),
+    authRid: 0,
   }),
   initial: 'serving',
   states: {
@@ -326,8 +376,13 @@ export const providerMachine = setup({
       after: { sweep: { target: 'serving', reenter: true, actions: 'sweep' } },
       on: {
         ListFlavors: { actions: 'list' },
-        ReserveFlavor: { actions: 'reserve' },
-        PurchaseFlavor: { actions: 'purchase' },
+        ReserveFlavor: [{ guard: 'needsToken', actions: 'askAuthority' }, { actions: 'reserve' }],
+        PurchaseFlavor: [{ guard: 'needsToken', actions: 'askAuthority' }, { actions: 'purchase' }],
+        TokenVerdict: [
+          { guard: 'validReserve', actions: 'reserve' },
+          { guard: 'validPurchase', actions: 'purchase' },
+          { guard: 'refusedToken', actions: 'unauthorized' },
+        ],
       },
     },
   },

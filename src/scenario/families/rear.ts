@@ -9,6 +9,8 @@ import type { ActorDefinition } from '../../engine/createSimulation.js';
 import { RandomStream } from '../../engine/rng.js';
 import { consumerMachine } from '../../actors/rear/consumer.machine.js';
 import type { ConsumerInput, ConsumerObservation } from '../../actors/rear/consumer.machine.js';
+import { authorityMachine } from '../../actors/rear/authority.machine.js';
+import type { AuthorityInput } from '../../actors/rear/authority.machine.js';
 import { providerMachine } from '../../actors/rear/provider.machine.js';
 import type { ProviderInput, ProviderObservation } from '../../actors/rear/provider.machine.js';
 import { createRearChecker, REAR_INVARIANTS } from '../../invariants/rear.js';
@@ -106,6 +108,14 @@ export const rearConsumerRole = z.strictObject({
   arriveOver: duration.default('0s').meta({ description: 'The consumers start one after another, evenly over this period.' }),
   givesUp: probability.default(0).meta({ description: 'Share of consumers that walk away after reserving (their reservation expires).' }),
   phaseTimeout: positiveDuration.default('2m').meta({ description: 'A solver phase running longer ends Timed Out.' }),
+  forgeToken: z.boolean().default(false).meta({ description: 'Send a token the authority never issued (it is refused with 401).' }),
+});
+
+export const rearAuthorityRole = z.strictObject({
+  role: z.literal('rear.authority'),
+  count: z.literal(1, { error: 'expected one token authority' }).default(1),
+  name: z.string().min(1).optional().meta({ description: 'Its name.' }),
+  tokenLifetime: positiveDuration.default('1h').meta({ description: 'How long an issued token is valid.' }),
 });
 
 type ProviderRole = z.infer<typeof rearProviderRole>;
@@ -125,7 +135,7 @@ export const rearFamily: ProtocolFamily = {
   title: 'REAR marketplace (FLUIDOS)',
   modes: REAR_MODES,
   defaultMode: 'strict',
-  roles: [rearProviderRole, rearConsumerRole],
+  roles: [rearProviderRole, rearConsumerRole, rearAuthorityRole],
   invariants: REAR_INVARIANTS,
   parseMessage: (input) => {
     const r = parseRearRequest(input);
@@ -136,6 +146,10 @@ export const rearFamily: ProtocolFamily = {
     const mode = ctx.mode as RearMode;
     const providerNames = ctx.actors.filter((a) => a.role === 'rear.provider').map((a) => a.name);
     const consumerNames = ctx.actors.filter((a) => a.role === 'rear.consumer').map((a) => a.name);
+    // With an authority, every reserve and purchase carries a token it issued (and checks).
+    const authorities = ctx.actors.filter((a) => a.role === 'rear.authority');
+    if (authorities.length > 1) ctx.fail(authorities[1].path, 'expected at most one rear.authority');
+    const authority = authorities[0]?.name;
     const actors: ActorDefinition[] = [];
     const flavorInfos: RearFlavorInfo[] = [];
     const ms = (d: string): number => ctx.durationUs(d) / 1000;
@@ -146,7 +160,11 @@ export const rearFamily: ProtocolFamily = {
         nodeId: a.name,
         ip: `10.${(actors.length >> 16) & 255}.${(actors.length >> 8) & 255}.${actors.length & 255}`,
       };
-      if (a.role === 'rear.provider') {
+      if (a.role === 'rear.authority') {
+        const r = a.params as z.infer<typeof rearAuthorityRole>;
+        const input: AuthorityInput = { name: a.name, lifetimeMs: ms(r.tokenLifetime) };
+        actors.push({ name: a.name, role: a.role, machine: authorityMachine, input });
+      } else if (a.role === 'rear.provider') {
         const r = a.params as ProviderRole;
         const f = r.flavors;
         const policy: Partitionability | undefined = f.partitionable && {
@@ -186,6 +204,7 @@ export const rearFamily: ProtocolFamily = {
           ttpMs: ms(r.ttp),
           sweepMs: ms(r.sweep),
           contractDays: r.contractDays,
+          ...(authority ? { authority } : {}),
         };
         actors.push({ name: a.name, role: a.role, machine: providerMachine, input });
       } else {
@@ -214,7 +233,9 @@ export const rearFamily: ProtocolFamily = {
           startAfterMs: (k * ms(r.arriveOver)) / r.count,
           phaseTimeoutMs: ms(r.phaseTimeout),
           givesUpAfterReserve: r.givesUp > 0 && new RandomStream(ctx.seed, `rear.givesUp:${a.name}`).chance(r.givesUp),
-          token: `token-${a.name}`,
+          token: r.forgeToken ? `forged-${a.name}` : `token-${a.name}`,
+          ...(authority ? { authority } : {}),
+          forgeToken: r.forgeToken,
         };
         actors.push({ name: a.name, role: a.role, machine: consumerMachine, input });
       }
