@@ -30,6 +30,7 @@ import type {
   PurchaseAnswer,
   RearMessage,
   RearMode,
+  RearStatus,
   ReserveAnswer,
   Transaction,
 } from '../../protocol/rear.js';
@@ -106,6 +107,16 @@ const verdictOf = (context: ProviderContext, event: ProviderEvent) => {
   return m?.type === 'TokenVerdict' && context.parked.has(m.re) ? { verdict: m, request: context.parked.get(m.re)!.msg } : undefined;
 };
 
+/**
+ * A refused reserve or purchase: the error answer to `to`, and the observation the checker and the
+ * metrics read (`id`: the flavor asked for, or the transaction).
+ */
+function refusal(to: string, call: 'reserve' | 'purchase', re: number, id: string, status: RearStatus, reason: string) {
+  const answer: ReserveAnswer | PurchaseAnswer =
+    call === 'reserve' ? { type: 'ReserveAnswer', re, status, error: reason } : { type: 'PurchaseAnswer', re, status, error: reason };
+  return [effect.send(to, answer), effect.observe<ProviderObservation>({ kind: 'rear.refused', call, status, id, reason })] as const;
+}
+
 const pairKey = (buyer: NodeIdentity, flavorId: string): string => `${buyer.domain}/${buyer.nodeId}|${flavorId}`;
 const sub = (a: Partition, b: Partition): Partition => ({
   cpuMilli: a.cpuMilli - b.cpuMilli,
@@ -179,11 +190,9 @@ export const providerMachine = setup({
       const e = requestOf(context, event);
       const m = e.msg as Extract<RearMessage, { type: 'ReserveFlavor' | 'PurchaseFlavor' }>;
       const reason = `token ${(verdict as Extract<RearMessage, { type: 'TokenVerdict' }>).reason ?? 'refused'}`;
-      const call = m.type === 'ReserveFlavor' ? 'reserve' : 'purchase';
-      const id = m.type === 'ReserveFlavor' ? m.reservation.flavorId : m.transactionId;
-      const type = m.type === 'ReserveFlavor' ? 'ReserveAnswer' : 'PurchaseAnswer';
-      enqueue.emit(effect.send(e.from, { type, re: m.rid, status: REAR_STATUS.unauthorized, error: reason }));
-      enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.refused', call, status: REAR_STATUS.unauthorized, id, reason }));
+      const [call, id] =
+        m.type === 'ReserveFlavor' ? (['reserve', m.reservation.flavorId] as const) : (['purchase', m.transactionId] as const);
+      for (const x of refusal(e.from, call, m.rid, id, REAR_STATUS.unauthorized, reason)) enqueue.emit(x);
     }),
     list: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<ProviderEvent, { from: string }>;
@@ -203,9 +212,8 @@ export const providerMachine = setup({
       const m = e.msg as Extract<RearMessage, { type: 'ReserveFlavor' }>;
       const { flavorId, buyer, configuration } = m.reservation;
       const strict = context.cfg.mode === 'strict';
-      const refuse = (status: ReserveAnswer['status'], reason: string): void => {
-        enqueue.emit(effect.send(e.from, { type: 'ReserveAnswer', re: m.rid, status, error: reason } satisfies ReserveAnswer));
-        enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.refused', call: 'reserve', status, id: flavorId, reason }));
+      const refuse = (status: RearStatus, reason: string): void => {
+        for (const x of refusal(e.from, 'reserve', m.rid, flavorId, status, reason)) enqueue.emit(x);
       };
       const offer = context.offers.get(flavorId);
       if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no flavor ${flavorId}`);
@@ -271,9 +279,8 @@ export const providerMachine = setup({
       const e = requestOf(context, event);
       const m = e.msg as Extract<RearMessage, { type: 'PurchaseFlavor' }>;
       const strict = context.cfg.mode === 'strict';
-      const refuse = (status: PurchaseAnswer['status'], reason: string): void => {
-        enqueue.emit(effect.send(e.from, { type: 'PurchaseAnswer', re: m.rid, status, error: reason } satisfies PurchaseAnswer));
-        enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.refused', call: 'purchase', status, id: m.transactionId, reason }));
+      const refuse = (status: RearStatus, reason: string): void => {
+        for (const x of refusal(e.from, 'purchase', m.rid, m.transactionId, status, reason)) enqueue.emit(x);
       };
       const h = context.held.get(m.transactionId);
       if (!h) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no transaction ${m.transactionId}`);
