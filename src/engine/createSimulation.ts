@@ -33,10 +33,17 @@ export interface ActorDefinition {
   input: unknown;
   env?: SimEnvironment;
   /**
-   * Input for a restart after a crash (incarnation 1, 2, …): what the actor keeps, and anything that
-   * must differ between incarnations (request id ranges). Defaults to the original input.
+   * What survives a crash — the actor's "disk": read off its context when it crashes (the rest of
+   * the context is lost) and handed to `restartInput`. It lives where the actor lives, so a restart
+   * is the same on one thread and on any shard of a parallel run.
    */
-  restartInput?: (incarnation: number) => unknown;
+  durable?: (context: unknown) => unknown;
+  /**
+   * Input for a restart after a crash (incarnation 1, 2, …): what the actor keeps (`durable`: what
+   * `durable` read at the last crash, if defined), and anything that must differ between
+   * incarnations (request id ranges). Defaults to the original input.
+   */
+  restartInput?: (incarnation: number, durable: unknown) => unknown;
 }
 
 /**
@@ -351,6 +358,8 @@ interface HostedActor {
   gen: number;
   /** How many times the actor was restarted. */
   incarnation: number;
+  /** What `def.durable` kept at the last crash. */
+  durable: unknown;
   alive: boolean;
   halted: boolean;
   paused: boolean;
@@ -529,6 +538,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     instance: null,
     gen: 0,
     incarnation: 0,
+    durable: undefined,
     alive: false,
     halted: false,
     paused: false,
@@ -667,6 +677,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   };
 
   const crash = (a: HostedActor): void => {
+    if (a.def.durable && a.instance) a.durable = a.def.durable(a.instance.context);
     a.alive = false;
     a.instance = null;
     a.gen++;
@@ -771,7 +782,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         eachOwned(action.actors, (a) => {
           if (a.alive) crash(a);
           a.incarnation++;
-          start(a, a.def.restartInput ? a.def.restartInput(a.incarnation) : a.def.input);
+          start(a, a.def.restartInput ? a.def.restartInput(a.incarnation, a.durable) : a.def.input);
         });
         break;
       case 'pause':

@@ -197,6 +197,8 @@ export function matchesSelector(flavor: Flavor, selector: Selector | undefined):
 
 /** Why a selector is malformed (undefined: it is well formed). */
 export function selectorProblem(selector: Selector): string | undefined {
+  if (selector.type !== undefined && !(FLAVOR_TYPES as readonly string[]).includes(selector.type))
+    return `type: unknown flavor type ${JSON.stringify(selector.type)} (expected one of ${FLAVOR_TYPES.join(', ')})`;
   for (const [key, filter] of Object.entries(selector.filters ?? {}) as [string, Filter][]) {
     if (!(FILTER_KEYS as readonly string[]).includes(key))
       return `filters.${key}: unknown filter key (expected one of ${FILTER_KEYS.join(', ')})`;
@@ -273,11 +275,21 @@ export type ReserveFlavor = { type: 'ReserveFlavor'; rid: number; reservation: R
 export type ReserveAnswer = { type: 'ReserveAnswer'; re: number; status: RearStatus; transaction?: Transaction; error?: string };
 export type PurchaseFlavor = { type: 'PurchaseFlavor'; rid: number; transactionId: string; token: string };
 export type PurchaseAnswer = { type: 'PurchaseAnswer'; re: number; status: RearStatus; contract?: Contract; error?: string };
+/** Opens the subscription channel of one flavor: the provider pushes Refresh and Withdraw on it. */
 export type SubscribeFlavor = { type: 'SubscribeFlavor'; rid: number; flavorId: string };
-/** The offer is still valid (or changed), with a new expiry. */
-export type Refresh = { type: 'Refresh'; flavor: Flavor; expiresAtUs: number };
-/** The offer is gone. */
+export type SubscribeAnswer = { type: 'SubscribeAnswer'; re: number; status: RearStatus; flavorId: string; error?: string };
+/**
+ * The offer is still valid, with a new expiry; `modified` when it changed (a partition sold leaves
+ * less of it).
+ */
+export type Refresh = { type: 'Refresh'; flavor: Flavor; expiresAtUs: number; modified: boolean };
+/** The offer is gone (withdrawn by its provider, or sold out). */
 export type Withdraw = { type: 'Withdraw'; flavorId: string; reason: string };
+/**
+ * The provider's operator takes a flavor off the market (a scenario injects it): subscribers get a
+ * Withdraw, open transactions on it are cancelled, and no later reserve of it succeeds.
+ */
+export type WithdrawFlavor = { type: 'WithdrawFlavor'; flavorId: string; reason: string };
 /** The token authority: issue and validate. */
 export type IssueToken = { type: 'IssueToken'; rid: number; node: NodeIdentity };
 export type TokenIssued = { type: 'TokenIssued'; re: number; token: string; expiresAtUs: number };
@@ -298,8 +310,10 @@ export type RearMessage =
   | PurchaseFlavor
   | PurchaseAnswer
   | SubscribeFlavor
+  | SubscribeAnswer
   | Refresh
   | Withdraw
+  | WithdrawFlavor
   | IssueToken
   | TokenIssued
   | ValidateToken
@@ -322,7 +336,7 @@ const selector = z
   });
 const partition = z.strictObject({ cpuMilli: count, memoryBytes: count, pods: count });
 
-/** Schemas of the requests a scenario may inject (answers and notices come from the actors). */
+/** Schemas of the requests a scenario may inject (answers and notices come from the actors), and the operator's WithdrawFlavor. */
 export const rearRequestSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('ListFlavors'), rid: count, selector: selector.optional(), token: z.string().optional() }),
   z.strictObject({
@@ -337,6 +351,7 @@ export const rearRequestSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({ type: z.literal('PurchaseFlavor'), rid: count, transactionId: z.string().min(1), token: z.string() }),
   z.strictObject({ type: z.literal('SubscribeFlavor'), rid: count, flavorId: z.string().min(1) }),
+  z.strictObject({ type: z.literal('WithdrawFlavor'), flavorId: z.string().min(1), reason: z.string().min(1) }),
   z.strictObject({ type: z.literal('IssueToken'), rid: count, node: nodeIdentity }),
   z.strictObject({ type: z.literal('ValidateToken'), rid: count, token: z.string() }),
 ]);

@@ -11,7 +11,9 @@ import type { ProviderInput } from '../../src/actors/rear/provider.machine.js';
 import { providerMachine } from '../../src/actors/rear/provider.machine.js';
 import type { ActorDefinition, ScheduledFault, SimObserver } from '../../src/engine/createSimulation.js';
 import { createSimulation } from '../../src/engine/createSimulation.js';
-import type { BackendName } from '../../src/engine/machineBackend.js';
+import type { BackendName, KernelEffect } from '../../src/engine/machineBackend.js';
+import { backendByName } from '../../src/engine/machineBackend.js';
+import type { EventObject } from 'xstate';
 import type { Flavor, RearMode } from '../../src/protocol/rear.js';
 import { parseScenario } from '../../src/scenario/loadScenario.js';
 import { runScenario } from '../../src/scenario/runScenario.js';
@@ -29,7 +31,17 @@ const box = (provider: string, amount: number): Flavor => ({
 });
 
 function providerDef(name: string, mode: RearMode, flavors: Flavor[]): ActorDefinition {
-  const input: ProviderInput = { name, mode, identity: identity(name), flavors, ttpMs: 60_000, sweepMs: 20_000, contractDays: 365 };
+  const input: ProviderInput = {
+    name,
+    mode,
+    identity: identity(name),
+    flavors,
+    ttpMs: 60_000,
+    sweepMs: 20_000,
+    contractDays: 365,
+    refreshMs: 300_000,
+    allocationMs: 0,
+  };
   return { name, role: 'rear.provider', machine: providerMachine, input };
 }
 function consumerDef(name: string, mode: RearMode, providers: string[], extra: Partial<ConsumerInput> = {}): ActorDefinition {
@@ -42,6 +54,9 @@ function consumerDef(name: string, mode: RearMode, providers: string[], extra: P
     startAfterMs: 0,
     phaseTimeoutMs: 120_000,
     givesUpAfterReserve: false,
+    stallMs: 0,
+    patienceMs: 0,
+    subscribe: false,
     token: 't',
     ...extra,
   };
@@ -149,6 +164,100 @@ describe('REAR market on the kernel', () => {
     expect(expired).toHaveLength(1);
     expect(ends.get('patient')).toMatchObject({ outcome: 'solved' });
     expect(sold).toEqual([{ provider: 'p1', flavorId: 'p1-box', buyer: 'patient' }]);
+  });
+});
+
+describe('the solver: stalls, patience and notices', () => {
+  it('a stall past the TTP gets 408 and the solver tries its next candidate; a stall within it buys', () => {
+    const flavors = [box('p1', 10), { ...box('p1', 20), flavorId: 'p1-box2' }];
+    const slow = market([providerDef('p1', 'strict', flavors), consumerDef('c1', 'strict', ['p1'], { stallMs: 90_000 })]);
+    expect(slow.ends.get('c1')).toMatchObject({ outcome: 'failed', reason: 'every candidate refused' });
+    expect(slow.sold).toEqual([]);
+    const quick = market([providerDef('p1', 'strict', flavors), consumerDef('c1', 'strict', ['p1'], { stallMs: 30_000 })]);
+    expect(quick.sold).toEqual([{ provider: 'p1', flavorId: 'p1-box', buyer: 'c1' }]);
+  });
+
+  it('patience: a solver still without a contract gives up, even mid-phase (here: waiting on a provider that is down)', () => {
+    const crash: ScheduledFault = { atUs: 0, action: { kind: 'crash', actors: [0] }, label: 'p1 down' };
+    const { ends } = market(
+      [providerDef('p1', 'strict', [box('p1', 10)]), consumerDef('c1', 'strict', ['p1'], { patienceMs: 60_000 })],
+      'flat',
+      [crash],
+    );
+    // At 60 s, before its discovery phase would have timed out (2 min).
+    expect(ends.get('c1')).toEqual({ outcome: 'gaveUp', reason: 'ran out of patience', contractId: undefined });
+  });
+
+  it.each(['flat', 'xstate'] as const)(
+    '%s: a modified Refresh drops a candidate that no longer matches; a Withdraw of the one being reserved releases it',
+    (backend) => {
+      const out: KernelEffect[] = [];
+      const input = consumerDef('c1', 'strict', ['p1'], { subscribe: true }).input as ConsumerInput;
+      const c = backendByName(backend).start(consumerMachine, input, out);
+      const fire = (now: number) => {
+        const timer = out.find((e) => e.type === 'timer.set') as Extract<KernelEffect, { type: 'timer.set' }>;
+        out.length = 0;
+        c.deliver({ ...timer.event, now } as EventObject, out);
+      };
+      const from = (msg: Record<string, unknown>, now: number) => {
+        out.length = 0;
+        c.deliver({ type: msg.type as string, from: 'p1', msg, now } as EventObject, out);
+        return out.filter((e) => e.type === 'host.observe').map((e) => (e as unknown as { obs: Record<string, unknown> }).obs);
+      };
+      fire(0); // starts: lists on p1 (rid 1)
+      const big = { ...box('p1', 10), flavorId: 'big' };
+      const other = { ...box('p1', 20), flavorId: 'other' };
+      from({ type: 'ListAnswer', re: 1, status: 200, flavors: [big, other] }, 10);
+      // It subscribes to the flavor it reserves, and reserves it.
+      expect(out.filter((e) => e.type === 'host.send').map((e) => (e as unknown as { msg: { type: string } }).msg.type)).toEqual([
+        'SubscribeFlavor',
+        'ReserveFlavor',
+      ]);
+      const smaller = {
+        ...other,
+        type: { name: 'k8slice', characteristics: { architecture: 'amd64', cpuMilli: 1000, memoryBytes: GI, pods: 1 } },
+      };
+      expect(from({ type: 'Refresh', flavor: smaller, expiresAtUs: 100, modified: true }, 20)).toEqual([
+        { kind: 'rear.solver.notice', notice: 'refresh', flavorId: 'other', dropped: 1 },
+      ]);
+      expect(from({ type: 'Withdraw', flavorId: 'big', reason: 'maintenance' }, 30).map((o) => o.kind)).toEqual([
+        'rear.solver.released',
+        'rear.solver.notice',
+        'rear.solver.end',
+      ]);
+      expect(c.state).toBe('failed');
+    },
+  );
+});
+
+describe('flavor types (rear.md, "Data model")', () => {
+  it('vm, service and sensor flavors are listed by type and bought whole; a vm filter counts whole cores', () => {
+    const s = runScenario(
+      parseScenario(
+        `
+name: types
+protocol: rear
+seed: 3
+duration: 1h
+stopWhen: complete
+network: { latency: { dist: uniform, min: 1ms, max: 5ms } }
+actors:
+  - { role: rear.provider, name: vms, flavors: { type: vm, count: 2, cpu: 4, memory: 8Gi, aggregatable: { minCount: 1, maxCount: 3 } } }
+  - { role: rear.provider, name: small-vms, flavors: { type: vm, cpu: 1, price: 1 } }
+  - { role: rear.provider, name: db, flavors: { type: service, category: postgres } }
+  - { role: rear.provider, name: thermo, flavors: { type: sensor, sensorType: temperature } }
+  - { role: rear.consumer, name: wants-vm, want: { type: vm, cpu: { min: 2 } } }
+  - { role: rear.consumer, name: wants-service, want: { type: service } }
+  - { role: rear.consumer, name: wants-sensor, want: { type: sensor } }
+  - { role: rear.consumer, name: wants-slice }
+`,
+        'types.yaml',
+      ),
+    );
+    // The cheapest vm with at least 2 cores is at vms (small-vms has 1); nobody offers a k8slice.
+    expect(s.metrics.contractsByProvider).toEqual({ db: 1, thermo: 1, vms: 1 });
+    expect(s.metrics.solverEndsByReason).toEqual({ 'no provider offers a matching flavor': 1 });
+    expect(s.invariants.every((i) => i.status !== 'violated')).toBe(true);
   });
 });
 

@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { EventObject } from 'xstate';
-import type { ProviderInput } from '../../src/actors/rear/provider.machine.js';
-import { providerMachine } from '../../src/actors/rear/provider.machine.js';
+import type { ProviderDurable, ProviderInput } from '../../src/actors/rear/provider.machine.js';
+import { durableOf, providerMachine } from '../../src/actors/rear/provider.machine.js';
 import type { BackendName, KernelEffect } from '../../src/engine/machineBackend.js';
 import { backendByName } from '../../src/engine/machineBackend.js';
 import type { Flavor, NodeIdentity, Partition, RearMode } from '../../src/protocol/rear.js';
@@ -34,7 +34,7 @@ const slice: Flavor = {
 };
 
 /** A provider on `backend`: send it messages at virtual times, read its answers and observations. */
-function provider(mode: RearMode, backend: BackendName) {
+function provider(mode: RearMode, backend: BackendName, over: Partial<ProviderInput> = {}) {
   const input: ProviderInput = {
     name: 'p1',
     mode,
@@ -43,18 +43,29 @@ function provider(mode: RearMode, backend: BackendName) {
     ttpMs: 60_000,
     sweepMs: 20_000,
     contractDays: 365,
+    refreshMs: 300_000,
+    allocationMs: 0,
+    ...over,
   };
   const out: KernelEffect[] = [];
   const instance = backendByName(backend).start(providerMachine, input, out);
-  let sweep = out.find((e) => e.type === 'timer.set') as Extract<KernelEffect, { type: 'timer.set' }>;
+  type TimerSet = Extract<KernelEffect, { type: 'timer.set' }>;
+  const timers = new Map<string, TimerSet>();
+  const keepTimers = (): void => {
+    for (const e of out) if (e.type === 'timer.set') timers.set(e.id, e);
+  };
+  keepTimers();
   let rid = 0;
   const deliver = (event: EventObject): KernelEffect[] => {
     out.length = 0;
     instance.deliver(event, out);
-    const next = out.find((e) => e.type === 'timer.set');
-    if (next) sweep = next as typeof sweep;
+    keepTimers();
     return [...out];
   };
+  const sent = (effects: KernelEffect[]) =>
+    effects.filter((e) => e.type === 'host.send') as unknown as { to: string; msg: Record<string, unknown> & { type: string } }[];
+  const observed = (effects: KernelEffect[]) =>
+    effects.filter((e) => e.type === 'host.observe').map((e) => (e as unknown as { obs: Record<string, unknown> & { kind: string } }).obs);
   const ask = (from: string, msg: Record<string, unknown>, nowUs: number) => {
     const effects = deliver({ type: msg.type as string, from, msg: { ...msg, rid: ++rid }, now: nowUs } as EventObject);
     const answer = effects.find((e) => e.type === 'host.send') as Extract<KernelEffect, { type: 'host.send' }> | undefined;
@@ -76,10 +87,30 @@ function provider(mode: RearMode, backend: BackendName) {
       ask(`c${n}`, { type: 'PurchaseFlavor', transactionId, token: 't' }, nowUs).answer,
     /** Fires the sweep timer at `nowUs`; returns the transactions it expired. */
     sweep: (nowUs: number) =>
-      deliver({ ...sweep.event, now: nowUs } as EventObject)
+      deliver({ ...timers.get('sweep')!.event, now: nowUs } as EventObject)
         .filter((e) => e.type === 'host.observe' && (e.obs as { kind: string }).kind === 'rear.expired')
         .map((e) => (e as unknown as { obs: { transactionId: string } }).obs.transactionId),
-    sweepDelayMs: () => sweep.delayMs,
+    sweepDelayMs: () => timers.get('sweep')!.delayMs,
+    /** Fires the refresh timer (undefined: none is set); returns what was sent. */
+    refresh: (nowUs: number) =>
+      timers.has('refresh') ? sent(deliver({ ...timers.get('refresh')!.event, now: nowUs } as EventObject)) : undefined,
+    subscribe: (from: string, flavorId: string, nowUs: number) => ask(from, { type: 'SubscribeFlavor', flavorId }, nowUs).answer,
+    /** The operator withdraws a flavor: what was sent, and what was observed. */
+    withdraw: (flavorId: string, nowUs: number) => {
+      const effects = deliver({
+        type: 'WithdrawFlavor',
+        from: 'operator',
+        msg: { type: 'WithdrawFlavor', flavorId, reason: 'maintenance' },
+        now: nowUs,
+      } as EventObject);
+      return { sent: sent(effects), observed: observed(effects) };
+    },
+    /** The effects of the last purchase (notices to subscribers go with it). */
+    purchaseAll: (n: number, transactionId: string, nowUs: number) => {
+      const { effects } = ask(`c${n}`, { type: 'PurchaseFlavor', transactionId, token: 't' }, nowUs);
+      return { sent: sent(effects), observed: observed(effects) };
+    },
+    context: () => instance.context,
   };
 }
 
@@ -182,5 +213,116 @@ describe.each(['flat', 'xstate'] as const)('REAR provider on the %s backend', (b
     p.reserve(6, 'slice', 9);
     expect(p.sweep(100_000_000)).toHaveLength(1);
     expect(p.sweep(120_000_000)).toHaveLength(1);
+  });
+
+  it('strict subscriptions: a sale pushes a modified Refresh, a sell-out a Withdraw; the refresh timer re-announces the rest', () => {
+    const p = provider('strict', backend, { refreshMs: 60_000 });
+    expect(p.subscribe('c1', 'slice', 0)).toMatchObject({ type: 'SubscribeAnswer', status: 200, flavorId: 'slice' });
+    expect(p.subscribe('c2', 'gpu-box', 0).status).toBe(200);
+    expect(p.subscribe('c2', 'nope', 0).status).toBe(404);
+    const a = p.reserve(3, 'slice', 1, { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 2 });
+    const sale = p.purchaseAll(3, txId(a), 2);
+    const refresh = sale.sent.find((m) => m.msg.type === 'Refresh')!;
+    expect(refresh.to).toBe('c1');
+    expect(refresh.msg).toMatchObject({
+      modified: true,
+      expiresAtUs: 60_000_002,
+      flavor: { type: { characteristics: { cpuMilli: 3000 } } },
+    });
+    const b = p.reserve(4, 'gpu-box', 3);
+    const sellOut = p.purchaseAll(4, txId(b), 4);
+    expect(sellOut.sent.filter((m) => m.msg.type === 'Withdraw')).toEqual([
+      { type: 'host.send', to: 'c2', msg: { type: 'Withdraw', flavorId: 'gpu-box', reason: 'sold out' } },
+    ]);
+    // The periodic refresh: only the slice is still on offer.
+    const periodic = p.refresh(60_000_000)!;
+    expect(periodic.map((m) => [m.to, m.msg.type, (m.msg.flavor as Flavor).flavorId, m.msg.modified])).toEqual([
+      ['c1', 'Refresh', 'slice', false],
+    ]);
+  });
+
+  it('strict withdraw: subscribers told, open transactions cancelled (purchase → 409), later reserves and subscriptions → 409', () => {
+    const p = provider('strict', backend);
+    p.subscribe('c9', 'gpu-box', 0);
+    const a = p.reserve(1, 'gpu-box', 1);
+    const w = p.withdraw('gpu-box', 2);
+    expect(w.sent).toEqual([{ type: 'host.send', to: 'c9', msg: { type: 'Withdraw', flavorId: 'gpu-box', reason: 'maintenance' } }]);
+    expect(w.observed.map((o) => o.kind)).toEqual(['rear.cancelled', 'rear.withdrawn']);
+    expect(p.purchase(1, txId(a), 3)).toMatchObject({
+      status: 409,
+      error: `transaction ${txId(a)} was cancelled: its flavor was withdrawn`,
+    });
+    expect(p.reserve(1, 'gpu-box', 4)).toMatchObject({ status: 409, error: 'flavor gpu-box was withdrawn' });
+    expect(p.subscribe('c2', 'gpu-box', 5).status).toBe(409);
+    expect((p.list(undefined).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['slice']);
+  });
+
+  it('a purchase of a transaction the sweep already dropped is refused with 408, not as unknown', () => {
+    const p = provider('strict', backend);
+    const a = p.reserve(1, 'gpu-box', 0);
+    expect(p.sweep(80_000_000)).toEqual([txId(a)]);
+    expect(p.purchase(1, txId(a), 90_000_000)).toMatchObject({ status: 408 });
+  });
+
+  it('fluidos: no subscriptions (500), withdraw ignored, refresh never; a sale leaves the listing only after the allocation', () => {
+    const p = provider('fluidos', backend, { allocationMs: 2000 });
+    expect(p.subscribe('c1', 'gpu-box', 0)).toMatchObject({ status: 500, error: 'subscriptions are not implemented' });
+    expect(p.withdraw('slice', 0)).toEqual({ sent: [], observed: [{ kind: 'rear.unsupported', what: 'withdraw of slice' }] });
+    expect(p.refresh(1)).toBeUndefined();
+    const a = p.reserve(1, 'gpu-box', 0);
+    expect(p.purchase(1, txId(a), 1_000_000).status).toBe(200);
+    expect((p.list(undefined, 2_999_999).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['gpu-box', 'slice']);
+    expect((p.list(undefined, 3_000_000).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['slice']);
+  });
+
+  it('a restart keeps the durable sales and withdrawals and forgets open transactions (ids never reused)', () => {
+    const restore: ProviderDurable = {
+      sales: [
+        {
+          contractId: 'p1-contract-1',
+          transactionId: 'p1-tx-1',
+          flavorId: 'slice',
+          buyer: buyer(1),
+          atUs: 5,
+          partition: { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 2 },
+        },
+      ],
+      withdrawn: [{ flavorId: 'gpu-box', reason: 'maintenance' }],
+    };
+    const p = provider('strict', backend, { restore, incarnation: 1 });
+    // The old transaction's contract is still there (idempotent purchase); an open one from before is unknown.
+    expect(p.purchase(1, 'p1-tx-1', 10).contract).toMatchObject({ contractId: 'p1-contract-1', buyer: buyer(1) });
+    expect(p.purchase(2, 'p1-tx-2', 10).status).toBe(404);
+    const listed = p.list(undefined, 10).flavors as Flavor[];
+    expect(listed.map((f) => f.flavorId)).toEqual(['slice']);
+    expect(listed[0].type).toMatchObject({ characteristics: { cpuMilli: 3000, memoryBytes: 6 * GI, pods: 8 } });
+    const t = p.reserve(3, 'slice', 11, { cpuMilli: 500, memoryBytes: GI, pods: 1 });
+    expect(txId(t)).toBe('p1-r1-tx-1');
+    expect(p.purchaseAll(3, txId(t), 12).observed.find((o) => o.kind === 'rear.sold')).toMatchObject({ contractId: 'p1-contract-2' });
+  });
+
+  it('what a crash keeps (durableOf) brings a restarted provider back to the same catalogue and contracts', () => {
+    const before = provider('strict', backend);
+    const a = before.reserve(1, 'slice', 0, { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 2 });
+    before.purchase(1, txId(a), 1);
+    before.reserve(2, 'slice', 2, { cpuMilli: 500, memoryBytes: GI, pods: 1 }); // open: lost in the crash
+    before.withdraw('gpu-box', 3);
+    const restore = durableOf(before.context());
+    expect(restore).toEqual({
+      sales: [
+        {
+          contractId: 'p1-contract-1',
+          transactionId: txId(a),
+          flavorId: 'slice',
+          buyer: buyer(1),
+          atUs: 1,
+          partition: { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 2 },
+        },
+      ],
+      withdrawn: [{ flavorId: 'gpu-box', reason: 'maintenance' }],
+    });
+    const after = provider('strict', backend, { restore, incarnation: 1 });
+    expect(after.list(undefined, 10).flavors).toEqual(before.list(undefined, 10).flavors);
+    expect(after.purchase(1, txId(a), 11).contract).toEqual(before.purchase(1, txId(a), 11).contract);
   });
 });

@@ -217,7 +217,56 @@ describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
   it.each(rearFiles)('%s meets its expectations (exit 0)', { timeout: 120_000 }, (file) => {
     const s = run(file, 'rear');
     expect(s.actorErrors).toEqual([]);
-    expect(s.stoppedBecause).toBe('complete');
+    // Runs with subscribers or a leak to watch last their duration; the others end with the last solver.
+    const untilTheEnd = ['mass-expiry-fluidos.yaml', 'refresh-subscribers.yaml'].includes(file);
+    expect(s.stoppedBecause).toBe(untilTheEnd ? 'until' : 'complete');
+  });
+
+  it('a partitionable slice cut until exhausted: strict never sells past it, fluidos does', () => {
+    const strict = run('partitions-until-exhausted.yaml', 'rear');
+    expect(strict.metrics.contracts).toBeGreaterThan(10);
+    expect((strict.metrics.utilisationPercentByProvider as Record<string, number>).slicer).toBeLessThanOrEqual(100);
+    expect(strict.metrics.withdrawalsByReason).toEqual({ 'sold out': 1 });
+    expect((strict.metrics.solvers as Record<string, number>).failed).toBeGreaterThan(0);
+    const fluidos = run('partitions-fluidos.yaml', 'rear');
+    expect((fluidos.metrics.utilisationPercentByProvider as Record<string, number>).slicer).toBeGreaterThan(100);
+  });
+
+  it('stalls past the TTP: late purchases get 408, patience ends the slow solvers, expiries are swept in bulk', () => {
+    const s = run('stall-past-ttp.yaml', 'rear');
+    expect(s.metrics.solvers).toEqual({ gaveUp: 100, solved: 100 });
+    expect((s.metrics.refusedPurchasesByStatus as Record<string, number>)['408']).toBeGreaterThanOrEqual(100);
+    expect(s.metrics.expirations).toBeGreaterThanOrEqual(100);
+  });
+
+  it('mass expiry in fluidos: one expiry per sweep leaks held capacity into the next hour, and the TTP invariant says so', () => {
+    const s = run('mass-expiry-fluidos.yaml', 'rear');
+    expect(s.invariants.find((i) => i.id === 'rear.ttp')?.status).toBe('violated');
+    expect(s.metrics.heldTransactionsPeakByHour).toEqual([300, expect.any(Number)]);
+    expect((s.metrics.heldTransactionsPeakByHour as number[])[1]).toBeGreaterThan(100);
+    expect(s.metrics.expirations).toBe(300);
+  });
+
+  it('provider restart between reserve and purchase: the purchase is refused as unknown, the solver buys another', () => {
+    const s = run('provider-restart.yaml', 'rear');
+    expect(s.metrics.refusedPurchasesByStatus).toEqual({ '404': 1 });
+    expect(s.metrics.transactionsForgottenByRestarts).toBe(1);
+    expect(s.metrics.contracts).toBe(3);
+  });
+
+  it('withdraw during purchase: the subscriber moves on when told, the other is refused 409; the withdrawn never sell', () => {
+    const s = run('withdraw-during-purchase.yaml', 'rear');
+    expect(s.metrics.cancellations).toBe(2);
+    expect(s.metrics.refusedPurchasesByStatus).toEqual({ '409': 1 });
+    expect(s.metrics.contracts).toBe(3);
+    expect((s.metrics.withdrawalsByReason as Record<string, number>).maintenance).toBe(2);
+  });
+
+  it('refresh to subscribers: every minute, and a modified one after each sale', () => {
+    const s = run('refresh-subscribers.yaml', 'rear');
+    expect(s.metrics.contracts).toBe(20);
+    // 20 subscribers, one refresh a minute each for the rest of the 30 minutes: well over 200.
+    expect((s.metrics.noticesReceived as Record<string, number>).refresh).toBeGreaterThan(200);
   });
 
   it('one consumer, three providers, one down: bought from the cheapest provider that answered', () => {

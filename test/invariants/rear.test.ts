@@ -18,6 +18,7 @@ function checker() {
       { provider: 'p1', flavorId: 'box' },
       { provider: 'p1', flavorId: 'slice', capacity: { cpuMilli: 2000, memoryBytes: 4 * GI, pods: 10 }, policy },
     ],
+    sweepUs: new Map([['p1', 20]]),
     enabled: new Set(REAR_INVARIANTS.map((i) => i.id)),
     recentTrace: () => [],
   });
@@ -41,6 +42,38 @@ const sold = (contractId: string, transactionId: string, flavorId: string, buyer
   ...(partition ? { partition } : {}),
 });
 
+/** A listed flavor as a provider would send it. */
+const flavor = (flavorId: string, over: Record<string, unknown> = {}) => ({
+  flavorId,
+  providerId: 'p1',
+  timestamp: 0,
+  type: {
+    name: 'k8slice',
+    characteristics: { architecture: 'amd64', cpuMilli: 2000, memoryBytes: 4 * GI, pods: 10 },
+    ...(flavorId === 'slice' ? { partitionability: policy } : {}),
+  },
+  price: { amount: 1, currency: 'EUR', period: 'hourly' },
+  owner: { domain: 'd', nodeId: 'p1', ip: '10.0.0.1' },
+  availability: true,
+  ...over,
+});
+type Checker = ReturnType<typeof checker>;
+/** `c` asks p1 for a listing (with `selector`) and gets `flavors`. */
+function list(k: Checker, t: number, c: string, flavors: object[], selector?: object): void {
+  k.onDeliver!(t, 'p1', c, { type: 'ListFlavors', rid: t, ...(selector ? { selector } : {}) } as never);
+  const answer = { type: 'ListAnswer', re: t, status: 200, flavors } as never;
+  k.onSend!(t, 'p1', c, answer);
+  k.onDeliver!(t + 1, c, 'p1', answer);
+}
+/** `c` reserves `flavorId` at p1 and is given transaction `tx`. */
+function reserve(k: Checker, t: number, c: string, flavorId: string, tx: string, partition?: object): void {
+  k.onSend!(t, c, 'p1', { type: 'ReserveFlavor', rid: t, reservation: { flavorId } } as never);
+  k.onObserve!(t + 1, 'p1', reserved(tx, flavorId, c, 1000, partition));
+  k.onDeliver!(t + 2, c, 'p1', { type: 'ReserveAnswer', re: t, status: 200, transaction: { transactionId: tx } } as never);
+}
+const purchase = (k: Checker, t: number, c: string, tx: string): void =>
+  k.onSend!(t, c, 'p1', { type: 'PurchaseFlavor', rid: t, transactionId: tx } as never);
+
 function statusOf(feed: (c: ReturnType<typeof checker>) => void): Record<string, string> {
   const c = checker();
   feed(c);
@@ -48,15 +81,34 @@ function statusOf(feed: (c: ReturnType<typeof checker>) => void): Record<string,
 }
 
 describe('REAR invariants, each broken on purpose', () => {
-  it('a correct sale holds them all', () => {
+  it('a correct market holds them all', () => {
+    const part = { cpuMilli: 750, memoryBytes: 1.5 * GI, pods: 2 };
     const s = statusOf((c) => {
-      c.onObserve!(1, 'p1', reserved('t1', 'box', 'c1', 100));
-      c.onObserve!(2, 'p1', sold('k1', 't1', 'box', 'c1'));
-      c.onObserve!(3, 'p1', reserved('t2', 'slice', 'c2', 100, { cpuMilli: 750, memoryBytes: 1.5 * GI, pods: 2 }));
-      c.onObserve!(4, 'p1', sold('k2', 't2', 'slice', 'c2', { cpuMilli: 750, memoryBytes: 1.5 * GI, pods: 2 }));
-      c.onObserve!(5, 'c1', end('solved', 'contract'));
+      list(c, 1, 'c1', [flavor('box'), flavor('slice')], { type: 'k8slice' });
+      reserve(c, 3, 'c1', 'box', 't1');
+      purchase(c, 6, 'c1', 't1');
+      c.onObserve!(7, 'p1', sold('k1', 't1', 'box', 'c1'));
+      c.onObserve!(8, 'p1', { kind: 'rear.withdrawn', flavorId: 'box', reason: 'sold out', subscribers: 0 } as { kind: string });
+      list(c, 9, 'c2', [flavor('slice')]);
+      reserve(c, 11, 'c2', 'slice', 't2', part);
+      purchase(c, 14, 'c2', 't2');
+      c.onObserve!(15, 'p1', sold('k2', 't2', 'slice', 'c2', part));
+      // The remainder, listed: 1250m, 2.5Gi, 8 pods.
+      list(c, 16, 'c3', [
+        flavor('slice', {
+          type: {
+            name: 'k8slice',
+            characteristics: { architecture: 'amd64', cpuMilli: 1250, memoryBytes: 2.5 * GI, pods: 8 },
+            partitionability: policy,
+          },
+        }),
+      ]);
+      c.onObserve!(18, 'p1', reserved('t3', 'slice', 'c4', 30, part));
+      c.onObserve!(40, 'p1', { kind: 'rear.expired', transactionId: 't3', flavorId: 'slice' } as { kind: string });
+      c.onTick!(60);
+      c.onObserve!(70, 'c1', end('solved', 'contract'));
     });
-    expect(Object.values(s).every((x) => x === 'held')).toBe(true);
+    expect(s).toEqual(Object.fromEntries(REAR_INVARIANTS.map((i) => [i.id, 'held'])));
   });
 
   it('1 no-oversell: a whole flavor sold twice, and partitions beyond the capacity', () => {
@@ -88,6 +140,27 @@ describe('REAR invariants, each broken on purpose', () => {
     ).toBe('violated');
   });
 
+  it('2 ttp: held capacity not returned by the sweep after expiry (one per sweep, the implementation)', () => {
+    expect(
+      statusOf((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'box', 'c1', 100));
+        c.onObserve!(2, 'p1', reserved('t2', 'slice', 'c2', 100, { cpuMilli: 500, memoryBytes: GI, pods: 1 }));
+        c.onObserve!(110, 'p1', { kind: 'rear.expired', transactionId: 't1', flavorId: 'box' } as { kind: string });
+        c.onTick!(121); // t2 expired at 100 and the sweep runs every 20: due by 120
+      })['rear.ttp'],
+    ).toBe('violated');
+    // A crash forgets open transactions: nothing is held, nothing is late.
+    expect(
+      statusOf((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'box', 'c1', 100));
+        c.onObserve!(2, 'p1', sold('k1', 't1', 'box', 'c1'));
+        c.onObserve!(3, 'p1', reserved('t2', 'slice', 'c2', 100, { cpuMilli: 500, memoryBytes: GI, pods: 1 }));
+        c.onFault!(50, { kind: 'crash', actors: [0] }, ['p1']);
+        c.onTick!(500);
+      })['rear.ttp'],
+    ).toBe('held');
+  });
+
   it('3 one-open-transaction: a second open transaction for the same pair, and an expiry moved back', () => {
     expect(
       statusOf((c) => {
@@ -110,6 +183,67 @@ describe('REAR invariants, each broken on purpose', () => {
         c.onObserve!(2, 'p1', sold('k1', 't1', 'box', 'c1'));
         c.onObserve!(3, 'p1', sold('k2', 't1', 'box', 'c1'));
       })['rear.one-contract-per-transaction'],
+    ).toBe('violated');
+  });
+
+  it('5 message-order: a reserve of what was never listed, a purchase of what was never reserved, a reserve after a withdraw', () => {
+    expect(
+      statusOf((c) => {
+        list(c, 1, 'c1', [flavor('slice')]);
+        c.onSend!(3, 'c1', 'p1', { type: 'ReserveFlavor', rid: 3, reservation: { flavorId: 'box' } } as never);
+      })['rear.message-order'],
+    ).toBe('violated');
+    expect(
+      statusOf((c) => {
+        list(c, 1, 'c1', [flavor('box')]);
+        reserve(c, 3, 'c1', 'box', 't1');
+        purchase(c, 6, 'c1', 't9');
+      })['rear.message-order'],
+    ).toBe('violated');
+    expect(
+      statusOf((c) => {
+        c.onObserve!(1, 'p1', { kind: 'rear.withdrawn', flavorId: 'box', reason: 'maintenance', subscribers: 0 } as { kind: string });
+        c.onObserve!(2, 'p1', reserved('t1', 'box', 'c1', 100));
+      })['rear.message-order'],
+    ).toBe('violated');
+  });
+
+  it('6 listing: a flavor off the selector, unavailable, withdrawn, sold, or bigger than what is left', () => {
+    const listingOf = (feed: (c: Checker) => void) => statusOf(feed)['rear.listing'];
+    expect(listingOf((c) => list(c, 1, 'c1', [flavor('box')], { type: 'k8slice', filters: { cpu: { range: { min: 4000 } } } }))).toBe(
+      'violated',
+    );
+    expect(listingOf((c) => list(c, 1, 'c1', [flavor('box', { availability: false })]))).toBe('violated');
+    expect(
+      listingOf((c) => {
+        c.onObserve!(1, 'p1', { kind: 'rear.withdrawn', flavorId: 'box', reason: 'maintenance', subscribers: 0 } as { kind: string });
+        list(c, 2, 'c1', [flavor('box')]);
+      }),
+    ).toBe('violated');
+    expect(
+      listingOf((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'box', 'c1', 100));
+        c.onObserve!(2, 'p1', sold('k1', 't1', 'box', 'c1'));
+        list(c, 3, 'c2', [flavor('box')]);
+      }),
+    ).toBe('violated');
+    expect(
+      listingOf((c) => {
+        const part = { cpuMilli: 500, memoryBytes: GI, pods: 1 };
+        c.onObserve!(1, 'p1', reserved('t1', 'slice', 'c1', 100, part));
+        c.onObserve!(2, 'p1', sold('k1', 't1', 'slice', 'c1', part));
+        list(c, 3, 'c2', [flavor('slice')]); // still the whole slice
+      }),
+    ).toBe('violated');
+    // The same flavor object listed again after a sale is checked again, not taken from the cache.
+    expect(
+      listingOf((c) => {
+        const box = flavor('box');
+        list(c, 1, 'c1', [box]);
+        c.onObserve!(2, 'p1', reserved('t1', 'box', 'c1', 100));
+        c.onObserve!(3, 'p1', sold('k1', 't1', 'box', 'c1'));
+        list(c, 4, 'c2', [box]);
+      }),
     ).toBe('violated');
   });
 

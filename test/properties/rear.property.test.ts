@@ -1,7 +1,8 @@
 /**
  * REAR properties (fast-check) over random catalogues, workloads and fault schedules
  * (`shared/protocols/rear.md`, "Invariants" and "Known defects"):
- * - strict mode never violates an invariant;
+ * - strict mode never violates an invariant — with stalls past the TTP, impatient solvers,
+ *   subscriptions, withdrawals, crashes, restarts and pauses;
  * - fluidos mode sells a flavor twice for some input, and fast-check shrinks it to a small case.
  */
 import { fc, test } from '@fast-check/vitest';
@@ -17,6 +18,7 @@ const market = fc.record({
       flavors: fc.integer({ min: 1, max: 4 }),
       cpu: fc.constantFrom('2', '4', '8'),
       partitionable: fc.boolean(),
+      refresh: fc.constantFrom('1m', '5m'),
     }),
     { minLength: 1, maxLength: 3 },
   ),
@@ -27,6 +29,10 @@ const market = fc.record({
       partition: fc.option(fc.record({ cpu: fc.constantFrom('500m', '750m', '1', '1500m'), pods: fc.integer({ min: 1, max: 3 }) })),
       arriveOverS: fc.integer({ min: 0, max: 60 }),
       givesUp: fc.constantFrom(0, 0, 0.3),
+      // The TTP is 5 minutes: a 400 s stall runs past it.
+      stallS: fc.constantFrom(0, 0, 30, 400),
+      patienceS: fc.option(fc.integer({ min: 30, max: 900 })),
+      subscribe: fc.boolean(),
     }),
     { minLength: 1, maxLength: 3 },
   ),
@@ -37,6 +43,8 @@ const market = fc.record({
       fc.record({ at: fc.integer({ min: 1, max: 300 }), crashConsumer: fc.nat(20) }),
       fc.record({ at: fc.integer({ min: 1, max: 300 }), crashProvider: fc.nat(2) }),
       fc.record({ at: fc.integer({ min: 1, max: 300 }), pauseProvider: fc.nat(2), resumeAfter: fc.integer({ min: 1, max: 200 }) }),
+      fc.record({ at: fc.integer({ min: 1, max: 300 }), restartProvider: fc.nat(2), restartAfter: fc.integer({ min: 1, max: 100 }) }),
+      fc.record({ at: fc.integer({ min: 1, max: 300 }), withdrawAt: fc.nat(2), flavor: fc.nat(3) }),
     ),
     { maxLength: 3 },
   ),
@@ -49,12 +57,22 @@ function yamlOf(m: Market, mode: 'strict' | 'fluidos'): string {
   const faults = m.faults.flatMap((f) => {
     if ('crashConsumer' in f) return [`{ at: ${f.at}s, crash: ${consumerNames[f.crashConsumer % consumerNames.length]} }`];
     if ('crashProvider' in f) return [`{ at: ${f.at}s, crash: ${providers[f.crashProvider % providers.length]} }`];
+    if ('restartProvider' in f)
+      return [`{ at: ${f.at}s, crash: ${providers[f.restartProvider % providers.length]}, restart: ${f.at + f.restartAfter}s }`];
+    if ('withdrawAt' in f) {
+      const i = f.withdrawAt % providers.length;
+      const flavorId = `p${i}-f${f.flavor % m.providers[i].flavors}`;
+      return [
+        `{ at: ${f.at}s, inject: { from: operator, to: p${i}, msg: { type: WithdrawFlavor, flavorId: ${flavorId}, reason: test } } }`,
+      ];
+    }
     return [`{ at: ${f.at}s, pause: ${providers[f.pauseProvider % providers.length]}, resume: ${f.at + f.resumeAfter}s }`];
   });
-  // A crash (no restart) and a pause of the same actor at one instant is no schedule: keep the first fault per actor.
+  // Two crash or pause faults of one actor may overlap (no schedule): keep the first per actor.
   const seen = new Set<string>();
   const kept = faults.filter((f) => {
-    const who = /(crash|pause): ([^,}]+)/.exec(f)![2].trim();
+    const who = /(crash|pause): ([^,}]+)/.exec(f)?.[2].trim();
+    if (who === undefined) return true;
     if (seen.has(who)) return false;
     seen.add(who);
     return true;
@@ -71,7 +89,7 @@ actors:
 ${m.providers
   .map(
     (p, i) =>
-      `  - { role: rear.provider, name: p${i}, ttp: 5m, flavors: { count: ${p.flavors}, cpu: '${p.cpu}', memory: 16Gi, pods: 20${
+      `  - { role: rear.provider, name: p${i}, ttp: 5m, refresh: ${p.refresh}, flavors: { count: ${p.flavors}, cpu: '${p.cpu}', memory: 16Gi, pods: 20${
         p.partitionable ? ', partitionable: { cpuMin: 500m, memoryMin: 1Gi, cpuStep: 250m, memoryStep: 512Mi }' : ''
       } } }`,
   )
@@ -79,7 +97,7 @@ ${m.providers
 ${m.consumers
   .map(
     (c, i) =>
-      `  - { role: rear.consumer, name: c${i}, count: ${c.count}, want: { cpu: { min: '${c.minCpu}' } }, arriveOver: ${c.arriveOverS}s, givesUp: ${c.givesUp}${
+      `  - { role: rear.consumer, name: c${i}, count: ${c.count}, want: { cpu: { min: '${c.minCpu}' } }, arriveOver: ${c.arriveOverS}s, givesUp: ${c.givesUp}, stall: ${c.stallS}s, subscribe: ${c.subscribe}${c.patienceS === null ? '' : `, patience: ${c.patienceS}s`}${
         c.partition ? `, partition: { cpu: '${c.partition.cpu}', memory: 1Gi, pods: ${c.partition.pods} }` : ''
       } }`,
   )

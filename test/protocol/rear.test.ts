@@ -107,6 +107,10 @@ describe('selectors', () => {
     expect(selectorProblem({ filters: { architecture: { exact: 1 } } })).toBe('filters.architecture: expected {match: string}');
     expect(selectorProblem({ filters: { memory: { match: '4Gi' } } })).toBe('filters.memory: expected {exact} or {range}, got {match}');
     expect(selectorProblem({ type: 'k8slice', filters: { cpu: { range: { min: 1, max: 1 } } } })).toBeUndefined();
+    // An unknown flavor type in a live request: the provider answers 400 with this reason.
+    expect(selectorProblem({ type: 'gpu-box' } as never)).toBe(
+      'type: unknown flavor type "gpu-box" (expected one of k8slice, vm, service, sensor)',
+    );
   });
 });
 
@@ -141,6 +145,8 @@ describe('requests from outside', () => {
     ).toBe(true);
     expect(parseRearRequest({ type: 'ReserveFlavor', rid: 2, reservation: { flavorId: 'f1', buyer }, token: 't' }).ok).toBe(true);
     expect(parseRearRequest({ type: 'PurchaseFlavor', rid: 3, transactionId: 'tx1', token: 't' }).ok).toBe(true);
+    expect(parseRearRequest({ type: 'SubscribeFlavor', rid: 4, flavorId: 'f1' }).ok).toBe(true);
+    expect(parseRearRequest({ type: 'WithdrawFlavor', flavorId: 'f1', reason: 'maintenance' }).ok).toBe(true);
   });
 
   it('names the field of a malformed one', () => {
@@ -162,5 +168,6 @@ describe('requests from outside', () => {
       }),
     ).toMatch(/^reservation.configuration.data.cpuMilli: /);
     expect(bad({ type: 'Purchase', rid: 3 })).toMatch(/^type: /);
+    expect(bad({ type: 'WithdrawFlavor', flavorId: 'f1' })).toMatch(/^reason: /);
   });
 });

@@ -4,7 +4,15 @@
  * most `phaseTimeoutMs` (2 min in the implementation) or the solver ends Timed Out. A refused
  * reserve or purchase releases the candidate and the next one is tried; with none left the solver
  * Fails. A consumer with `givesUpAfterReserve` walks away between reserve and purchase, leaving its
- * reservation to expire.
+ * reservation to expire; one with `stallMs` waits that long between them (past the TTP: 408); one
+ * with `patienceMs` gives up when it has no contract that long after it started.
+ *
+ * Subscriptions (`subscribe`): the solver subscribes to each flavor it tries and stays subscribed
+ * after its contract. A Refresh updates a candidate still to try (one that no longer matches is
+ * dropped); a Withdraw of the candidate being reserved (or waited on before purchase) releases it
+ * and the next is tried. During the purchase a Withdraw is not acted on: the purchase's own answer
+ * (a contract, or 409 for a cancelled transaction) says what happened, whatever order the two
+ * messages arrive in.
  *
  * Modes: `strict` skips a provider that answers the listing with an error, or has not answered
  * when the discovery phase runs out (then it goes on with what it found);
@@ -21,10 +29,12 @@ import type {
   PurchaseAnswer,
   RearMessage,
   RearMode,
+  Refresh,
   ReserveAnswer,
   Selector,
+  Withdraw,
 } from '../../protocol/rear.js';
-import { REAR_STATUS } from '../../protocol/rear.js';
+import { matchesSelector, REAR_STATUS } from '../../protocol/rear.js';
 
 export interface ConsumerInput {
   name: string;
@@ -40,6 +50,12 @@ export interface ConsumerInput {
   phaseTimeoutMs: number;
   /** Walks away after a successful reserve instead of purchasing (its reservation expires). */
   givesUpAfterReserve: boolean;
+  /** Waits this long between a successful reserve and the purchase (0: none). */
+  stallMs: number;
+  /** Gives up when still without a contract this long after starting (0: never). */
+  patienceMs: number;
+  /** Subscribes to each flavor it tries (Refresh and Withdraw notices). */
+  subscribe: boolean;
   /** The token to send when there is no authority (or when forging one). */
   token: string;
   /** The token authority's actor name: the consumer asks it for a token first. */
@@ -53,7 +69,9 @@ type Outcome = 'solved' | 'failed' | 'timedOut' | 'gaveUp';
 export type ConsumerObservation =
   | { kind: 'rear.solver.phase'; phase: 'discovery' | 'reserve' | 'purchase' }
   | { kind: 'rear.solver.end'; outcome: Outcome; reason: string; contractId?: string; transactionId?: string }
-  | { kind: 'rear.solver.released'; provider: string; flavorId: string; status: number };
+  | { kind: 'rear.solver.released'; provider: string; flavorId: string; status: number }
+  /** A notice on a subscription; `dropped`: candidates removed because they no longer match. */
+  | { kind: 'rear.solver.notice'; notice: 'refresh' | 'withdraw'; flavorId: string; dropped?: number };
 
 interface Candidate {
   provider: string;
@@ -74,10 +92,13 @@ export interface ConsumerContext {
   pending: number;
   outcome: Outcome | undefined;
   token: string;
+  /** Flavors it subscribed to (provider|flavor). */
+  subscribed: Set<string>;
 }
 
 type ConsumerEvent =
   | { type: RearMessage['type']; from: string; msg: RearMessage; now: number }
+  | { type: 'rear.patience' | 'rear.stalled'; now: number }
   | { type: `xstate.after.${string}`; now: number }
   | { type: 'host.shutdown'; now: number };
 
@@ -89,10 +110,29 @@ const answered = (context: ConsumerContext, event: ConsumerEvent, ok: boolean): 
   return m !== undefined && m.re === context.pending && (m.status === REAR_STATUS.ok) === ok;
 };
 
+const withdrawsCurrent = (context: ConsumerContext, event: ConsumerEvent): boolean => {
+  const m = msgOf(event) as Withdraw | undefined;
+  const c = context.current;
+  return m?.type === 'Withdraw' && c !== undefined && (event as { from: string }).from === c.provider && m.flavorId === c.flavor.flavorId;
+};
+
 const byPrice = (a: Candidate, b: Candidate): number =>
   a.flavor.price.amount - b.flavor.price.amount ||
   (a.provider < b.provider ? -1 : a.provider > b.provider ? 1 : 0) ||
   (a.flavor.flavorId < b.flavor.flavorId ? -1 : a.flavor.flavorId > b.flavor.flavorId ? 1 : 0);
+
+const everyRefused = { type: 'end', params: { outcome: 'failed', reason: 'every candidate refused' } } as const;
+const impatient = {
+  target: 'gaveUp',
+  actions: { type: 'end', params: { outcome: 'gaveUp', reason: 'ran out of patience' } },
+} as const;
+/** A Withdraw of the candidate being tried: the next one, or Failed with none left. */
+const withdrawn = (state: string) =>
+  [
+    { guard: 'currentWithdrawnNext', target: state, reenter: true, actions: ['release', 'notice', 'reserve'] },
+    { guard: 'currentWithdrawnLast', target: 'failed', actions: ['release', 'notice', everyRefused] },
+    { actions: 'notice' },
+  ] as const;
 
 export const consumerMachine = setup({
   types: {
@@ -122,6 +162,11 @@ export const consumerMachine = setup({
       context.listing.has(msgOf(event)?.re ?? -1) &&
       (msgOf(event) as ListAnswer).status !== REAR_STATUS.ok,
     reservedGivesUp: ({ context, event }) => answered(context, event, true) && context.cfg.givesUpAfterReserve,
+    reservedStalls: ({ context, event }) => answered(context, event, true) && context.cfg.stallMs > 0,
+    /** A Withdraw of the candidate being tried, from its provider. */
+    currentWithdrawnNext: ({ context, event }) => withdrawsCurrent(context, event) && context.candidates.length > 0,
+    currentWithdrawnLast: ({ context, event }) => withdrawsCurrent(context, event),
+    solvedSubscribed: ({ context, event }) => answered(context, event, true) && context.cfg.subscribe,
     reservedOrSold: ({ context, event }) => answered(context, event, true),
     refusedNext: ({ context, event }) => answered(context, event, false) && context.candidates.length > 0,
     refusedLast: ({ context, event }) => answered(context, event, false),
@@ -155,6 +200,11 @@ export const consumerMachine = setup({
     reserve: enqueueActions(({ context, enqueue }) => {
       const c = context.candidates.shift()!;
       context.current = c;
+      const key = `${c.provider}|${c.flavor.flavorId}`;
+      if (context.cfg.subscribe && !context.subscribed.has(key)) {
+        context.subscribed.add(key);
+        enqueue.emit(effect.send(c.provider, { type: 'SubscribeFlavor', rid: ++context.rid, flavorId: c.flavor.flavorId }));
+      }
       context.pending = ++context.rid;
       enqueue.emit(effect.observe<ConsumerObservation>({ kind: 'rear.solver.phase', phase: 'reserve' }));
       enqueue.emit(
@@ -171,7 +221,7 @@ export const consumerMachine = setup({
       );
     }),
     purchase: enqueueActions(({ context, event, enqueue }) => {
-      context.transactionId = (msgOf(event) as ReserveAnswer).transaction!.transactionId;
+      if (event.type === 'ReserveAnswer') context.transactionId = (msgOf(event) as ReserveAnswer).transaction!.transactionId;
       context.pending = ++context.rid;
       enqueue.emit(effect.observe<ConsumerObservation>({ kind: 'rear.solver.phase', phase: 'purchase' }));
       enqueue.emit(
@@ -186,10 +236,42 @@ export const consumerMachine = setup({
     noteTransaction: ({ context, event }) => {
       context.transactionId = (msgOf(event) as ReserveAnswer).transaction!.transactionId;
     },
+    stall: enqueueActions(({ context, event, enqueue }) => {
+      context.transactionId = (msgOf(event) as ReserveAnswer).transaction!.transactionId;
+      context.pending = -1;
+      enqueue.raise({ type: 'rear.stalled', now: 0 }, { id: 'stall', delay: context.cfg.stallMs });
+    }),
+    /** Starts the patience clock with the discovery. */
+    startPatience: enqueueActions(({ context, enqueue }) => {
+      if (context.cfg.patienceMs > 0) enqueue.raise({ type: 'rear.patience', now: 0 }, { id: 'patience', delay: context.cfg.patienceMs });
+    }),
+    /** A Refresh or Withdraw: candidates still to try are updated, or dropped when they no longer match. */
+    notice: enqueueActions(({ context, event, enqueue }) => {
+      const m = msgOf(event) as Refresh | Withdraw;
+      const from = (event as { from: string }).from;
+      const flavorId = m.type === 'Refresh' ? m.flavor.flavorId : m.flavorId;
+      const before = context.candidates.length;
+      context.candidates = context.candidates.flatMap((c) => {
+        if (c.provider !== from || c.flavor.flavorId !== flavorId) return [c];
+        if (m.type === 'Withdraw' || !m.flavor.availability || !matchesSelector(m.flavor, context.cfg.selector)) return [];
+        return [{ provider: from, flavor: m.flavor }];
+      });
+      const dropped = before - context.candidates.length;
+      enqueue.emit(
+        effect.observe<ConsumerObservation>({
+          kind: 'rear.solver.notice',
+          notice: m.type === 'Refresh' ? 'refresh' : 'withdraw',
+          flavorId,
+          ...(dropped > 0 ? { dropped } : {}),
+        }),
+      );
+    }),
     /** A refused reserve or purchase: the candidate's lock is released. */
     release: enqueueActions(({ context, event, enqueue }) => {
       const c = context.current!;
-      const status = (msgOf(event) as ReserveAnswer | PurchaseAnswer).status;
+      const m = msgOf(event) as ReserveAnswer | PurchaseAnswer | Withdraw;
+      // A Withdraw releases the candidate as a 409 would (the spec's answer to a withdrawn flavor).
+      const status = m.type === 'Withdraw' ? REAR_STATUS.conflict : m.status;
       enqueue.emit(
         effect.observe<ConsumerObservation>({ kind: 'rear.solver.released', provider: c.provider, flavorId: c.flavor.flavorId, status }),
       );
@@ -224,20 +306,24 @@ export const consumerMachine = setup({
     pending: -1,
     outcome: undefined,
     token: input.token,
+    subscribed: new Set(),
   }),
   initial: 'idle',
   states: {
     idle: {
       after: {
         startAfter: [
-          { guard: 'needsToken', target: 'authenticating', actions: 'askToken' },
-          { target: 'discovering', actions: 'discover' },
+          { guard: 'needsToken', target: 'authenticating', actions: ['startPatience', 'askToken'] },
+          { target: 'discovering', actions: ['startPatience', 'discover'] },
         ],
       },
     },
     authenticating: {
       after: { phase: { target: 'timedOut', actions: { type: 'end', params: { outcome: 'timedOut', reason: 'no token in time' } } } },
-      on: { TokenIssued: { guard: 'tokenIssued', target: 'discovering', actions: ['takeToken', 'discover'] } },
+      on: {
+        TokenIssued: { guard: 'tokenIssued', target: 'discovering', actions: ['takeToken', 'discover'] },
+        'rear.patience': impatient,
+      },
     },
     discovering: {
       after: {
@@ -262,6 +348,7 @@ export const consumerMachine = setup({
           },
           { guard: 'listed', actions: 'takeListing' },
         ],
+        'rear.patience': impatient,
       },
     },
     reserving: {
@@ -275,14 +362,22 @@ export const consumerMachine = setup({
             target: 'gaveUp',
             actions: ['noteTransaction', { type: 'end', params: { outcome: 'gaveUp', reason: 'walked away before purchasing' } }],
           },
+          { guard: 'reservedStalls', target: 'stalling', actions: 'stall' },
           { guard: 'reservedOrSold', target: 'purchasing', actions: 'purchase' },
           { guard: 'refusedNext', target: 'reserving', reenter: true, actions: ['release', 'reserve'] },
-          {
-            guard: 'refusedLast',
-            target: 'failed',
-            actions: ['release', { type: 'end', params: { outcome: 'failed', reason: 'every candidate refused' } }],
-          },
+          { guard: 'refusedLast', target: 'failed', actions: ['release', everyRefused] },
         ],
+        Withdraw: withdrawn('reserving'),
+        Refresh: { actions: 'notice' },
+        'rear.patience': impatient,
+      },
+    },
+    stalling: {
+      on: {
+        'rear.stalled': { target: 'purchasing', actions: 'purchase' },
+        Withdraw: withdrawn('reserving'),
+        Refresh: { actions: 'notice' },
+        'rear.patience': impatient,
       },
     },
     purchasing: {
@@ -291,15 +386,20 @@ export const consumerMachine = setup({
       },
       on: {
         PurchaseAnswer: [
+          { guard: 'solvedSubscribed', target: 'holding', actions: { type: 'end', params: { outcome: 'solved', reason: 'contract' } } },
           { guard: 'reservedOrSold', target: 'solved', actions: { type: 'end', params: { outcome: 'solved', reason: 'contract' } } },
           { guard: 'refusedNext', target: 'reserving', actions: ['release', 'reserve'] },
-          {
-            guard: 'refusedLast',
-            target: 'failed',
-            actions: ['release', { type: 'end', params: { outcome: 'failed', reason: 'every candidate refused' } }],
-          },
+          { guard: 'refusedLast', target: 'failed', actions: ['release', everyRefused] },
         ],
+        // The purchase's answer decides (see the header): a Withdraw only updates the candidates.
+        Withdraw: { actions: 'notice' },
+        Refresh: { actions: 'notice' },
+        'rear.patience': impatient,
       },
+    },
+    /** Solved, and still subscribed: it keeps hearing its flavors' notices. */
+    holding: {
+      on: { Refresh: { actions: 'notice' }, Withdraw: { actions: 'notice' } },
     },
     solved: { type: 'final' },
     failed: { type: 'final' },

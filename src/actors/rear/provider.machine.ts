@@ -8,15 +8,24 @@
  * - `strict` (the spec): unknown flavor or transaction → 404; a flavor or partition that is no longer
  *   available → 409 at reserve (an open transaction holds its capacity); an expired transaction →
  *   408; a repeated purchase returns the same contract; the sweep drops every expired transaction.
+ *   Subscriptions: every `refreshMs` each subscriber of an available flavor gets a Refresh; a sale
+ *   that changes a flavor pushes a modified Refresh, one that leaves nothing to sell a Withdraw; an
+ *   operator's WithdrawFlavor withdraws it (subscribers told, open transactions cancelled: a purchase
+ *   of one → 409, a later reserve → 409).
  * - `fluidos` (the implementation): no availability check at reserve and none at purchase (two
- *   buyers can both buy one flavor: the double sell); partitions are not checked against the grid or
- *   what is left; unknown flavor or transaction and a repeated purchase → 500; the sweep drops one
- *   expired transaction per tick.
+ *   buyers can both buy one flavor: the double sell); a sale shows in the listing only after the
+ *   asynchronous allocation (`allocationMs`); partitions are not checked against the grid or what is
+ *   left; unknown flavor or transaction and a repeated purchase → 500; the sweep drops one expired
+ *   transaction per tick; subscriptions, refresh and withdraw are not implemented (subscribe → 500,
+ *   an operator's withdraw is ignored).
  *
- * Not modelled yet: token checks (the token authority; every token is accepted), subscriptions with
- * refresh and withdraw, and the implementation's asynchronous allocation. The remainder of a
- * partition stays on offer under the same flavor id with its characteristics set to what is left
- * (the spec publishes it as a new flavor).
+ * Restart (a crash fault with `restart`): the catalogue, the contracts and the withdrawals are
+ * durable (the implementation keeps them as Kubernetes resources) and come back through
+ * `restore`; open transactions and subscriptions lived in memory and are gone, so a purchase of a
+ * transaction reserved before the crash is refused as unknown (404; 500 in fluidos).
+ *
+ * The remainder of a partition stays on offer under the same flavor id with its characteristics set
+ * to what is left (the spec publishes it as a new flavor).
  * The context is owned, mutable state (see the manager/worker machines).
  */
 import { enqueueActions, setup } from 'xstate';
@@ -31,8 +40,11 @@ import type {
   RearMessage,
   RearMode,
   RearStatus,
+  Refresh,
   ReserveAnswer,
+  SubscribeAnswer,
   Transaction,
+  Withdraw,
 } from '../../protocol/rear.js';
 import { matchesSelector, partitionProblem, REAR_STATUS, selectorProblem } from '../../protocol/rear.js';
 
@@ -49,6 +61,29 @@ export interface ProviderInput {
   contractDays: number;
   /** The token authority's actor name: reserves and purchases wait for its verdict (401 when refused). */
   authority?: string;
+  /** Strict: period of the Refresh pushed to subscribers (0: never). */
+  refreshMs: number;
+  /** Fluidos: how long after a sale the listing shows it (the asynchronous allocation). */
+  allocationMs: number;
+  /** After a restart: what was durable. Incarnation k > 0 names its transactions `<name>-r<k>-tx-<n>`. */
+  restore?: ProviderDurable;
+  incarnation?: number;
+}
+
+/** A sale as the provider made it durable (and as its `rear.sold` observation reports it). */
+export interface DurableSale {
+  contractId: string;
+  transactionId: string;
+  flavorId: string;
+  buyer: NodeIdentity;
+  atUs: number;
+  partition?: Partition;
+}
+
+/** What a provider keeps across a restart: its sales, in order, and its withdrawals. */
+export interface ProviderDurable {
+  sales: DurableSale[];
+  withdrawn: { flavorId: string; reason: string }[];
 }
 
 /** An open or purchased transaction. */
@@ -58,6 +93,8 @@ interface Held {
   /** A reservation of the whole of a partitionable flavor: it holds everything left. */
   whole?: boolean;
   contract?: Contract;
+  /** When it was bought. */
+  soldAtUs?: number;
 }
 
 /** A flavor and what is left of it. */
@@ -68,12 +105,18 @@ interface Offer {
   /** Contracts sold on it. */
   sold: number;
   withdrawn: boolean;
+  withdrawnReason?: string;
+  /** Fluidos: sales made but not yet allocated — the listing shows `flavor` until each `atUs`. */
+  allocations: { atUs: number; flavor: Flavor }[];
 }
 
 export interface ProviderContext {
   cfg: ProviderInput;
   offers: Map<string, Offer>;
+  /** Open transactions (the sweep walks these only). */
   held: Map<string, Held>;
+  /** Purchased transactions, with their contracts. */
+  bought: Map<string, Held>;
   /** Open transaction of a (buyer node, flavor) pair. */
   openOf: Map<string, string>;
   nextTx: number;
@@ -82,16 +125,35 @@ export interface ProviderContext {
   /** Requests waiting for the authority's verdict on their token, by the ValidateToken's rid. */
   parked: Map<number, { from: string; msg: RearMessage }>;
   authRid: number;
+  /** Subscribers per flavor, in the order they subscribed. */
+  subscribers: Map<string, string[]>;
+  /** Prefix of transaction ids (differs per incarnation, so a pre-crash id never names a new one). */
+  txPrefix: string;
+  /** Transactions cancelled by a withdrawal (a purchase of one is refused with 409, not 404). */
+  cancelled: Set<string>;
+  /** Expired transactions dropped (a late purchase of one is refused with 408, not 404). */
+  swept: Set<string>;
 }
 
 type MessageEvent = { type: RearMessage['type']; from: string; msg: RearMessage; now: number };
-type ProviderEvent = MessageEvent | { type: `xstate.after.${string}`; now: number } | { type: 'host.shutdown'; now: number };
+type ProviderEvent =
+  | MessageEvent
+  | { type: 'rear.sweep' | 'rear.refresh'; now: number }
+  | { type: `xstate.after.${string}`; now: number }
+  | { type: 'host.shutdown'; now: number };
 
 export type ProviderObservation =
   | { kind: 'rear.reserved'; transactionId: string; flavorId: string; buyer: string; expirationTimeUs: number; partition?: Partition }
   | { kind: 'rear.refused'; call: 'reserve' | 'purchase'; status: number; id: string; reason: string }
   | { kind: 'rear.sold'; contractId: string; transactionId: string; flavorId: string; buyer: string; partition?: Partition }
-  | { kind: 'rear.expired'; transactionId: string; flavorId: string };
+  | { kind: 'rear.expired'; transactionId: string; flavorId: string }
+  /** An open transaction dropped because its flavor was withdrawn. */
+  | { kind: 'rear.cancelled'; transactionId: string; flavorId: string; reason: string }
+  | { kind: 'rear.withdrawn'; flavorId: string; reason: string; subscribers: number }
+  | { kind: 'rear.subscribed'; flavorId: string; subscriber: string }
+  | { kind: 'rear.refreshed'; flavors: number; notices: number }
+  /** Fluidos: a request the implementation does not support (an operator's withdraw). */
+  | { kind: 'rear.unsupported'; what: string };
 
 /** The request an action serves: the event itself, or the request parked for the verdict that came. */
 function requestOf(context: ProviderContext, event: ProviderEvent): MessageEvent {
@@ -137,7 +199,7 @@ function freeOf(ctx: ProviderContext, offer: Offer, nowUs: number): Partition | 
   let free = offer.left;
   if (!free) return undefined;
   for (const h of ctx.held.values()) {
-    if (h.tx.flavorId !== offer.flavor.flavorId || h.contract || h.tx.expirationTimeUs < nowUs) continue;
+    if (h.tx.flavorId !== offer.flavor.flavorId || h.tx.expirationTimeUs < nowUs) continue;
     if (h.whole) return { cpuMilli: 0, memoryBytes: 0, pods: 0 };
     if (h.partition) free = sub(free, h.partition);
   }
@@ -148,10 +210,161 @@ function freeOf(ctx: ProviderContext, offer: Offer, nowUs: number): Partition | 
 function takenBy(ctx: ProviderContext, offer: Offer, nowUs: number, pair: string): boolean {
   if (offer.sold > 0) return true;
   for (const [id, h] of ctx.held) {
-    if (h.tx.flavorId !== offer.flavor.flavorId || h.contract || h.tx.expirationTimeUs < nowUs) continue;
+    if (h.tx.flavorId !== offer.flavor.flavorId || h.tx.expirationTimeUs < nowUs) continue;
     if (ctx.openOf.get(pair) !== id) return true;
   }
   return false;
+}
+
+/**
+ * Takes a sale off an offer: what is left of a partitioned flavor stays on offer with its
+ * characteristics set to the remainder (strict offers it only while every dimension is at least the
+ * minimum; the implementation while anything is left), a whole sale makes the flavor unavailable.
+ * Fluidos publishes the change only after the allocation (`allocationMs`). Returns what changed.
+ */
+function sell(ctx: ProviderContext, offer: Offer, partition: Partition | undefined, nowUs: number): 'modified' | 'soldOut' {
+  const strict = ctx.cfg.mode === 'strict';
+  offer.sold++;
+  let next: Flavor;
+  const t = offer.flavor.type;
+  if (partition && offer.left && t.name === 'k8slice') {
+    const left = sub(offer.left, partition);
+    offer.left = left;
+    const p = t.partitionability!;
+    const offered = strict
+      ? left.cpuMilli >= p.cpuMinMilli && left.memoryBytes >= p.memoryMinBytes && left.pods >= p.podsMin
+      : left.cpuMilli > 0 || left.memoryBytes > 0 || left.pods > 0;
+    next = {
+      ...offer.flavor,
+      timestamp: nowUs,
+      availability: offer.flavor.availability && offered,
+      type: { ...t, characteristics: { ...t.characteristics, cpuMilli: left.cpuMilli, memoryBytes: left.memoryBytes, pods: left.pods } },
+    };
+  } else {
+    next = { ...offer.flavor, timestamp: nowUs, availability: false };
+    if (offer.left) offer.left = { cpuMilli: 0, memoryBytes: 0, pods: 0 };
+  }
+  if (!strict && ctx.cfg.allocationMs > 0) offer.allocations.push({ atUs: nowUs + ctx.cfg.allocationMs * 1000, flavor: next });
+  else offer.flavor = next;
+  return next.availability ? 'modified' : 'soldOut';
+}
+
+/** Fluidos: publishes the allocations that are done by `nowUs`. */
+function settle(ctx: ProviderContext, nowUs: number): void {
+  if (ctx.cfg.mode !== 'fluidos') return;
+  for (const offer of ctx.offers.values()) {
+    while (offer.allocations.length > 0 && offer.allocations[0].atUs <= nowUs) offer.flavor = offer.allocations.shift()!.flavor;
+  }
+}
+
+/** Strict: what a flavor's subscribers are told after it changed — a modified Refresh, or a Withdraw. */
+function notify(ctx: ProviderContext, offer: Offer, change: 'modified' | 'soldOut', nowUs: number) {
+  if (change === 'soldOut') return withdraw(ctx, offer, 'sold out', nowUs);
+  const subs = ctx.subscribers.get(offer.flavor.flavorId) ?? [];
+  const expiresAtUs = nowUs + ctx.cfg.refreshMs * 1000;
+  return subs.map((to) => effect.send(to, { type: 'Refresh', flavor: offer.flavor, expiresAtUs, modified: true } satisfies Refresh));
+}
+
+/**
+ * Strict: takes a flavor off the market — its subscribers get a Withdraw, its open transactions are
+ * cancelled (their capacity returns with the flavor), later reserves are refused.
+ */
+function withdraw(ctx: ProviderContext, offer: Offer, reason: string, nowUs: number) {
+  const out: (ReturnType<typeof effect.send> | ReturnType<typeof effect.observe<ProviderObservation>>)[] = [];
+  const flavorId = offer.flavor.flavorId;
+  offer.withdrawn = true;
+  offer.withdrawnReason = reason;
+  offer.flavor = { ...offer.flavor, timestamp: nowUs, availability: false };
+  for (const [id, h] of ctx.held) {
+    // Expired ones are left to the sweep (their purchase is refused with 408 meanwhile).
+    if (h.tx.flavorId !== flavorId || h.tx.expirationTimeUs < nowUs) continue;
+    ctx.held.delete(id);
+    const pair = pairKey(h.tx.buyer, flavorId);
+    if (ctx.openOf.get(pair) === id) ctx.openOf.delete(pair);
+    ctx.cancelled.add(id);
+    out.push(effect.observe<ProviderObservation>({ kind: 'rear.cancelled', transactionId: id, flavorId, reason: `flavor ${reason}` }));
+  }
+  const subs = ctx.subscribers.get(flavorId) ?? [];
+  for (const to of subs) out.push(effect.send(to, { type: 'Withdraw', flavorId, reason } satisfies Withdraw));
+  out.push(effect.observe<ProviderObservation>({ kind: 'rear.withdrawn', flavorId, reason, subscribers: subs.length }));
+  ctx.subscribers.delete(flavorId);
+  return out;
+}
+
+/**
+ * What a provider keeps across a crash (its "disk"): the sales, in order, and the withdrawals. The
+ * engine reads it off the context when the provider crashes (ActorDefinition.durable) and hands it
+ * back as `restore` at the restart.
+ */
+export function durableOf(context: unknown): ProviderDurable {
+  const ctx = context as ProviderContext;
+  const sales: DurableSale[] = [];
+  for (const h of ctx.bought.values()) {
+    const c = h.contract!;
+    sales.push({
+      contractId: c.contractId,
+      transactionId: c.transactionId,
+      flavorId: h.tx.flavorId,
+      buyer: c.buyer,
+      atUs: h.soldAtUs!,
+      ...(h.partition ? { partition: h.partition } : {}),
+    });
+  }
+  const withdrawn = ctx.cfg.flavors
+    .map((f) => ctx.offers.get(f.flavorId)!)
+    .filter((o) => o.withdrawn)
+    .map((o) => ({ flavorId: o.flavor.flavorId, reason: o.withdrawnReason ?? 'withdrawn' }));
+  return { sales, withdrawn };
+}
+
+/** The provider's state at start: its catalogue, with the durable sales and withdrawals of earlier incarnations applied. */
+function initialContext(input: ProviderInput): ProviderContext {
+  const k = input.incarnation ?? 0;
+  const ctx: ProviderContext = {
+    cfg: input,
+    offers: new Map(input.flavors.map((f) => [f.flavorId, { flavor: f, left: capacityOf(f), sold: 0, withdrawn: false, allocations: [] }])),
+    held: new Map(),
+    bought: new Map(),
+    openOf: new Map(),
+    nextTx: 0,
+    nextContract: 0,
+    nextFlavor: 0,
+    parked: new Map(),
+    authRid: 0,
+    subscribers: new Map(),
+    txPrefix: k > 0 ? `${input.name}-r${k}-tx-` : `${input.name}-tx-`,
+    cancelled: new Set(),
+    swept: new Set(),
+  };
+  for (const sale of input.restore?.sales ?? []) {
+    const offer = ctx.offers.get(sale.flavorId);
+    if (!offer) continue;
+    const contract: Contract = {
+      contractId: sale.contractId,
+      transactionId: sale.transactionId,
+      flavor: offer.flavor,
+      buyer: sale.buyer,
+      seller: input.identity,
+      expirationTimeUs: sale.atUs + input.contractDays * DAY_US,
+      credentials: `credentials-${sale.contractId}`,
+      ...(sale.partition ? { partition: sale.partition } : {}),
+    };
+    ctx.bought.set(sale.transactionId, {
+      tx: { transactionId: sale.transactionId, flavorId: sale.flavorId, buyer: sale.buyer, expirationTimeUs: sale.atUs },
+      partition: sale.partition,
+      contract,
+      soldAtUs: sale.atUs,
+    });
+    sell(ctx, offer, sale.partition, sale.atUs);
+    ctx.nextContract++;
+  }
+  settle(ctx, Number.MAX_SAFE_INTEGER);
+  for (const w of input.restore?.withdrawn ?? []) {
+    const offer = ctx.offers.get(w.flavorId);
+    if (offer) withdraw(ctx, offer, w.reason, 0);
+  }
+  ctx.cancelled.clear();
+  return ctx;
 }
 
 export const providerMachine = setup({
@@ -160,9 +373,6 @@ export const providerMachine = setup({
     events: {} as ProviderEvent,
     input: {} as ProviderInput,
     emitted: {} as ReturnType<typeof effect.send> | ReturnType<typeof effect.observe<ProviderObservation>>,
-  },
-  delays: {
-    sweep: ({ context }) => context.cfg.sweepMs,
   },
   guards: {
     needsToken: ({ context }) => context.cfg.authority !== undefined,
@@ -197,6 +407,7 @@ export const providerMachine = setup({
     list: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<ProviderEvent, { from: string }>;
       const m = e.msg as Extract<RearMessage, { type: 'ListFlavors' }>;
+      settle(context, e.now);
       const bad = m.selector ? selectorProblem(m.selector) : undefined;
       const flavors = bad
         ? []
@@ -217,6 +428,7 @@ export const providerMachine = setup({
       };
       const offer = context.offers.get(flavorId);
       if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no flavor ${flavorId}`);
+      if (offer.withdrawn) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} was withdrawn`);
       const pair = pairKey(buyer, flavorId);
       const openId = context.openOf.get(pair);
       const open = openId === undefined ? undefined : context.held.get(openId);
@@ -238,7 +450,7 @@ export const providerMachine = setup({
       }
       const partition = configuration?.data;
       if (strict) {
-        if (offer.withdrawn || !offer.flavor.availability) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} is no longer available`);
+        if (!offer.flavor.availability) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} is no longer available`);
         const t = offer.flavor.type;
         if (partition) {
           if (t.name !== 'k8slice' || !t.partitionability) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} cannot be partitioned`);
@@ -253,7 +465,7 @@ export const providerMachine = setup({
         } else if (takenBy(context, offer, e.now, pair)) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} is already reserved`);
       }
       const tx: Transaction = {
-        transactionId: `${context.cfg.name}-tx-${++context.nextTx}`,
+        transactionId: `${context.txPrefix}${++context.nextTx}`,
         flavorId,
         buyer,
         expirationTimeUs: e.now + context.cfg.ttpMs * 1000,
@@ -282,7 +494,10 @@ export const providerMachine = setup({
       const refuse = (status: RearStatus, reason: string): void => {
         for (const x of refusal(e.from, 'purchase', m.rid, m.transactionId, status, reason)) enqueue.emit(x);
       };
-      const h = context.held.get(m.transactionId);
+      const h = context.held.get(m.transactionId) ?? context.bought.get(m.transactionId);
+      if (!h && context.cancelled.has(m.transactionId))
+        return refuse(REAR_STATUS.conflict, `transaction ${m.transactionId} was cancelled: its flavor was withdrawn`);
+      if (!h && context.swept.has(m.transactionId)) return refuse(REAR_STATUS.expired, `transaction ${m.transactionId} expired`);
       if (!h) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no transaction ${m.transactionId}`);
       if (h.contract) {
         // Strict: idempotent. The implementation answers 500.
@@ -294,6 +509,7 @@ export const providerMachine = setup({
       }
       if (e.now > h.tx.expirationTimeUs) {
         context.held.delete(m.transactionId);
+        context.swept.add(m.transactionId);
         context.openOf.delete(pairKey(h.tx.buyer, h.tx.flavorId));
         enqueue.emit(
           effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: m.transactionId, flavorId: h.tx.flavorId }),
@@ -302,43 +518,23 @@ export const providerMachine = setup({
       }
       const offer = context.offers.get(h.tx.flavorId);
       if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no flavor ${h.tx.flavorId}`);
+      const contractId = `${context.cfg.name}-contract-${++context.nextContract}`;
       const contract: Contract = {
-        contractId: `${context.cfg.name}-contract-${++context.nextContract}`,
+        contractId,
         transactionId: h.tx.transactionId,
         flavor: offer.flavor,
         buyer: h.tx.buyer,
         seller: context.cfg.identity,
         expirationTimeUs: e.now + context.cfg.contractDays * DAY_US,
-        credentials: `token-${context.cfg.name}-${context.nextContract}`,
+        credentials: `credentials-${contractId}`,
         ...(h.partition ? { partition: h.partition } : {}),
       };
       h.contract = contract;
+      h.soldAtUs = e.now;
+      context.held.delete(h.tx.transactionId);
+      context.bought.set(h.tx.transactionId, h);
       context.openOf.delete(pairKey(h.tx.buyer, h.tx.flavorId));
-      offer.sold++;
-      if (h.partition && offer.left && offer.flavor.type.name === 'k8slice') {
-        // What is left stays on offer, with its characteristics set to the remainder; strict mode
-        // offers it only while every dimension is at least the minimum (the implementation does not check).
-        const left = sub(offer.left, h.partition);
-        offer.left = left;
-        const t = offer.flavor.type;
-        const p = t.partitionability!;
-        const offered = strict
-          ? left.cpuMilli >= p.cpuMinMilli && left.memoryBytes >= p.memoryMinBytes && left.pods >= p.podsMin
-          : left.cpuMilli > 0 || left.memoryBytes > 0 || left.pods > 0;
-        offer.flavor = {
-          ...offer.flavor,
-          timestamp: e.now,
-          availability: offered,
-          type: {
-            ...t,
-            characteristics: { ...t.characteristics, cpuMilli: left.cpuMilli, memoryBytes: left.memoryBytes, pods: left.pods },
-          },
-        };
-      } else {
-        // The whole flavor is sold.
-        offer.flavor = { ...offer.flavor, availability: false };
-        if (offer.left) offer.left = { cpuMilli: 0, memoryBytes: 0, pods: 0 };
-      }
+      const change = sell(context, offer, h.partition, e.now);
       enqueue.emit(effect.send(e.from, { type: 'PurchaseAnswer', re: m.rid, status: REAR_STATUS.ok, contract } satisfies PurchaseAnswer));
       enqueue.emit(
         effect.observe<ProviderObservation>({
@@ -350,39 +546,98 @@ export const providerMachine = setup({
           ...(h.partition ? { partition: h.partition } : {}),
         }),
       );
+      if (strict) for (const x of notify(context, offer, change, e.now)) enqueue.emit(x);
     }),
 
     /** Drops expired transactions (strict: all of them; the implementation: one per sweep). */
     sweep: enqueueActions(({ context, event, enqueue }) => {
       const nowUs = (event as { now: number }).now;
       for (const [id, h] of context.held) {
-        if (h.contract || h.tx.expirationTimeUs >= nowUs) continue;
+        if (h.tx.expirationTimeUs >= nowUs) continue;
         context.held.delete(id);
+        context.swept.add(id);
         if (context.openOf.get(pairKey(h.tx.buyer, h.tx.flavorId)) === id) context.openOf.delete(pairKey(h.tx.buyer, h.tx.flavorId));
         enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: id, flavorId: h.tx.flavorId }));
         if (context.cfg.mode === 'fluidos') break;
       }
+      enqueue.raise({ type: 'rear.sweep', now: 0 }, { id: 'sweep', delay: context.cfg.sweepMs });
+    }),
+    /** Strict: every available flavor's subscribers hear it is still on offer, until the next refresh. */
+    refresh: enqueueActions(({ context, event, enqueue }) => {
+      const nowUs = (event as { now: number }).now;
+      if (context.cfg.mode !== 'strict' || context.cfg.refreshMs <= 0) return;
+      const expiresAtUs = nowUs + context.cfg.refreshMs * 1000;
+      let flavors = 0;
+      let notices = 0;
+      for (const [flavorId, subs] of context.subscribers) {
+        const offer = context.offers.get(flavorId)!;
+        if (offer.withdrawn || !offer.flavor.availability) continue;
+        offer.flavor = { ...offer.flavor, timestamp: nowUs };
+        flavors++;
+        for (const to of subs) {
+          notices++;
+          enqueue.emit(effect.send(to, { type: 'Refresh', flavor: offer.flavor, expiresAtUs, modified: false } satisfies Refresh));
+        }
+      }
+      if (notices > 0) enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.refreshed', flavors, notices }));
+      enqueue.raise({ type: 'rear.refresh', now: 0 }, { id: 'refresh', delay: context.cfg.refreshMs });
+    }),
+    /** The first sweep and refresh. */
+    startTimers: enqueueActions(({ context, enqueue }) => {
+      enqueue.raise({ type: 'rear.sweep', now: 0 }, { id: 'sweep', delay: context.cfg.sweepMs });
+      if (context.cfg.mode === 'strict' && context.cfg.refreshMs > 0)
+        enqueue.raise({ type: 'rear.refresh', now: 0 }, { id: 'refresh', delay: context.cfg.refreshMs });
+    }),
+    /** Opens a flavor's subscription channel (strict; the implementation has none: 500). */
+    subscribe: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as MessageEvent;
+      const m = e.msg as Extract<RearMessage, { type: 'SubscribeFlavor' }>;
+      const answer = (status: RearStatus, error?: string): void =>
+        enqueue.emit(
+          effect.send(e.from, {
+            type: 'SubscribeAnswer',
+            re: m.rid,
+            status,
+            flavorId: m.flavorId,
+            ...(error ? { error } : {}),
+          } satisfies SubscribeAnswer),
+        );
+      if (context.cfg.mode === 'fluidos') return answer(REAR_STATUS.internal, 'subscriptions are not implemented');
+      const offer = context.offers.get(m.flavorId);
+      if (!offer) return answer(REAR_STATUS.notFound, `no flavor ${m.flavorId}`);
+      if (offer.withdrawn) return answer(REAR_STATUS.conflict, `flavor ${m.flavorId} was withdrawn`);
+      const subs = context.subscribers.get(m.flavorId) ?? [];
+      if (!subs.includes(e.from)) subs.push(e.from);
+      context.subscribers.set(m.flavorId, subs);
+      answer(REAR_STATUS.ok);
+      enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.subscribed', flavorId: m.flavorId, subscriber: e.from }));
+    }),
+    /** The operator withdraws a flavor (strict; the implementation has no withdraw and ignores it). */
+    operatorWithdraw: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as MessageEvent;
+      const m = e.msg as Extract<RearMessage, { type: 'WithdrawFlavor' }>;
+      if (context.cfg.mode === 'fluidos') {
+        enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.unsupported', what: `withdraw of ${m.flavorId}` }));
+        return;
+      }
+      const offer = context.offers.get(m.flavorId);
+      if (!offer || offer.withdrawn) return;
+      for (const x of withdraw(context, offer, m.reason, e.now)) enqueue.emit(x);
     }),
   },
 }).createMachine({
   id: 'rear.provider',
-  context: ({ input }) => ({
-    cfg: input,
-    offers: new Map(input.flavors.map((f) => [f.flavorId, { flavor: f, left: capacityOf(f), sold: 0, withdrawn: false }])),
-    held: new Map(),
-    openOf: new Map(),
-    nextTx: 0,
-    nextContract: 0,
-    nextFlavor: 0,
-    parked: new Map(),
-    authRid: 0,
-  }),
+  context: ({ input }) => initialContext(input),
   initial: 'serving',
   states: {
     serving: {
-      after: { sweep: { target: 'serving', reenter: true, actions: 'sweep' } },
+      entry: 'startTimers',
       on: {
+        'rear.sweep': { actions: 'sweep' },
+        'rear.refresh': { actions: 'refresh' },
         ListFlavors: { actions: 'list' },
+        SubscribeFlavor: { actions: 'subscribe' },
+        WithdrawFlavor: { actions: 'operatorWithdraw' },
         ReserveFlavor: [{ guard: 'needsToken', actions: 'askAuthority' }, { actions: 'reserve' }],
         PurchaseFlavor: [{ guard: 'needsToken', actions: 'askAuthority' }, { actions: 'purchase' }],
         TokenVerdict: [
