@@ -13,6 +13,7 @@ import type {
   Partition,
   Partitionability,
   PurchaseFlavor,
+  Refresh,
   ReserveAnswer,
   ReserveFlavor,
   Selector,
@@ -87,6 +88,12 @@ const SWEEP_CHECK_US = 1_000_000;
 export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
   const L = new InvariantLedger(REAR_INVARIANTS, opts.enabled, opts.recentTrace);
   const flavors = new Map(opts.flavors.map((f) => [`${f.provider}|${f.flavorId}`, f]));
+  /** A partitioned flavor's remainders (new flavor ids) share its capacity: their keys map to its key. */
+  const rootOf = new Map<string, string>();
+  const keyOf = (provider: string, flavorId: string): string => {
+    const k = `${provider}|${flavorId}`;
+    return rootOf.get(k) ?? k;
+  };
   const txs = new Map<string, OpenTransaction>();
   /** Open transaction per provider|buyer|flavor. */
   const openOf = new Map<string, string>();
@@ -112,7 +119,7 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
     switch (o.kind) {
       case 'rear.reserved': {
         L.check('rear.message-order');
-        if (withdrawn.has(`${actor}|${o.flavorId}`))
+        if (withdrawn.has(keyOf(actor, o.flavorId)))
           L.violate('rear.message-order', t, [actor, o.buyer], `${o.buyer} reserved ${o.flavorId} at ${actor} after it was withdrawn`);
         const key = `${actor}|${o.buyer}|${o.flavorId}`;
         const known = txs.get(o.transactionId);
@@ -130,7 +137,8 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
           return;
         }
         const open = txs.get(openOf.get(key) ?? '');
-        if (open && open.sold === undefined && open.expirationTimeUs >= t)
+        // Open: not bought, not gone (expired, cancelled, forgotten in a crash), not past its expiry on the provider's clock.
+        if (open && open.sold === undefined && !open.closed && open.expirationTimeUs >= t + (skewUs.get(actor) ?? 0))
           L.violate(
             'rear.one-open-transaction',
             t,
@@ -177,20 +185,23 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
             );
           tx.sold = o.contractId;
         }
-        const key = `${actor}|${o.flavorId}`;
+        const key = keyOf(actor, o.flavorId);
+        if (o.remainder !== undefined) rootOf.set(`${actor}|${o.remainder}`, key);
         const flavor = flavors.get(key);
         L.check('rear.no-oversell');
-        if (!flavor?.capacity || !o.partition) {
+        if (!flavor?.capacity) {
           const n = (contracts.get(key) ?? 0) + 1;
           contracts.set(key, n);
           if (n > 1) L.violate('rear.no-oversell', t, [actor, o.buyer], `${o.flavorId} at ${actor} sold ${n} times`);
           return;
         }
+        // A partitionable flavor sold whole takes all it offered (all of it, or a remainder's all).
+        const part = o.takes ?? o.partition ?? flavor.capacity;
         const before = used.get(key) ?? { cpuMilli: 0, memoryBytes: 0, pods: 0 };
         const now = {
-          cpuMilli: before.cpuMilli + o.partition.cpuMilli,
-          memoryBytes: before.memoryBytes + o.partition.memoryBytes,
-          pods: before.pods + o.partition.pods,
+          cpuMilli: before.cpuMilli + part.cpuMilli,
+          memoryBytes: before.memoryBytes + part.memoryBytes,
+          pods: before.pods + part.pods,
         };
         used.set(key, now);
         const cap = flavor.capacity;
@@ -201,6 +212,7 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
             [actor, o.buyer],
             `${o.flavorId} at ${actor}: contracts hold ${now.cpuMilli}m CPU, ${now.memoryBytes} B, ${now.pods} pods of ${cap.cpuMilli}m, ${cap.memoryBytes} B, ${cap.pods}`,
           );
+        if (!o.partition) return;
         const p = flavor.policy!;
         L.check('rear.partition-grid');
         const off =
@@ -228,10 +240,19 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
       }
       case 'rear.withdrawn':
         versionOf.set(actor, (versionOf.get(actor) ?? 0) + 1);
-        withdrawn.add(`${actor}|${o.flavorId}`);
+        withdrawn.add(keyOf(actor, o.flavorId));
         return;
       default:
     }
+  };
+
+  /** The flavor ids `provider` advertised to `solver` (listings, refreshes). */
+  const listedIds = (solver: string, provider: string): Set<string> => {
+    const byProvider = listedTo.get(solver) ?? new Map<string, Set<string>>();
+    listedTo.set(solver, byProvider);
+    const ids = byProvider.get(provider) ?? new Set<string>();
+    byProvider.set(provider, ids);
+    return ids;
   };
 
   /** Invariant 6: what a provider lists to a solver (`msg`, answering a request with `selector`). */
@@ -252,7 +273,7 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
     }
   };
   const listingProblem = (provider: string, f: Flavor, selector: Selector | undefined): string | undefined => {
-    const key = `${provider}|${f.flavorId}`;
+    const key = keyOf(provider, f.flavorId);
     if (!matchesSelector(f, selector)) return `it does not match the selector ${JSON.stringify(selector)}`;
     if (!f.availability) return 'it is marked unavailable';
     if (withdrawn.has(key)) return 'it was withdrawn';
@@ -313,11 +334,11 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
       if (env.type === 'ListAnswer') {
         const m = env as ListAnswer;
         if (m.status !== 200) return;
-        const byProvider = listedTo.get(to) ?? new Map<string, Set<string>>();
-        listedTo.set(to, byProvider);
-        const ids = byProvider.get(from) ?? new Set<string>();
-        byProvider.set(from, ids);
+        const ids = listedIds(to, from);
         for (const f of m.flavors) ids.add(f.flavorId);
+      } else if (env.type === 'Refresh') {
+        // A Refresh advertises its flavor (a remainder's new id, say) as a listing does.
+        listedIds(to, from).add((env as Refresh).flavor.flavorId);
       } else if (env.type === 'ReserveAnswer') {
         const m = env as ReserveAnswer;
         if (m.status !== 200 || !m.transaction) return;
@@ -348,16 +369,27 @@ export function createRearChecker(opts: RearCheckerOptions): InvariantChecker {
       }
     },
     onFault(t, action: FaultAction, actors) {
-      // A crashed provider forgets its open transactions (they lived in memory).
-      if (action.kind === 'crash' || action.kind === 'restart')
+      // A provider that crashes (or shuts down) takes its open transactions with it: they lived in
+      // memory, and nothing will sweep them.
+      if (action.kind === 'crash' || action.kind === 'restart' || action.kind === 'shutdown') {
         for (const id of openTxs) if (actors.includes(txs.get(id)!.provider)) txs.get(id)!.closed = true;
+        for (const a of actors) pausedSince.delete(a);
+      }
+      // A restarted solver is a new one: it may end again.
+      if (action.kind === 'restart') for (const a of actors) ended.delete(a);
       if (action.kind === 'pause') for (const a of actors) pausedSince.set(a, t);
       if (action.kind === 'resume')
         for (const a of actors) {
           pausedSince.delete(a);
           resumedAt.set(a, t);
         }
-      if (action.kind === 'skew') for (const a of actors) skewUs.set(a, (skewUs.get(a) ?? 0) + action.byUs);
+      if (action.kind === 'skew')
+        for (const a of actors) {
+          skewUs.set(a, (skewUs.get(a) ?? 0) + action.byUs);
+          // A clock jumped forward can put transactions past their expiry at once: the provider's
+          // next sweep (up to one period away) is counted from here.
+          resumedAt.set(a, t);
+        }
     },
     results: () => L.results(),
   };

@@ -279,10 +279,10 @@ export type PurchaseAnswer = { type: 'PurchaseAnswer'; re: number; status: RearS
 export type SubscribeFlavor = { type: 'SubscribeFlavor'; rid: number; flavorId: string };
 export type SubscribeAnswer = { type: 'SubscribeAnswer'; re: number; status: RearStatus; flavorId: string; error?: string };
 /**
- * The offer is still valid, with a new expiry; `modified` when it changed (a partition sold leaves
- * less of it).
+ * The offer is still valid, with a new expiry; `modified` when it changed. A partition sold leaves
+ * a remainder offered as a new flavor: its Refresh names the flavor it `replaces`.
  */
-export type Refresh = { type: 'Refresh'; flavor: Flavor; expiresAtUs: number; modified: boolean };
+export type Refresh = { type: 'Refresh'; flavor: Flavor; expiresAtUs: number; modified: boolean; replaces?: string };
 /** The offer is gone (withdrawn by its provider, or sold out). */
 export type Withdraw = { type: 'Withdraw'; flavorId: string; reason: string };
 /**

@@ -220,7 +220,19 @@ describe('the solver: stalls, patience and notices', () => {
       expect(from({ type: 'Refresh', flavor: smaller, expiresAtUs: 100, modified: true }, 20)).toEqual([
         { kind: 'rear.solver.notice', notice: 'refresh', flavorId: 'other', dropped: 1 },
       ]);
-      expect(from({ type: 'Withdraw', flavorId: 'big', reason: 'maintenance' }, 30).map((o) => o.kind)).toEqual([
+      // The flavor being reserved is partitioned by someone else's purchase: its remainder is tried next.
+      const rest = { ...big, flavorId: 'big-r1' };
+      from({ type: 'Refresh', flavor: rest, expiresAtUs: 100, modified: true, replaces: 'big' }, 25);
+      expect((c.context as { candidates: { flavor: { flavorId: string } }[] }).candidates.map((x) => x.flavor.flavorId)).toEqual([
+        'big-r1',
+      ]);
+      from({ type: 'ReserveAnswer', re: 3, status: 409, error: 'flavor big was partitioned' }, 26);
+      expect(
+        out
+          .filter((e) => e.type === 'host.send')
+          .map((e) => (e as unknown as { msg: { reservation?: { flavorId: string } } }).msg.reservation?.flavorId),
+      ).toEqual([undefined, 'big-r1']);
+      expect(from({ type: 'Withdraw', flavorId: 'big-r1', reason: 'maintenance' }, 30).map((o) => o.kind)).toEqual([
         'rear.solver.released',
         'rear.solver.notice',
         'rear.solver.end',

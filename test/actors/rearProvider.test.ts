@@ -105,6 +105,9 @@ function provider(mode: RearMode, backend: BackendName, over: Partial<ProviderIn
       } as EventObject);
       return { sent: sent(effects), observed: observed(effects) };
     },
+    /** What a reserve sent. */
+    reserveAll: (n: number, flavorId: string, nowUs: number) =>
+      sent(ask(`c${n}`, { type: 'ReserveFlavor', reservation: { flavorId, buyer: buyer(n) }, token: 't' }, nowUs).effects),
     /** The effects of the last purchase (notices to subscribers go with it). */
     purchaseAll: (n: number, transactionId: string, nowUs: number) => {
       const { effects } = ask(`c${n}`, { type: 'PurchaseFlavor', transactionId, token: 't' }, nowUs);
@@ -164,7 +167,7 @@ describe.each(['flat', 'xstate'] as const)('REAR provider on the %s backend', (b
     expect(p.reserve(5, 'gpu-box', 200_000_001).status).toBe(200);
   });
 
-  it('partitions: on the grid and within what is left (holds count); the remainder stays on offer while ≥ the minimum', () => {
+  it('partitions: on the grid and within what is left (holds count); the remainder is a new flavor while ≥ the minimum', () => {
     const p = provider('strict', backend);
     expect(p.reserve(1, 'slice', 0, { cpuMilli: 600, memoryBytes: GI, pods: 1 })).toMatchObject({
       status: 409,
@@ -179,9 +182,16 @@ describe.each(['flat', 'xstate'] as const)('REAR provider on the %s backend', (b
     });
     expect(p.reserve(2, 'gpu-box', 1).status).toBe(200);
     expect(p.purchase(1, txId(a), 2).status).toBe(200);
-    const left = (p.list({ type: 'k8slice' }).flavors as Flavor[]).find((f) => f.flavorId === 'slice')!;
-    expect(left.type).toMatchObject({ characteristics: { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 5 } });
-    const b = p.reserve(3, 'slice', 3, { cpuMilli: 750, memoryBytes: 1.5 * GI, pods: 4 });
+    // The remainder is offered as a new flavor; the sold one's id is no longer on offer (rear.md:
+    // "for a partition the remainder is offered as a new flavor").
+    const listed = p.list({ type: 'k8slice' }).flavors as Flavor[];
+    expect(listed.map((f) => f.flavorId)).toEqual(['gpu-box', 'slice-r1']);
+    expect(listed[1].type).toMatchObject({ characteristics: { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 5 } });
+    expect(p.reserve(3, 'slice', 3, { cpuMilli: 500, memoryBytes: GI, pods: 1 })).toMatchObject({
+      status: 409,
+      error: 'flavor slice was partitioned: what is left is offered as slice-r1',
+    });
+    const b = p.reserve(3, 'slice-r1', 3, { cpuMilli: 750, memoryBytes: 1.5 * GI, pods: 4 });
     expect(p.purchase(3, txId(b), 4).status).toBe(200);
     // 250m, 0.5Gi, 1 pod left: below the minimum, no longer listed (gpu-box is only reserved: still listed).
     expect((p.list({ type: 'k8slice' }).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['gpu-box']);
@@ -237,7 +247,7 @@ describe.each(['flat', 'xstate'] as const)('REAR provider on the %s backend', (b
     // The periodic refresh: only the slice is still on offer.
     const periodic = p.refresh(60_000_000)!;
     expect(periodic.map((m) => [m.to, m.msg.type, (m.msg.flavor as Flavor).flavorId, m.msg.modified])).toEqual([
-      ['c1', 'Refresh', 'slice', false],
+      ['c1', 'Refresh', 'slice-r1', false],
     ]);
   });
 
@@ -275,54 +285,53 @@ describe.each(['flat', 'xstate'] as const)('REAR provider on the %s backend', (b
     expect((p.list(undefined, 3_000_000).flavors as Flavor[]).map((f) => f.flavorId)).toEqual(['slice']);
   });
 
-  it('a restart keeps the durable sales and withdrawals and forgets open transactions (ids never reused)', () => {
-    const restore: ProviderDurable = {
-      sales: [
-        {
-          contractId: 'p1-contract-1',
-          transactionId: 'p1-tx-1',
-          flavorId: 'slice',
-          buyer: buyer(1),
-          atUs: 5,
-          partition: { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 2 },
-        },
-      ],
-      withdrawn: [{ flavorId: 'gpu-box', reason: 'maintenance' }],
-    };
-    const p = provider('strict', backend, { restore, incarnation: 1 });
-    // The old transaction's contract is still there (idempotent purchase); an open one from before is unknown.
-    expect(p.purchase(1, 'p1-tx-1', 10).contract).toMatchObject({ contractId: 'p1-contract-1', buyer: buyer(1) });
-    expect(p.purchase(2, 'p1-tx-2', 10).status).toBe(404);
-    const listed = p.list(undefined, 10).flavors as Flavor[];
-    expect(listed.map((f) => f.flavorId)).toEqual(['slice']);
-    expect(listed[0].type).toMatchObject({ characteristics: { cpuMilli: 3000, memoryBytes: 6 * GI, pods: 8 } });
-    const t = p.reserve(3, 'slice', 11, { cpuMilli: 500, memoryBytes: GI, pods: 1 });
-    expect(txId(t)).toBe('p1-r1-tx-1');
-    expect(p.purchaseAll(3, txId(t), 12).observed.find((o) => o.kind === 'rear.sold')).toMatchObject({ contractId: 'p1-contract-2' });
-  });
-
-  it('what a crash keeps (durableOf) brings a restarted provider back to the same catalogue and contracts', () => {
+  it('a restart keeps what durableOf read at the crash (sales, withdrawals) and forgets open transactions; ids are never reused', () => {
     const before = provider('strict', backend);
     const a = before.reserve(1, 'slice', 0, { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 2 });
-    before.purchase(1, txId(a), 1);
-    before.reserve(2, 'slice', 2, { cpuMilli: 500, memoryBytes: GI, pods: 1 }); // open: lost in the crash
+    const sold = before.purchase(1, txId(a), 1).contract;
+    const open = before.reserve(2, 'slice-r1', 2, { cpuMilli: 500, memoryBytes: GI, pods: 1 }); // lost in the crash
     before.withdraw('gpu-box', 3);
-    const restore = durableOf(before.context());
+    const restore: ProviderDurable = durableOf(before.context());
     expect(restore).toEqual({
-      sales: [
-        {
-          contractId: 'p1-contract-1',
-          transactionId: txId(a),
-          flavorId: 'slice',
-          buyer: buyer(1),
-          atUs: 1,
-          partition: { cpuMilli: 1000, memoryBytes: 2 * GI, pods: 2 },
-        },
-      ],
+      sales: [{ contract: sold, flavorId: 'slice', atUs: 1 }],
       withdrawn: [{ flavorId: 'gpu-box', reason: 'maintenance' }],
     });
     const after = provider('strict', backend, { restore, incarnation: 1 });
-    expect(after.list(undefined, 10).flavors).toEqual(before.list(undefined, 10).flavors);
-    expect(after.purchase(1, txId(a), 11).contract).toEqual(before.purchase(1, txId(a), 11).contract);
+    // The contract is still there (a repeated purchase returns it); the open transaction is unknown.
+    expect(after.purchase(1, txId(a), 10).contract).toEqual(sold);
+    expect(after.purchase(2, txId(open), 10).status).toBe(404);
+    const listed = after.list(undefined, 10).flavors as Flavor[];
+    expect(listed).toEqual(before.list(undefined, 10).flavors);
+    expect(listed.map((f) => f.flavorId)).toEqual(['slice-r1']);
+    expect(listed[0].type).toMatchObject({ characteristics: { cpuMilli: 3000, memoryBytes: 6 * GI, pods: 8 } });
+    const t = after.reserve(3, 'slice-r1', 11, { cpuMilli: 500, memoryBytes: GI, pods: 1 });
+    expect(txId(t)).toBe('p1-r1-tx-1');
+    expect(after.purchaseAll(3, txId(t), 12).observed.find((o) => o.kind === 'rear.sold')).toMatchObject({
+      contractId: 'p1-contract-2',
+      remainder: 'slice-r2',
+    });
+  });
+
+  it('strict: an expired hold is dropped when a reserve looks at what is free — a clock set back cannot revive it', () => {
+    const p = provider('strict', backend);
+    const a = p.reserve(1, 'slice', 0, { cpuMilli: 3000, memoryBytes: 6 * GI, pods: 2 });
+    // Past a's TTP, before any sweep: b gets the capacity, and a's transaction is gone.
+    expect(p.reserve(2, 'slice', 60_000_001, { cpuMilli: 3000, memoryBytes: 6 * GI, pods: 2 }).status).toBe(200);
+    expect(p.purchase(1, txId(a), 30_000_000)).toMatchObject({ status: 408 }); // the clock set back
+  });
+
+  it('fluidos: a purchase of a swept transaction is unknown (500), as the implementation keeps no record of it', () => {
+    const p = provider('fluidos', backend);
+    const a = p.reserve(1, 'gpu-box', 0);
+    expect(p.sweep(80_000_000)).toEqual([txId(a)]);
+    expect(p.purchase(1, txId(a), 90_000_000)).toMatchObject({ status: 500 });
+  });
+
+  it('with an authority: a restarted provider asks with new request ids, so a verdict meant for the one before is not taken', () => {
+    const first = provider('strict', backend, { authority: 'auth' });
+    const second = provider('strict', backend, { authority: 'auth', incarnation: 1 });
+    const ask = (p: typeof first) => p.reserveAll(1, 'gpu-box', 0).find((e) => e.msg.type === 'ValidateToken')!.msg.rid;
+    expect(ask(first)).toBe(1);
+    expect(ask(second)).toBe(1_000_000_001);
   });
 });

@@ -250,7 +250,7 @@ describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
   it('provider restart between reserve and purchase: the purchase is refused as unknown, the solver buys another', () => {
     const s = run('provider-restart.yaml', 'rear');
     expect(s.metrics.refusedPurchasesByStatus).toEqual({ '404': 1 });
-    expect(s.metrics.transactionsForgottenByRestarts).toBe(1);
+    expect(s.metrics.transactionsLostWithProvider).toBe(1);
     expect(s.metrics.contracts).toBe(3);
   });
 

@@ -131,6 +131,18 @@ describe('REAR invariants, each broken on purpose', () => {
     ).toBe('violated');
   });
 
+  it('1 no-oversell: a remainder (a new flavor id) shares the capacity of the flavor it came from', () => {
+    const part = { cpuMilli: 1250, memoryBytes: 2 * GI, pods: 1 };
+    expect(
+      statusOf((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'slice', 'c1', 100, part));
+        c.onObserve!(2, 'p1', { ...sold('k1', 't1', 'slice', 'c1', part), remainder: 'slice-r1' } as { kind: string });
+        c.onObserve!(3, 'p1', reserved('t2', 'slice-r1', 'c2', 100, part));
+        c.onObserve!(4, 'p1', sold('k2', 't2', 'slice-r1', 'c2', part));
+      })['rear.no-oversell'],
+    ).toBe('violated');
+  });
+
   it('2 ttp: bought past its deadline', () => {
     expect(
       statusOf((c) => {
@@ -158,6 +170,60 @@ describe('REAR invariants, each broken on purpose', () => {
         c.onFault!(50, { kind: 'crash', actors: [0] }, ['p1']);
         c.onTick!(500);
       })['rear.ttp'],
+    ).toBe('held');
+  });
+
+  it('2 ttp, faults: a clock jumped forward gets one sweep of grace; a shutdown takes its transactions; a paused-then-crashed provider is checked again', () => {
+    const ttp = (feed: (c: Checker) => void) => statusOf(feed)['rear.ttp'];
+    const slice = { cpuMilli: 500, memoryBytes: GI, pods: 1 };
+    // Expiry 100 on p1's clock; its clock jumps 1 000 ahead at 50: its next sweep (≤ 20 later) is due.
+    expect(
+      ttp((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'slice', 'c1', 100, slice));
+        c.onFault!(50, { kind: 'skew', actors: [0], byUs: 1000 }, ['p1']);
+        c.onTick!(60);
+        c.onObserve!(65, 'p1', { kind: 'rear.expired', transactionId: 't1', flavorId: 'slice' } as { kind: string });
+        c.onTick!(500);
+      }),
+    ).toBe('held');
+    expect(
+      ttp((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'slice', 'c1', 100, slice));
+        c.onFault!(50, { kind: 'skew', actors: [0], byUs: 1000 }, ['p1']);
+        c.onTick!(71); // past the grace, still held
+      }),
+    ).toBe('violated');
+    expect(
+      ttp((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'slice', 'c1', 100, slice));
+        c.onFault!(10, { kind: 'shutdown', actors: [0] }, ['p1']);
+        c.onTick!(500);
+      }),
+    ).not.toBe('violated');
+    expect(
+      ttp((c) => {
+        c.onFault!(0, { kind: 'pause', actors: [0] }, ['p1']);
+        c.onFault!(0, { kind: 'restart', actors: [0] }, ['p1']);
+        c.onObserve!(1, 'p1', reserved('t1', 'slice', 'c1', 100, slice));
+        c.onTick!(500);
+      }),
+    ).toBe('violated');
+  });
+
+  it('3 one-open-transaction: not for a transaction its provider forgot in a crash, nor one expired on its skewed clock', () => {
+    expect(
+      statusOf((c) => {
+        c.onObserve!(1, 'p1', reserved('t1', 'box', 'c1', 100));
+        c.onFault!(10, { kind: 'restart', actors: [0] }, ['p1']);
+        c.onObserve!(11, 'p1', reserved('t2', 'box', 'c1', 200));
+      })['rear.one-open-transaction'],
+    ).toBe('held');
+    expect(
+      statusOf((c) => {
+        c.onFault!(0, { kind: 'skew', actors: [0], byUs: 1000 }, ['p1']);
+        c.onObserve!(1, 'p1', reserved('t1', 'box', 'c1', 1100));
+        c.onObserve!(200, 'p1', reserved('t2', 'box', 'c1', 1300)); // 200 + 1000 > 1100: t1 expired
+      })['rear.one-open-transaction'],
     ).toBe('held');
   });
 
@@ -257,13 +323,20 @@ describe('REAR invariants, each broken on purpose', () => {
     ).toBe('violated');
   });
 
-  it('8 solver-ends-once: a solver that ends twice', () => {
+  it('8 solver-ends-once: a solver that ends twice (a restarted one is a new solver)', () => {
     expect(
       statusOf((c) => {
         c.onObserve!(1, 'c1', end('failed', 'x'));
         c.onObserve!(2, 'c1', end('solved', 'y'));
       })['rear.solver-ends-once'],
     ).toBe('violated');
+    expect(
+      statusOf((c) => {
+        c.onObserve!(1, 'c1', end('failed', 'x'));
+        c.onFault!(2, { kind: 'restart', actors: [3] }, ['c1']);
+        c.onObserve!(3, 'c1', end('solved', 'y'));
+      })['rear.solver-ends-once'],
+    ).toBe('held');
   });
 
   it('9 contract-consistency: a contract for another buyer or flavor than its transaction', () => {

@@ -2,7 +2,8 @@
  * REAR properties (fast-check) over random catalogues, workloads and fault schedules
  * (`shared/protocols/rear.md`, "Invariants" and "Known defects"):
  * - strict mode never violates an invariant — with stalls past the TTP, impatient solvers,
- *   subscriptions, withdrawals, crashes, restarts and pauses;
+ *   subscriptions, withdrawals, crashes, restarts, pauses, shutdowns, clock skews and duplicated
+ *   messages;
  * - fluidos mode sells a flavor twice for some input, and fast-check shrinks it to a small case.
  */
 import { fc, test } from '@fast-check/vitest';
@@ -38,6 +39,7 @@ const market = fc.record({
   ),
   latencyMs: fc.integer({ min: 1, max: 200 }),
   loss: fc.constantFrom(0, 0, 0.05),
+  duplicate: fc.constantFrom(0, 0, 0.2),
   faults: fc.array(
     fc.oneof(
       fc.record({ at: fc.integer({ min: 1, max: 300 }), crashConsumer: fc.nat(20) }),
@@ -45,6 +47,9 @@ const market = fc.record({
       fc.record({ at: fc.integer({ min: 1, max: 300 }), pauseProvider: fc.nat(2), resumeAfter: fc.integer({ min: 1, max: 200 }) }),
       fc.record({ at: fc.integer({ min: 1, max: 300 }), restartProvider: fc.nat(2), restartAfter: fc.integer({ min: 1, max: 100 }) }),
       fc.record({ at: fc.integer({ min: 1, max: 300 }), withdrawAt: fc.nat(2), flavor: fc.nat(3) }),
+      fc.record({ at: fc.integer({ min: 1, max: 300 }), skewProvider: fc.nat(2), byS: fc.integer({ min: -600, max: 3600 }) }),
+      fc.record({ at: fc.integer({ min: 1, max: 300 }), shutdownProvider: fc.nat(2) }),
+      fc.record({ at: fc.integer({ min: 1, max: 300 }), restartConsumer: fc.nat(20), restartAfter: fc.integer({ min: 1, max: 100 }) }),
     ),
     { maxLength: 3 },
   ),
@@ -59,6 +64,10 @@ function yamlOf(m: Market, mode: 'strict' | 'fluidos'): string {
     if ('crashProvider' in f) return [`{ at: ${f.at}s, crash: ${providers[f.crashProvider % providers.length]} }`];
     if ('restartProvider' in f)
       return [`{ at: ${f.at}s, crash: ${providers[f.restartProvider % providers.length]}, restart: ${f.at + f.restartAfter}s }`];
+    if ('skewProvider' in f) return [`{ at: ${f.at}s, skew: ${providers[f.skewProvider % providers.length]}, by: ${f.byS}s }`];
+    if ('shutdownProvider' in f) return [`{ at: ${f.at}s, shutdown: ${providers[f.shutdownProvider % providers.length]} }`];
+    if ('restartConsumer' in f)
+      return [`{ at: ${f.at}s, crash: ${consumerNames[f.restartConsumer % consumerNames.length]}, restart: ${f.at + f.restartAfter}s }`];
     if ('withdrawAt' in f) {
       const i = f.withdrawAt % providers.length;
       const flavorId = `p${i}-f${f.flavor % m.providers[i].flavors}`;
@@ -71,7 +80,7 @@ function yamlOf(m: Market, mode: 'strict' | 'fluidos'): string {
   // Two crash or pause faults of one actor may overlap (no schedule): keep the first per actor.
   const seen = new Set<string>();
   const kept = faults.filter((f) => {
-    const who = /(crash|pause): ([^,}]+)/.exec(f)?.[2].trim();
+    const who = /(crash|pause|shutdown): ([^,}]+)/.exec(f)?.[2].trim();
     if (who === undefined) return true;
     if (seen.has(who)) return false;
     seen.add(who);
@@ -84,7 +93,7 @@ mode: ${mode}
 seed: ${m.seed}
 duration: 2h
 stopWhen: complete
-network: { latency: { dist: uniform, min: 1ms, max: ${m.latencyMs}ms }, loss: ${m.loss} }
+network: { latency: { dist: uniform, min: 1ms, max: ${m.latencyMs}ms }, loss: ${m.loss}, duplicate: ${m.duplicate}${m.duplicate > 0 ? ', ordering: unordered-duplicating' : ''} }
 actors:
 ${m.providers
   .map(

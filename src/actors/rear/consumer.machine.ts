@@ -245,18 +245,25 @@ export const consumerMachine = setup({
     startPatience: enqueueActions(({ context, enqueue }) => {
       if (context.cfg.patienceMs > 0) enqueue.raise({ type: 'rear.patience', now: 0 }, { id: 'patience', delay: context.cfg.patienceMs });
     }),
-    /** A Refresh or Withdraw: candidates still to try are updated, or dropped when they no longer match. */
+    /**
+     * A Refresh or Withdraw: candidates still to try are updated, or dropped when they no longer
+     * match. A remainder (a Refresh that `replaces` a flavor) takes the place of the flavor it
+     * replaces — and when that is the one being reserved, it is tried next should the reserve fail.
+     */
     notice: enqueueActions(({ context, event, enqueue }) => {
       const m = msgOf(event) as Refresh | Withdraw;
       const from = (event as { from: string }).from;
-      const flavorId = m.type === 'Refresh' ? m.flavor.flavorId : m.flavorId;
+      const flavorId = m.type === 'Refresh' ? (m.replaces ?? m.flavor.flavorId) : m.flavorId;
+      const fits = m.type === 'Refresh' && m.flavor.availability && matchesSelector(m.flavor, context.cfg.selector);
       const before = context.candidates.length;
       context.candidates = context.candidates.flatMap((c) => {
         if (c.provider !== from || c.flavor.flavorId !== flavorId) return [c];
-        if (m.type === 'Withdraw' || !m.flavor.availability || !matchesSelector(m.flavor, context.cfg.selector)) return [];
-        return [{ provider: from, flavor: m.flavor }];
+        return fits ? [{ provider: from, flavor: (m as Refresh).flavor }] : [];
       });
       const dropped = before - context.candidates.length;
+      const c = context.current;
+      if (fits && m.type === 'Refresh' && m.replaces !== undefined && c?.provider === from && c.flavor.flavorId === m.replaces)
+        context.candidates.unshift({ provider: from, flavor: m.flavor });
       enqueue.emit(
         effect.observe<ConsumerObservation>({
           kind: 'rear.solver.notice',

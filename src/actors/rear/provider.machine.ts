@@ -70,14 +70,11 @@ export interface ProviderInput {
   incarnation?: number;
 }
 
-/** A sale as the provider made it durable (and as its `rear.sold` observation reports it). */
+/** A sale as the provider made it durable: the contract, the flavor id it was reserved under, when. */
 export interface DurableSale {
-  contractId: string;
-  transactionId: string;
+  contract: Contract;
   flavorId: string;
-  buyer: NodeIdentity;
   atUs: number;
-  partition?: Partition;
 }
 
 /** What a provider keeps across a restart: its sales, in order, and its withdrawals. */
@@ -89,6 +86,8 @@ export interface ProviderDurable {
 /** An open or purchased transaction. */
 interface Held {
   tx: Transaction;
+  /** The flavor as it was offered when reserved (a contract sells this). */
+  flavor: Flavor;
   partition?: Partition;
   /** A reservation of the whole of a partitionable flavor: it holds everything left. */
   whole?: boolean;
@@ -108,11 +107,17 @@ interface Offer {
   withdrawnReason?: string;
   /** Fluidos: sales made but not yet allocated — the listing shows `flavor` until each `atUs`. */
   allocations: { atUs: number; flavor: Flavor }[];
+  /** The catalogue's flavor id this offer started as; remainders are `<root>-r1`, `-r2`, … */
+  root: string;
+  remainders: number;
 }
 
 export interface ProviderContext {
   cfg: ProviderInput;
+  /** Offers by flavor id: every id of a partitioned flavor's line (the first and each remainder) names its offer. */
   offers: Map<string, Offer>;
+  /** The offers, once each, in catalogue order. */
+  catalogue: Offer[];
   /** Open transactions (the sweep walks these only). */
   held: Map<string, Held>;
   /** Purchased transactions, with their contracts. */
@@ -121,7 +126,6 @@ export interface ProviderContext {
   openOf: Map<string, string>;
   nextTx: number;
   nextContract: number;
-  nextFlavor: number;
   /** Requests waiting for the authority's verdict on their token, by the ValidateToken's rid. */
   parked: Map<number, { from: string; msg: RearMessage }>;
   authRid: number;
@@ -145,7 +149,18 @@ type ProviderEvent =
 export type ProviderObservation =
   | { kind: 'rear.reserved'; transactionId: string; flavorId: string; buyer: string; expirationTimeUs: number; partition?: Partition }
   | { kind: 'rear.refused'; call: 'reserve' | 'purchase'; status: number; id: string; reason: string }
-  | { kind: 'rear.sold'; contractId: string; transactionId: string; flavorId: string; buyer: string; partition?: Partition }
+  /** `remainder`: the new flavor that offers what is left (a partition sold). */
+  | {
+      kind: 'rear.sold';
+      contractId: string;
+      transactionId: string;
+      flavorId: string;
+      buyer: string;
+      partition?: Partition;
+      /** What the contract takes of a partitionable flavor: the partition, or all the flavor offered when reserved whole. */
+      takes?: Partition;
+      remainder?: string;
+    }
   | { kind: 'rear.expired'; transactionId: string; flavorId: string }
   /** An open transaction dropped because its flavor was withdrawn. */
   | { kind: 'rear.cancelled'; transactionId: string; flavorId: string; reason: string }
@@ -199,34 +214,58 @@ function freeOf(ctx: ProviderContext, offer: Offer, nowUs: number): Partition | 
   let free = offer.left;
   if (!free) return undefined;
   for (const h of ctx.held.values()) {
-    if (h.tx.flavorId !== offer.flavor.flavorId || h.tx.expirationTimeUs < nowUs) continue;
+    if (ctx.offers.get(h.tx.flavorId) !== offer || h.tx.expirationTimeUs < nowUs) continue;
     if (h.whole) return { cpuMilli: 0, memoryBytes: 0, pods: 0 };
     if (h.partition) free = sub(free, h.partition);
   }
   return free;
 }
 
+/**
+ * Strict: drops the expired transactions on an offer before a reserve looks at what is free, as the
+ * sweep would. Left in place, one could be bought after all should the provider's clock be set back
+ * — while its capacity was given to someone else.
+ */
+function expireHolds(ctx: ProviderContext, offer: Offer, nowUs: number) {
+  const out: ReturnType<typeof effect.observe<ProviderObservation>>[] = [];
+  for (const [id, h] of ctx.held) {
+    if (ctx.offers.get(h.tx.flavorId) !== offer || h.tx.expirationTimeUs >= nowUs) continue;
+    ctx.held.delete(id);
+    ctx.swept.add(id);
+    const pair = pairKey(h.tx.buyer, h.tx.flavorId);
+    if (ctx.openOf.get(pair) === id) ctx.openOf.delete(pair);
+    out.push(effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: id, flavorId: h.tx.flavorId }));
+  }
+  return out;
+}
+
 /** Is someone else holding or owning a non-partitionable flavor (strict)? */
 function takenBy(ctx: ProviderContext, offer: Offer, nowUs: number, pair: string): boolean {
   if (offer.sold > 0) return true;
   for (const [id, h] of ctx.held) {
-    if (h.tx.flavorId !== offer.flavor.flavorId || h.tx.expirationTimeUs < nowUs) continue;
+    if (ctx.offers.get(h.tx.flavorId) !== offer || h.tx.expirationTimeUs < nowUs) continue;
     if (ctx.openOf.get(pair) !== id) return true;
   }
   return false;
 }
 
+/** What a sale changed: the flavor shrank and is offered as a new flavor (its remainder), or nothing is left to sell. */
+type SaleChange = { kind: 'remainder'; replaces: string; id: string } | { kind: 'soldOut' };
+
 /**
- * Takes a sale off an offer: what is left of a partitioned flavor stays on offer with its
- * characteristics set to the remainder (strict offers it only while every dimension is at least the
- * minimum; the implementation while anything is left), a whole sale makes the flavor unavailable.
- * Fluidos publishes the change only after the allocation (`allocationMs`). Returns what changed.
+ * Takes a sale off an offer. What is left of a partitioned flavor is offered as a new flavor,
+ * `<root>-r<k>`, with the remainder's characteristics (strict offers it only while every dimension
+ * is at least the minimum; the implementation while anything is left); the sold flavor's id is no
+ * longer offered. A whole sale makes the flavor unavailable. Fluidos publishes the change only after
+ * the allocation (`allocationMs`).
  */
-function sell(ctx: ProviderContext, offer: Offer, partition: Partition | undefined, nowUs: number): 'modified' | 'soldOut' {
+function sell(ctx: ProviderContext, offer: Offer, partition: Partition | undefined, nowUs: number): SaleChange {
   const strict = ctx.cfg.mode === 'strict';
   offer.sold++;
+  // What the listing shows last (fluidos: the latest allocation still to come).
+  const shown = offer.allocations.length > 0 ? offer.allocations[offer.allocations.length - 1].flavor : offer.flavor;
   let next: Flavor;
-  const t = offer.flavor.type;
+  const t = shown.type;
   if (partition && offer.left && t.name === 'k8slice') {
     const left = sub(offer.left, partition);
     offer.left = left;
@@ -234,35 +273,45 @@ function sell(ctx: ProviderContext, offer: Offer, partition: Partition | undefin
     const offered = strict
       ? left.cpuMilli >= p.cpuMinMilli && left.memoryBytes >= p.memoryMinBytes && left.pods >= p.podsMin
       : left.cpuMilli > 0 || left.memoryBytes > 0 || left.pods > 0;
-    next = {
-      ...offer.flavor,
-      timestamp: nowUs,
-      availability: offer.flavor.availability && offered,
-      type: { ...t, characteristics: { ...t.characteristics, cpuMilli: left.cpuMilli, memoryBytes: left.memoryBytes, pods: left.pods } },
-    };
+    if (offered && !offer.withdrawn) {
+      next = {
+        ...shown,
+        flavorId: `${offer.root}-r${++offer.remainders}`,
+        timestamp: nowUs,
+        type: { ...t, characteristics: { ...t.characteristics, cpuMilli: left.cpuMilli, memoryBytes: left.memoryBytes, pods: left.pods } },
+      };
+      ctx.offers.set(next.flavorId, offer);
+    } else next = { ...shown, timestamp: nowUs, availability: false };
   } else {
-    next = { ...offer.flavor, timestamp: nowUs, availability: false };
+    next = { ...shown, timestamp: nowUs, availability: false };
     if (offer.left) offer.left = { cpuMilli: 0, memoryBytes: 0, pods: 0 };
   }
   if (!strict && ctx.cfg.allocationMs > 0) offer.allocations.push({ atUs: nowUs + ctx.cfg.allocationMs * 1000, flavor: next });
   else offer.flavor = next;
-  return next.availability ? 'modified' : 'soldOut';
+  return next.availability ? { kind: 'remainder', replaces: shown.flavorId, id: next.flavorId } : { kind: 'soldOut' };
 }
 
 /** Fluidos: publishes the allocations that are done by `nowUs`. */
 function settle(ctx: ProviderContext, nowUs: number): void {
   if (ctx.cfg.mode !== 'fluidos') return;
-  for (const offer of ctx.offers.values()) {
+  for (const offer of ctx.catalogue) {
     while (offer.allocations.length > 0 && offer.allocations[0].atUs <= nowUs) offer.flavor = offer.allocations.shift()!.flavor;
   }
 }
 
-/** Strict: what a flavor's subscribers are told after it changed — a modified Refresh, or a Withdraw. */
-function notify(ctx: ProviderContext, offer: Offer, change: 'modified' | 'soldOut', nowUs: number) {
-  if (change === 'soldOut') return withdraw(ctx, offer, 'sold out', nowUs);
-  const subs = ctx.subscribers.get(offer.flavor.flavorId) ?? [];
+/**
+ * Strict: what a flavor's subscribers are told after a sale — a Refresh with its remainder (a new
+ * flavor that `replaces` the sold one; the subscriptions move to it), or a Withdraw.
+ */
+function notify(ctx: ProviderContext, offer: Offer, change: SaleChange, nowUs: number) {
+  if (change.kind === 'soldOut') return withdraw(ctx, offer, 'sold out', nowUs);
+  const subs = ctx.subscribers.get(change.replaces) ?? [];
+  ctx.subscribers.delete(change.replaces);
+  if (subs.length > 0) ctx.subscribers.set(offer.flavor.flavorId, subs);
   const expiresAtUs = nowUs + ctx.cfg.refreshMs * 1000;
-  return subs.map((to) => effect.send(to, { type: 'Refresh', flavor: offer.flavor, expiresAtUs, modified: true } satisfies Refresh));
+  return subs.map((to) =>
+    effect.send(to, { type: 'Refresh', flavor: offer.flavor, expiresAtUs, modified: true, replaces: change.replaces } satisfies Refresh),
+  );
 }
 
 /**
@@ -277,12 +326,19 @@ function withdraw(ctx: ProviderContext, offer: Offer, reason: string, nowUs: num
   offer.flavor = { ...offer.flavor, timestamp: nowUs, availability: false };
   for (const [id, h] of ctx.held) {
     // Expired ones are left to the sweep (their purchase is refused with 408 meanwhile).
-    if (h.tx.flavorId !== flavorId || h.tx.expirationTimeUs < nowUs) continue;
+    if (ctx.offers.get(h.tx.flavorId) !== offer || h.tx.expirationTimeUs < nowUs) continue;
     ctx.held.delete(id);
-    const pair = pairKey(h.tx.buyer, flavorId);
+    const pair = pairKey(h.tx.buyer, h.tx.flavorId);
     if (ctx.openOf.get(pair) === id) ctx.openOf.delete(pair);
     ctx.cancelled.add(id);
-    out.push(effect.observe<ProviderObservation>({ kind: 'rear.cancelled', transactionId: id, flavorId, reason: `flavor ${reason}` }));
+    out.push(
+      effect.observe<ProviderObservation>({
+        kind: 'rear.cancelled',
+        transactionId: id,
+        flavorId: h.tx.flavorId,
+        reason: `flavor ${reason}`,
+      }),
+    );
   }
   const subs = ctx.subscribers.get(flavorId) ?? [];
   for (const to of subs) out.push(effect.send(to, { type: 'Withdraw', flavorId, reason } satisfies Withdraw));
@@ -299,19 +355,8 @@ function withdraw(ctx: ProviderContext, offer: Offer, reason: string, nowUs: num
 export function durableOf(context: unknown): ProviderDurable {
   const ctx = context as ProviderContext;
   const sales: DurableSale[] = [];
-  for (const h of ctx.bought.values()) {
-    const c = h.contract!;
-    sales.push({
-      contractId: c.contractId,
-      transactionId: c.transactionId,
-      flavorId: h.tx.flavorId,
-      buyer: c.buyer,
-      atUs: h.soldAtUs!,
-      ...(h.partition ? { partition: h.partition } : {}),
-    });
-  }
-  const withdrawn = ctx.cfg.flavors
-    .map((f) => ctx.offers.get(f.flavorId)!)
+  for (const h of ctx.bought.values()) sales.push({ contract: h.contract!, flavorId: h.tx.flavorId, atUs: h.soldAtUs! });
+  const withdrawn = ctx.catalogue
     .filter((o) => o.withdrawn)
     .map((o) => ({ flavorId: o.flavor.flavorId, reason: o.withdrawnReason ?? 'withdrawn' }));
   return { sales, withdrawn };
@@ -322,40 +367,43 @@ function initialContext(input: ProviderInput): ProviderContext {
   const k = input.incarnation ?? 0;
   const ctx: ProviderContext = {
     cfg: input,
-    offers: new Map(input.flavors.map((f) => [f.flavorId, { flavor: f, left: capacityOf(f), sold: 0, withdrawn: false, allocations: [] }])),
+    offers: new Map(),
+    catalogue: input.flavors.map((f) => ({
+      flavor: f,
+      left: capacityOf(f),
+      sold: 0,
+      withdrawn: false,
+      allocations: [],
+      root: f.flavorId,
+      remainders: 0,
+    })),
     held: new Map(),
     bought: new Map(),
     openOf: new Map(),
     nextTx: 0,
     nextContract: 0,
-    nextFlavor: 0,
     parked: new Map(),
-    authRid: 0,
+    // Each incarnation asks the authority with its own request ids: a verdict meant for the one
+    // before a crash must not match a request of this one.
+    authRid: k * 1_000_000_000,
     subscribers: new Map(),
     txPrefix: k > 0 ? `${input.name}-r${k}-tx-` : `${input.name}-tx-`,
     cancelled: new Set(),
     swept: new Set(),
   };
+  for (const offer of ctx.catalogue) ctx.offers.set(offer.flavor.flavorId, offer);
   for (const sale of input.restore?.sales ?? []) {
     const offer = ctx.offers.get(sale.flavorId);
     if (!offer) continue;
-    const contract: Contract = {
-      contractId: sale.contractId,
-      transactionId: sale.transactionId,
-      flavor: offer.flavor,
-      buyer: sale.buyer,
-      seller: input.identity,
-      expirationTimeUs: sale.atUs + input.contractDays * DAY_US,
-      credentials: `credentials-${sale.contractId}`,
-      ...(sale.partition ? { partition: sale.partition } : {}),
-    };
-    ctx.bought.set(sale.transactionId, {
-      tx: { transactionId: sale.transactionId, flavorId: sale.flavorId, buyer: sale.buyer, expirationTimeUs: sale.atUs },
-      partition: sale.partition,
-      contract,
+    const c = sale.contract;
+    ctx.bought.set(c.transactionId, {
+      flavor: c.flavor,
+      tx: { transactionId: c.transactionId, flavorId: sale.flavorId, buyer: c.buyer, expirationTimeUs: sale.atUs },
+      partition: c.partition,
+      contract: c,
       soldAtUs: sale.atUs,
     });
-    sell(ctx, offer, sale.partition, sale.atUs);
+    sell(ctx, offer, c.partition, sale.atUs);
     ctx.nextContract++;
   }
   settle(ctx, Number.MAX_SAFE_INTEGER);
@@ -411,7 +459,7 @@ export const providerMachine = setup({
       const bad = m.selector ? selectorProblem(m.selector) : undefined;
       const flavors = bad
         ? []
-        : [...context.offers.values()]
+        : context.catalogue
             .filter((o) => !o.withdrawn && o.flavor.availability && matchesSelector(o.flavor, m.selector))
             .map((o) => o.flavor);
       const answer: ListAnswer = { type: 'ListAnswer', re: m.rid, status: bad ? REAR_STATUS.badRequest : REAR_STATUS.ok, flavors };
@@ -429,6 +477,7 @@ export const providerMachine = setup({
       const offer = context.offers.get(flavorId);
       if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no flavor ${flavorId}`);
       if (offer.withdrawn) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} was withdrawn`);
+      if (strict) for (const x of expireHolds(context, offer, e.now)) enqueue.emit(x);
       const pair = pairKey(buyer, flavorId);
       const openId = context.openOf.get(pair);
       const open = openId === undefined ? undefined : context.held.get(openId);
@@ -450,6 +499,8 @@ export const providerMachine = setup({
       }
       const partition = configuration?.data;
       if (strict) {
+        if (offer.flavor.flavorId !== flavorId)
+          return refuse(REAR_STATUS.conflict, `flavor ${flavorId} was partitioned: what is left is offered as ${offer.flavor.flavorId}`);
         if (!offer.flavor.availability) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} is no longer available`);
         const t = offer.flavor.type;
         if (partition) {
@@ -470,7 +521,7 @@ export const providerMachine = setup({
         buyer,
         expirationTimeUs: e.now + context.cfg.ttpMs * 1000,
       };
-      context.held.set(tx.transactionId, { tx, partition, whole: !partition && offer.left !== undefined });
+      context.held.set(tx.transactionId, { tx, flavor: offer.flavor, partition, whole: !partition && offer.left !== undefined });
       context.openOf.set(pair, tx.transactionId);
       enqueue.emit(
         effect.send(e.from, { type: 'ReserveAnswer', re: m.rid, status: REAR_STATUS.ok, transaction: { ...tx } } satisfies ReserveAnswer),
@@ -497,7 +548,8 @@ export const providerMachine = setup({
       const h = context.held.get(m.transactionId) ?? context.bought.get(m.transactionId);
       if (!h && context.cancelled.has(m.transactionId))
         return refuse(REAR_STATUS.conflict, `transaction ${m.transactionId} was cancelled: its flavor was withdrawn`);
-      if (!h && context.swept.has(m.transactionId)) return refuse(REAR_STATUS.expired, `transaction ${m.transactionId} expired`);
+      // Strict remembers what expired (408); the implementation keeps no record of it: unknown (500).
+      if (!h && strict && context.swept.has(m.transactionId)) return refuse(REAR_STATUS.expired, `transaction ${m.transactionId} expired`);
       if (!h) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no transaction ${m.transactionId}`);
       if (h.contract) {
         // Strict: idempotent. The implementation answers 500.
@@ -522,7 +574,7 @@ export const providerMachine = setup({
       const contract: Contract = {
         contractId,
         transactionId: h.tx.transactionId,
-        flavor: offer.flavor,
+        flavor: h.flavor,
         buyer: h.tx.buyer,
         seller: context.cfg.identity,
         expirationTimeUs: e.now + context.cfg.contractDays * DAY_US,
@@ -534,6 +586,7 @@ export const providerMachine = setup({
       context.held.delete(h.tx.transactionId);
       context.bought.set(h.tx.transactionId, h);
       context.openOf.delete(pairKey(h.tx.buyer, h.tx.flavorId));
+      const takes = h.partition ?? (h.whole ? capacityOf(h.flavor) : undefined);
       const change = sell(context, offer, h.partition, e.now);
       enqueue.emit(effect.send(e.from, { type: 'PurchaseAnswer', re: m.rid, status: REAR_STATUS.ok, contract } satisfies PurchaseAnswer));
       enqueue.emit(
@@ -544,6 +597,8 @@ export const providerMachine = setup({
           flavorId: h.tx.flavorId,
           buyer: h.tx.buyer.nodeId,
           ...(h.partition ? { partition: h.partition } : {}),
+          ...(takes ? { takes } : {}),
+          ...(change.kind === 'remainder' ? { remainder: change.id } : {}),
         }),
       );
       if (strict) for (const x of notify(context, offer, change, e.now)) enqueue.emit(x);
@@ -606,6 +661,8 @@ export const providerMachine = setup({
       const offer = context.offers.get(m.flavorId);
       if (!offer) return answer(REAR_STATUS.notFound, `no flavor ${m.flavorId}`);
       if (offer.withdrawn) return answer(REAR_STATUS.conflict, `flavor ${m.flavorId} was withdrawn`);
+      if (offer.flavor.flavorId !== m.flavorId)
+        return answer(REAR_STATUS.conflict, `flavor ${m.flavorId} was partitioned: what is left is offered as ${offer.flavor.flavorId}`);
       const subs = context.subscribers.get(m.flavorId) ?? [];
       if (!subs.includes(e.from)) subs.push(e.from);
       context.subscribers.set(m.flavorId, subs);

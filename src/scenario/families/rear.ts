@@ -509,7 +509,9 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
           if (openAt.get(actor)?.delete(o.transactionId)) held(t, -1);
           contractsByProvider[actor] = (contractsByProvider[actor] ?? 0) + 1;
           {
+            // A remainder (a new flavor id) has the capacity of the flavor it came from.
             const whole = sliceCpu.get(`${actor}|${o.flavorId}`);
+            if (o.remainder !== undefined && whole !== undefined) sliceCpu.set(`${actor}|${o.remainder}`, whole);
             soldOf.set(actor, (soldOf.get(actor) ?? 0) + (whole === undefined ? 1 : (o.partition?.cpuMilli ?? whole)));
           }
           break;
@@ -533,8 +535,8 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
       }
     },
     onFault(t: number, action: FaultAction, names: string[]) {
-      // A crashed provider's open transactions lived in memory: they are gone, and hold nothing.
-      if (action.kind !== 'crash' && action.kind !== 'restart') return;
+      // A crashed (or shut down) provider's open transactions lived in memory: they are gone, and hold nothing.
+      if (action.kind !== 'crash' && action.kind !== 'restart' && action.kind !== 'shutdown') return;
       for (const name of names) {
         const open = openAt.get(name);
         if (!open) continue;
@@ -558,7 +560,7 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
       expirations,
       ...(cancellations > 0 ? { cancellations } : {}),
       ...(Object.keys(withdrawals).length > 0 ? { withdrawalsByReason: { ...withdrawals } } : {}),
-      ...(forgotten > 0 ? { transactionsForgottenByRestarts: forgotten } : {}),
+      ...(forgotten > 0 ? { transactionsLostWithProvider: forgotten } : {}),
       ...(Object.keys(notices).length > 0 ? { noticesReceived: { ...notices } } : {}),
       heldTransactionsPeak: heldPeak,
       heldTransactionsAtEnd: heldNow,
