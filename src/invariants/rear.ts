@@ -59,6 +59,8 @@ export interface RearFlavorInfo {
   flavorId: string;
   /** The whole capacity of a partitionable flavor (undefined: sold whole). */
   capacity?: Partition;
+  /** Its CPU in millicores (k8slice; a vm's cores × 1000; 0 for others), for the held-capacity metric. */
+  cpuMilli?: number;
   policy?: Partitionability;
 }
 

@@ -235,7 +235,7 @@ describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
   it('stalls past the TTP: late purchases get 408, patience ends the slow solvers, expiries are swept in bulk', () => {
     const s = run('stall-past-ttp.yaml', 'rear');
     expect(s.metrics.solvers).toEqual({ gaveUp: 100, solved: 100 });
-    expect((s.metrics.refusedPurchasesByStatus as Record<string, number>)['408']).toBeGreaterThanOrEqual(100);
+    expect((s.metrics.refusedPurchases as Record<string, number>)['408 expired']).toBeGreaterThanOrEqual(100);
     expect(s.metrics.expirations).toBeGreaterThanOrEqual(100);
   });
 
@@ -249,7 +249,7 @@ describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
 
   it('provider restart between reserve and purchase: the purchase is refused as unknown, the solver buys another', () => {
     const s = run('provider-restart.yaml', 'rear');
-    expect(s.metrics.refusedPurchasesByStatus).toEqual({ '404': 1 });
+    expect(s.metrics.refusedPurchases).toEqual({ '404 unknown-transaction': 1 });
     expect(s.metrics.transactionsLostWithProvider).toBe(1);
     expect(s.metrics.contracts).toBe(3);
   });
@@ -257,7 +257,7 @@ describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
   it('withdraw during purchase: the subscriber moves on when told, the other is refused 409; the withdrawn never sell', () => {
     const s = run('withdraw-during-purchase.yaml', 'rear');
     expect(s.metrics.cancellations).toBe(2);
-    expect(s.metrics.refusedPurchasesByStatus).toEqual({ '409': 1 });
+    expect(s.metrics.refusedPurchases).toEqual({ '409 cancelled': 1 });
     expect(s.metrics.contracts).toBe(3);
     expect((s.metrics.withdrawalsByReason as Record<string, number>).maintenance).toBe(2);
   });

@@ -148,7 +148,7 @@ type ProviderEvent =
 
 export type ProviderObservation =
   | { kind: 'rear.reserved'; transactionId: string; flavorId: string; buyer: string; expirationTimeUs: number; partition?: Partition }
-  | { kind: 'rear.refused'; call: 'reserve' | 'purchase'; status: number; id: string; reason: string }
+  | { kind: 'rear.refused'; call: 'reserve' | 'purchase'; status: number; id: string; reason: string; cause: RefusalCause }
   /** `remainder`: the new flavor that offers what is left (a partition sold). */
   | {
       kind: 'rear.sold';
@@ -170,6 +170,22 @@ export type ProviderObservation =
   /** Fluidos: a request the implementation does not support (an operator's withdraw). */
   | { kind: 'rear.unsupported'; what: string };
 
+/** Why a reserve or purchase was refused, as a stable word (the `reason` text names the ids). */
+export type RefusalCause =
+  | 'token'
+  | 'unknown-flavor'
+  | 'withdrawn'
+  | 'partitioned'
+  | 'unavailable'
+  | 'not-partitionable'
+  | 'partition'
+  | 'partly-taken'
+  | 'reserved'
+  | 'cancelled'
+  | 'expired'
+  | 'unknown-transaction'
+  | 'repeated';
+
 /** The request an action serves: the event itself, or the request parked for the verdict that came. */
 function requestOf(context: ProviderContext, event: ProviderEvent): MessageEvent {
   const e = event as MessageEvent;
@@ -188,10 +204,18 @@ const verdictOf = (context: ProviderContext, event: ProviderEvent) => {
  * A refused reserve or purchase: the error answer to `to`, and the observation the checker and the
  * metrics read (`id`: the flavor asked for, or the transaction).
  */
-function refusal(to: string, call: 'reserve' | 'purchase', re: number, id: string, status: RearStatus, reason: string) {
+function refusal(
+  to: string,
+  call: 'reserve' | 'purchase',
+  re: number,
+  id: string,
+  status: RearStatus,
+  cause: RefusalCause,
+  reason: string,
+) {
   const answer: ReserveAnswer | PurchaseAnswer =
     call === 'reserve' ? { type: 'ReserveAnswer', re, status, error: reason } : { type: 'PurchaseAnswer', re, status, error: reason };
-  return [effect.send(to, answer), effect.observe<ProviderObservation>({ kind: 'rear.refused', call, status, id, reason })] as const;
+  return [effect.send(to, answer), effect.observe<ProviderObservation>({ kind: 'rear.refused', call, status, id, reason, cause })] as const;
 }
 
 const pairKey = (buyer: NodeIdentity, flavorId: string): string => `${buyer.domain}/${buyer.nodeId}|${flavorId}`;
@@ -450,7 +474,7 @@ export const providerMachine = setup({
       const reason = `token ${(verdict as Extract<RearMessage, { type: 'TokenVerdict' }>).reason ?? 'refused'}`;
       const [call, id] =
         m.type === 'ReserveFlavor' ? (['reserve', m.reservation.flavorId] as const) : (['purchase', m.transactionId] as const);
-      for (const x of refusal(e.from, call, m.rid, id, REAR_STATUS.unauthorized, reason)) enqueue.emit(x);
+      for (const x of refusal(e.from, call, m.rid, id, REAR_STATUS.unauthorized, 'token', reason)) enqueue.emit(x);
     }),
     list: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<ProviderEvent, { from: string }>;
@@ -471,12 +495,12 @@ export const providerMachine = setup({
       const m = e.msg as Extract<RearMessage, { type: 'ReserveFlavor' }>;
       const { flavorId, buyer, configuration } = m.reservation;
       const strict = context.cfg.mode === 'strict';
-      const refuse = (status: RearStatus, reason: string): void => {
-        for (const x of refusal(e.from, 'reserve', m.rid, flavorId, status, reason)) enqueue.emit(x);
+      const refuse = (status: RearStatus, cause: RefusalCause, reason: string): void => {
+        for (const x of refusal(e.from, 'reserve', m.rid, flavorId, status, cause, reason)) enqueue.emit(x);
       };
       const offer = context.offers.get(flavorId);
-      if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no flavor ${flavorId}`);
-      if (offer.withdrawn) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} was withdrawn`);
+      if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, 'unknown-flavor', `no flavor ${flavorId}`);
+      if (offer.withdrawn) return refuse(REAR_STATUS.conflict, 'withdrawn', `flavor ${flavorId} was withdrawn`);
       if (strict) for (const x of expireHolds(context, offer, e.now)) enqueue.emit(x);
       const pair = pairKey(buyer, flavorId);
       const openId = context.openOf.get(pair);
@@ -500,20 +524,26 @@ export const providerMachine = setup({
       const partition = configuration?.data;
       if (strict) {
         if (offer.flavor.flavorId !== flavorId)
-          return refuse(REAR_STATUS.conflict, `flavor ${flavorId} was partitioned: what is left is offered as ${offer.flavor.flavorId}`);
-        if (!offer.flavor.availability) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} is no longer available`);
+          return refuse(
+            REAR_STATUS.conflict,
+            'partitioned',
+            `flavor ${flavorId} was partitioned: what is left is offered as ${offer.flavor.flavorId}`,
+          );
+        if (!offer.flavor.availability) return refuse(REAR_STATUS.conflict, 'unavailable', `flavor ${flavorId} is no longer available`);
         const t = offer.flavor.type;
         if (partition) {
-          if (t.name !== 'k8slice' || !t.partitionability) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} cannot be partitioned`);
+          if (t.name !== 'k8slice' || !t.partitionability)
+            return refuse(REAR_STATUS.conflict, 'not-partitionable', `flavor ${flavorId} cannot be partitioned`);
           const problem = partitionProblem(partition, t.partitionability, freeOf(context, offer, e.now)!);
-          if (problem) return refuse(REAR_STATUS.conflict, problem);
+          if (problem) return refuse(REAR_STATUS.conflict, 'partition', problem);
         } else if (offer.left) {
           // The whole of a partitionable flavor: nothing may be sold or held of it.
           const free = freeOf(context, offer, e.now)!;
           const cap = capacityOf(offer.flavor)!;
           if (free.cpuMilli !== cap.cpuMilli || free.memoryBytes !== cap.memoryBytes || free.pods !== cap.pods)
-            return refuse(REAR_STATUS.conflict, `flavor ${flavorId} is partly taken`);
-        } else if (takenBy(context, offer, e.now, pair)) return refuse(REAR_STATUS.conflict, `flavor ${flavorId} is already reserved`);
+            return refuse(REAR_STATUS.conflict, 'partly-taken', `flavor ${flavorId} is partly taken`);
+        } else if (takenBy(context, offer, e.now, pair))
+          return refuse(REAR_STATUS.conflict, 'reserved', `flavor ${flavorId} is already reserved`);
       }
       const tx: Transaction = {
         transactionId: `${context.txPrefix}${++context.nextTx}`,
@@ -542,18 +572,20 @@ export const providerMachine = setup({
       const e = requestOf(context, event);
       const m = e.msg as Extract<RearMessage, { type: 'PurchaseFlavor' }>;
       const strict = context.cfg.mode === 'strict';
-      const refuse = (status: RearStatus, reason: string): void => {
-        for (const x of refusal(e.from, 'purchase', m.rid, m.transactionId, status, reason)) enqueue.emit(x);
+      const refuse = (status: RearStatus, cause: RefusalCause, reason: string): void => {
+        for (const x of refusal(e.from, 'purchase', m.rid, m.transactionId, status, cause, reason)) enqueue.emit(x);
       };
       const h = context.held.get(m.transactionId) ?? context.bought.get(m.transactionId);
       if (!h && context.cancelled.has(m.transactionId))
-        return refuse(REAR_STATUS.conflict, `transaction ${m.transactionId} was cancelled: its flavor was withdrawn`);
+        return refuse(REAR_STATUS.conflict, 'cancelled', `transaction ${m.transactionId} was cancelled: its flavor was withdrawn`);
       // Strict remembers what expired (408); the implementation keeps no record of it: unknown (500).
-      if (!h && strict && context.swept.has(m.transactionId)) return refuse(REAR_STATUS.expired, `transaction ${m.transactionId} expired`);
-      if (!h) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no transaction ${m.transactionId}`);
+      if (!h && strict && context.swept.has(m.transactionId))
+        return refuse(REAR_STATUS.expired, 'expired', `transaction ${m.transactionId} expired`);
+      if (!h)
+        return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, 'unknown-transaction', `no transaction ${m.transactionId}`);
       if (h.contract) {
         // Strict: idempotent. The implementation answers 500.
-        if (!strict) return refuse(REAR_STATUS.internal, `transaction ${m.transactionId} already purchased`);
+        if (!strict) return refuse(REAR_STATUS.internal, 'repeated', `transaction ${m.transactionId} already purchased`);
         enqueue.emit(
           effect.send(e.from, { type: 'PurchaseAnswer', re: m.rid, status: REAR_STATUS.ok, contract: h.contract } satisfies PurchaseAnswer),
         );
@@ -566,10 +598,10 @@ export const providerMachine = setup({
         enqueue.emit(
           effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: m.transactionId, flavorId: h.tx.flavorId }),
         );
-        return refuse(REAR_STATUS.expired, `transaction ${m.transactionId} expired at ${h.tx.expirationTimeUs}`);
+        return refuse(REAR_STATUS.expired, 'expired', `transaction ${m.transactionId} expired at ${h.tx.expirationTimeUs}`);
       }
       const offer = context.offers.get(h.tx.flavorId);
-      if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, `no flavor ${h.tx.flavorId}`);
+      if (!offer) return refuse(strict ? REAR_STATUS.notFound : REAR_STATUS.internal, 'unknown-flavor', `no flavor ${h.tx.flavorId}`);
       const contractId = `${context.cfg.name}-contract-${++context.nextContract}`;
       const contract: Contract = {
         contractId,

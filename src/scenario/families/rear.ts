@@ -272,6 +272,7 @@ export const rearFamily: ProtocolFamily = {
           flavorInfos.push({
             provider: a.name,
             flavorId: flavor.flavorId,
+            cpuMilli: c ? c.cpuMilli : flavor.type.name === 'vm' ? flavor.type.cpu * 1000 : 0,
             ...(policy && c ? { capacity: { cpuMilli: c.cpuMilli, memoryBytes: c.memoryBytes, pods: c.pods }, policy } : {}),
           });
         }
@@ -467,18 +468,34 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
   let expirations = 0;
   let cancellations = 0;
   const withdrawals: Record<string, number> = {};
-  /** Open transactions per provider (a crash forgets them). */
-  const openAt = new Map<string, Set<string>>();
+  /** Open transactions per provider, with the CPU each holds (a crash forgets them). */
+  const openAt = new Map<string, Map<string, number>>();
+  /** The CPU a whole reservation holds: the flavor's (a remainder counts its flavor's whole CPU). */
+  const flavorCpu = new Map(flavorInfos.map((f) => [`${f.provider}|${f.flavorId}`, f.cpuMilli ?? 0]));
   let forgotten = 0;
   let heldNow = 0;
   let heldPeak = 0;
+  let heldCpuNow = 0;
   const heldPeakByHour: number[] = [0];
-  const held = (t: number, by: number): void => {
+  const heldCpuPeakByHour: number[] = [0];
+  /** Held transactions and held CPU change by `by` and `cpu` at `t`: the peaks per hour follow. */
+  const held = (t: number, by: number, cpu: number): void => {
     heldNow += by;
+    heldCpuNow += cpu;
     heldPeak = Math.max(heldPeak, heldNow);
     const h = Math.floor(t / HOUR_US);
     while (heldPeakByHour.length <= h) heldPeakByHour.push(heldNow - by);
+    while (heldCpuPeakByHour.length <= h) heldCpuPeakByHour.push(heldCpuNow - cpu);
     heldPeakByHour[h] = Math.max(heldPeakByHour[h], heldNow);
+    heldCpuPeakByHour[h] = Math.max(heldCpuPeakByHour[h], heldCpuNow);
+  };
+  /** A transaction no longer held (bought, expired, cancelled). */
+  const release = (t: number, provider: string, transactionId: string): void => {
+    const open = openAt.get(provider);
+    const cpu = open?.get(transactionId);
+    if (cpu === undefined) return;
+    open!.delete(transactionId);
+    held(t, -1, -cpu);
   };
   const observer = {
     onObserve(t: number, actor: string, obs: { kind: string }) {
@@ -499,36 +516,41 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
         case 'rear.reserved':
           if (!started.has(`tx:${o.transactionId}`)) {
             started.set(`tx:${o.transactionId}`, t);
-            held(t, 1);
-            if (!openAt.has(actor)) openAt.set(actor, new Set());
-            openAt.get(actor)!.add(o.transactionId);
+            const cpu = o.partition?.cpuMilli ?? flavorCpu.get(`${actor}|${o.flavorId}`) ?? 0;
+            held(t, 1, cpu);
+            if (!openAt.has(actor)) openAt.set(actor, new Map());
+            openAt.get(actor)!.set(o.transactionId, cpu);
           }
           break;
         case 'rear.sold':
           contracts++;
-          if (openAt.get(actor)?.delete(o.transactionId)) held(t, -1);
+          release(t, actor, o.transactionId);
           contractsByProvider[actor] = (contractsByProvider[actor] ?? 0) + 1;
           {
             // A remainder (a new flavor id) has the capacity of the flavor it came from.
             const whole = sliceCpu.get(`${actor}|${o.flavorId}`);
-            if (o.remainder !== undefined && whole !== undefined) sliceCpu.set(`${actor}|${o.remainder}`, whole);
+            if (o.remainder !== undefined && whole !== undefined) {
+              sliceCpu.set(`${actor}|${o.remainder}`, whole);
+              flavorCpu.set(`${actor}|${o.remainder}`, whole);
+            }
             soldOf.set(actor, (soldOf.get(actor) ?? 0) + (whole === undefined ? 1 : (o.partition?.cpuMilli ?? whole)));
           }
           break;
         case 'rear.expired':
           expirations++;
-          if (openAt.get(actor)?.delete(o.transactionId)) held(t, -1);
+          release(t, actor, o.transactionId);
           break;
         case 'rear.cancelled':
           cancellations++;
-          if (openAt.get(actor)?.delete(o.transactionId)) held(t, -1);
+          release(t, actor, o.transactionId);
           break;
         case 'rear.withdrawn':
           withdrawals[o.reason] = (withdrawals[o.reason] ?? 0) + 1;
           break;
         case 'rear.refused': {
           const into = o.call === 'reserve' ? refusedReserves : refusedPurchases;
-          into[o.status] = (into[o.status] ?? 0) + 1;
+          const key = `${o.status} ${o.cause}`;
+          into[key] = (into[key] ?? 0) + 1;
           break;
         }
         default:
@@ -541,8 +563,7 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
         const open = openAt.get(name);
         if (!open) continue;
         forgotten += open.size;
-        held(t, -open.size);
-        open.clear();
+        for (const id of [...open.keys()]) release(t, name, id);
       }
     },
   };
@@ -555,8 +576,8 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
       contracts,
       solvers: { ...outcomes },
       solverEndsByReason: { ...endReasons },
-      refusedReservesByStatus: { ...refusedReserves },
-      refusedPurchasesByStatus: { ...refusedPurchases },
+      refusedReserves: { ...refusedReserves },
+      refusedPurchases: { ...refusedPurchases },
       expirations,
       ...(cancellations > 0 ? { cancellations } : {}),
       ...(Object.keys(withdrawals).length > 0 ? { withdrawalsByReason: { ...withdrawals } } : {}),
@@ -565,6 +586,7 @@ function rearMetrics(flavorInfos: RearFlavorInfo[]) {
       heldTransactionsPeak: heldPeak,
       heldTransactionsAtEnd: heldNow,
       heldTransactionsPeakByHour: [...heldPeakByHour],
+      heldCpuPeakByHour: heldCpuPeakByHour.map((m) => m / 1000),
       ...(sorted.length > 0
         ? { timeToContractMsP50: ms3(percentile(sorted, 0.5)), timeToContractMsP95: ms3(percentile(sorted, 0.95)) }
         : {}),
