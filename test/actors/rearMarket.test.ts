@@ -242,6 +242,48 @@ describe('the solver: stalls, patience and notices', () => {
   );
 });
 
+describe('workloads (issue 5: arrivals, demand distributions, patience)', () => {
+  it('demand drawn per consumer: a min CPU from a list, a partition for a share of them, whole flavors for the rest', () => {
+    const yaml = (seed: number) => `
+name: demand
+protocol: rear
+seed: ${seed}
+duration: 1h
+stopWhen: complete
+network: { latency: { dist: uniform, min: 1ms, max: 5ms } }
+actors:
+  - { role: rear.provider, name: small, flavors: { count: 10, cpu: 4, memory: 16Gi, partitionable: { cpuMin: 1, memoryMin: 1Gi, cpuStep: 1, memoryStep: 1Gi } } }
+  - { role: rear.provider, name: big, flavors: { count: 40, cpu: 8, memory: 32Gi, price: 100 } }
+  - { role: rear.consumer, name: c, count: 40, arriveOver: 20s, arrivals: poisson, want: { cpu: { min: [1, 8] } }, partition: { cpu: 1, memory: 1Gi, share: 0.5 } }
+`;
+    const sales: { provider: string; partition: boolean }[] = [];
+    const wants = new Set<number>();
+    const s = runScenario(parseScenario(yaml(4), 'demand.yaml'), {
+      observers: [
+        {
+          onObserve: (_t, actor, o) => {
+            const r = o as { kind: string; partition?: object };
+            if (r.kind === 'rear.sold') sales.push({ provider: actor, partition: r.partition !== undefined });
+          },
+          onSend: (_t, _from, _to, m) => {
+            const sel = (m as { selector?: { filters?: { cpu?: { range: { min: number } } } } }).selector;
+            if (m.type === 'ListFlavors' && sel?.filters?.cpu) wants.add(sel.filters.cpu.range.min);
+          },
+        },
+      ],
+    });
+    expect(s.invariants.filter((i) => i.status === 'violated')).toEqual([]);
+    // Both minimums were drawn; both kinds of purchase happened, partitions only at the partitionable provider.
+    expect([...wants].sort((a, b) => a - b)).toEqual([1000, 8000]);
+    expect(sales.some((x) => x.partition) && sales.some((x) => !x.partition)).toBe(true);
+    expect(sales.filter((x) => x.partition).every((x) => x.provider === 'small')).toBe(true);
+    // The same seed draws the same market; another seed another one.
+    const again = runScenario(parseScenario(yaml(4), 'demand.yaml'), { hash: true }).traceHash;
+    expect(runScenario(parseScenario(yaml(4), 'demand.yaml'), { hash: true }).traceHash).toBe(again);
+    expect(runScenario(parseScenario(yaml(5), 'demand.yaml'), { hash: true }).traceHash).not.toBe(again);
+  });
+});
+
 describe('flavor types (rear.md, "Data model")', () => {
   it('vm, service and sensor flavors are listed by type and bought whole; a vm filter counts whole cores', () => {
     const s = runScenario(

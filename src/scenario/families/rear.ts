@@ -37,13 +37,21 @@ const q = (text: string | number, unit: 'one' | 'milli'): number => (parseQuanti
 
 /** One value, or a list to pick from. */
 const oneOrMore = <T extends z.ZodType>(of: T) => z.union([of, z.array(of).min(1, { error: 'expected at least one value' })]);
+const listOf = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
 
-/** A range of a quantity: `{min, max}`, either optional; min ≤ max is checked. */
+/**
+ * A range of a quantity: `{min, max}`, either optional, each one value or a list to pick from per
+ * consumer (a demand distribution); every min must be ≤ every max.
+ */
 const range = (of: typeof cpu, unit: 'one' | 'milli') =>
-  z.strictObject({ min: of.optional(), max: of.optional() }).superRefine((r, ctx) => {
+  z.strictObject({ min: oneOrMore(of).optional(), max: oneOrMore(of).optional() }).superRefine((r, ctx) => {
     if (r.min === undefined || r.max === undefined) return;
-    const [lo, hi] = [parseQuantity(String(r.min), unit), parseQuantity(String(r.max), unit)];
-    if (lo.ok && hi.ok && lo.value > hi.value) ctx.addIssue({ code: 'custom', message: `min ${r.min} > max ${r.max}` });
+    const values = (v: string | number | (string | number)[]) => listOf(v).map((x) => parseQuantity(String(x), unit));
+    const [lows, highs] = [values(r.min), values(r.max)];
+    if (![...lows, ...highs].every((x) => x.ok)) return;
+    const lo = Math.max(...lows.map((x) => (x as { value: number }).value));
+    const hi = Math.min(...highs.map((x) => (x as { value: number }).value));
+    if (lo > hi) ctx.addIssue({ code: 'custom', message: `min ${JSON.stringify(r.min)} > max ${JSON.stringify(r.max)}` });
   });
 
 export const rearProviderRole = z.strictObject({
@@ -153,7 +161,12 @@ export const rearConsumerRole = z.strictObject({
     .default({ type: 'k8slice' })
     .meta({ description: 'Filters on the flavors it will take.' }),
   partition: z
-    .strictObject({ cpu: oneOrMore(cpu), memory: oneOrMore(memory), pods: oneOrMore(nonNegativeInt).default(1) })
+    .strictObject({
+      cpu: oneOrMore(cpu),
+      memory: oneOrMore(memory),
+      pods: oneOrMore(nonNegativeInt).default(1),
+      share: probability.default(1).meta({ description: 'Share of the consumers that buy a partition; the others buy whole flavors.' }),
+    })
     .optional()
     .meta({
       description:
@@ -242,11 +255,13 @@ export const rearFamily: ProtocolFamily = {
         const policy = policyOf(a.params as ProviderRole);
         if (policy) policies.set(a.name, policy);
       }
-    // One selector object per consumer entry: the checker's listing cache keys on it.
-    const selectors = new Map<ConsumerRole, Selector>();
-    const selectorOfEntry = (r: ConsumerRole): Selector => {
-      if (!selectors.has(r)) selectors.set(r, selectorOf(r.want));
-      return selectors.get(r)!;
+    // One selector object per distinct selector: the checker's listing cache keys on it.
+    const selectors = new Map<string, Selector>();
+    const selectorFor = (r: ConsumerRole, name: string): Selector => {
+      const selector = selectorOf(r.want, pickerOf(new RandomStream(ctx.seed, `rear.want:${name}`)));
+      const key = JSON.stringify(selector);
+      if (!selectors.has(key)) selectors.set(key, selector);
+      return selectors.get(key)!;
     };
     const arrivals = new Map<unknown, { k: number; atMs: number; rng: RandomStream }>();
     for (const a of ctx.actors) {
@@ -309,13 +324,13 @@ export const rearFamily: ProtocolFamily = {
             : (arr.atMs += (-Math.log(1 - arr.rng.next()) * ms(r.arriveOver)) / r.count));
         arr.k++;
         const partition = r.partition && partitionOf(r.partition, new RandomStream(ctx.seed, `rear.partition:${a.name}`));
-        if (partition && arr.k === 1) checkGrid(r.partition!, known, policies, [...a.path, 'partition'], ctx.fail);
+        if (r.partition && arr.k === 1) checkGrid(r.partition, known, policies, [...a.path, 'partition'], ctx.fail);
         const input: ConsumerInput = {
           name: a.name,
           mode,
           identity,
           providers: known,
-          selector: selectorOfEntry(r),
+          selector: selectorFor(r, a.name),
           ...(partition ? { partition } : {}),
           startAfterMs,
           phaseTimeoutMs: ms(r.phaseTimeout),
@@ -389,25 +404,36 @@ function flavorData(f: ProviderRole['flavors'], policy: Partitionability | undef
   }
 }
 
-/** The selector of what a consumer wants: its type and filters (a vm's CPU in whole cores). */
-function selectorOf(want: ConsumerRole['want']): Selector {
+type Quantity = string | number;
+
+/** The selector of what a consumer wants: its type and filters (a vm's CPU in whole cores), a bound from a list picked by `pick`. */
+function selectorOf(want: ConsumerRole['want'], pick: <T>(v: T | T[]) => T): Selector {
   const filters: Selector['filters'] = {};
-  const cpuFilter = rangeFilter(want.cpu, 'milli', want.type === 'vm' ? 1000 : 1);
-  const memoryFilter = rangeFilter(want.memory, 'one');
+  const bounds = (r: { min?: Quantity | Quantity[]; max?: Quantity | Quantity[] } | undefined) =>
+    r && {
+      ...(r.min !== undefined ? { min: pick(r.min) } : {}),
+      ...(r.max !== undefined ? { max: pick(r.max) } : {}),
+    };
+  const cpuFilter = rangeFilter(bounds(want.cpu), 'milli', want.type === 'vm' ? 1000 : 1);
+  const memoryFilter = rangeFilter(bounds(want.memory), 'one');
   if (cpuFilter) filters.cpu = cpuFilter;
   if (memoryFilter) filters.memory = memoryFilter;
   if (want.architecture !== undefined) filters.architecture = { match: want.architecture };
   return { type: want.type, ...(Object.keys(filters).length > 0 ? { filters } : {}) };
 }
 
-const listOf = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
-
-/** A consumer's partition: one value per dimension, picked from its list. */
-function partitionOf(p: NonNullable<ConsumerRole['partition']>, rng: RandomStream): Partition {
-  const pick = <T>(v: T | T[]): T => {
+/** Picks one value of a list (a single value is itself, and draws nothing). */
+const pickerOf =
+  (rng: RandomStream) =>
+  <T>(v: T | T[]): T => {
     const list = listOf(v);
     return list.length === 1 ? list[0] : list[rng.int(list.length)];
   };
+
+/** A consumer's partition — or none, for the consumers beyond `share` — one value per dimension picked from its list. */
+function partitionOf(p: NonNullable<ConsumerRole['partition']>, rng: RandomStream): Partition | undefined {
+  if (p.share < 1 && !rng.chance(p.share)) return undefined;
+  const pick = pickerOf(rng);
   return { cpuMilli: q(pick(p.cpu), 'milli'), memoryBytes: q(pick(p.memory), 'one'), pods: pick(p.pods) };
 }
 
