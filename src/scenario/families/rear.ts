@@ -51,7 +51,8 @@ const range = (of: typeof cpu, unit: 'one' | 'milli') =>
     if (![...lows, ...highs].every((x) => x.ok)) return;
     const lo = Math.max(...lows.map((x) => (x as { value: number }).value));
     const hi = Math.min(...highs.map((x) => (x as { value: number }).value));
-    if (lo > hi) ctx.addIssue({ code: 'custom', message: `min ${JSON.stringify(r.min)} > max ${JSON.stringify(r.max)}` });
+    const text = (v: string | number | (string | number)[]): string => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
+    if (lo > hi) ctx.addIssue({ code: 'custom', message: `min ${text(r.min)} > max ${text(r.max)}` });
   });
 
 export const rearProviderRole = z.strictObject({
