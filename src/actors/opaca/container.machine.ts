@@ -1,0 +1,120 @@
+/**
+ * An OPACA **agent container** (`shared/protocols/opaca.md`, "Message flows"): hosts agents and
+ * answers the platform's calls — a send goes to the agent (`tell`), a broadcast to every agent
+ * through the container's broker (`publish`), an invoke to the agent's action (`ask`), whose result
+ * answers the call. `/info` describes the container.
+ *
+ * The agents' behaviours come from the scenario: `echo` (its actions return their arguments),
+ * `compute` (`Add` returns x + y, anything else its arguments), `slow` (answers after `delayMs`) and
+ * `failing` (every invoke fails: 500). Each delivery is observed with the call's id, so a checker can
+ * count how many agents a call reached.
+ */
+import { enqueueActions, setup } from 'xstate';
+import { effect } from '../../protocol/host.js';
+import type { AgentContainer, OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
+import { OPACA_STATUS, parseRoute } from '../../protocol/opaca.js';
+
+export const AGENT_BEHAVIOURS = ['echo', 'compute', 'slow', 'failing'] as const;
+export type AgentBehaviour = (typeof AGENT_BEHAVIOURS)[number];
+
+export interface ContainerInput {
+  name: string;
+  info: AgentContainer;
+  /** Behaviour per agent id (default echo). */
+  behaviours: Record<string, { kind: AgentBehaviour; delayMs?: number }>;
+}
+
+export type ContainerObservation = {
+  kind: 'opaca.delivered';
+  how: 'send' | 'broadcast' | 'invoke';
+  agent: string;
+  /** The id of the call at the platform it was first made to. */
+  callId: string;
+};
+
+interface ContainerContext {
+  cfg: ContainerInput;
+  /** Slow invokes waiting to answer, by timer id. */
+  waiting: Map<string, { to: string; answer: OpacaResponse }>;
+  nextWait: number;
+}
+
+type ContainerEvent =
+  | { type: 'OpacaRequest'; from: string; msg: OpacaRequest; now: number }
+  | { type: 'opaca.answerDue'; wait: string; now: number }
+  | { type: 'host.shutdown'; now: number };
+
+const answer = (re: number, status: number, body: unknown): OpacaResponse => ({ type: 'OpacaResponse', re, status, body });
+const error = (re: number, status: number, message: string): OpacaResponse => answer(re, status, { statusCode: status, message });
+
+export const containerMachine = setup({
+  types: {
+    context: {} as ContainerContext,
+    events: {} as ContainerEvent,
+    input: {} as ContainerInput,
+    emitted: {} as ReturnType<typeof effect.send> | ReturnType<typeof effect.observe<ContainerObservation>>,
+  },
+  actions: {
+    serve: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as Extract<ContainerEvent, { type: 'OpacaRequest' }>;
+      const req = e.msg;
+      const callId = req.callId ?? `${context.cfg.name}:${req.rid}`;
+      const reply = (r: OpacaResponse): void => void enqueue.emit(effect.send(e.from, r));
+      const parsed = parseRoute(req);
+      if (!parsed.ok) return reply(answer(req.rid, parsed.status, parsed.error));
+      const route = parsed.route;
+      const agents = context.cfg.info.agents;
+      const delivered = (how: ContainerObservation['how'], agent: string): void =>
+        void enqueue.emit(effect.observe<ContainerObservation>({ kind: 'opaca.delivered', how, agent, callId }));
+      switch (route.kind) {
+        case 'info':
+          return reply(answer(req.rid, OPACA_STATUS.ok, context.cfg.info));
+        case 'agents':
+          return reply(answer(req.rid, OPACA_STATUS.ok, agents));
+        case 'send': {
+          if (!agents.some((a) => a.agentId === route.agent))
+            return reply(error(req.rid, OPACA_STATUS.notFound, `no agent ${route.agent}`));
+          delivered('send', route.agent);
+          return reply(answer(req.rid, OPACA_STATUS.ok, null));
+        }
+        case 'broadcast':
+          for (const a of agents) delivered('broadcast', a.agentId);
+          return reply(answer(req.rid, OPACA_STATUS.ok, null));
+        case 'invoke': {
+          const agent = agents.find(
+            (a) => (route.agent === undefined || a.agentId === route.agent) && a.actions.some((x) => x.name === route.action),
+          );
+          if (!agent) return reply(error(req.rid, OPACA_STATUS.notFound, `no action ${route.action}`));
+          delivered('invoke', agent.agentId);
+          const behaviour = context.cfg.behaviours[agent.agentId] ?? { kind: 'echo' };
+          if (behaviour.kind === 'failing') return reply(error(req.rid, 500, `${agent.agentId} failed running ${route.action}`));
+          const args = route.args;
+          const result = behaviour.kind === 'compute' && route.action === 'Add' ? Number(args.x) + Number(args.y) : (args.message ?? args);
+          const r = answer(req.rid, OPACA_STATUS.ok, result);
+          if (behaviour.kind !== 'slow' || !behaviour.delayMs) return reply(r);
+          const wait = `w${++context.nextWait}`;
+          context.waiting.set(wait, { to: e.from, answer: r });
+          enqueue.raise({ type: 'opaca.answerDue', wait, now: 0 }, { id: wait, delay: behaviour.delayMs });
+          return;
+        }
+        default:
+          return reply(error(req.rid, OPACA_STATUS.notFound, `a container does not serve ${req.method} ${req.path}`));
+      }
+    }),
+    answerLate: enqueueActions(({ context, event, enqueue }) => {
+      const w = context.waiting.get((event as { wait: string }).wait);
+      if (!w) return;
+      context.waiting.delete((event as { wait: string }).wait);
+      enqueue.emit(effect.send(w.to, w.answer));
+    }),
+  },
+}).createMachine({
+  id: 'opaca.container',
+  context: ({ input }) => ({ cfg: input, waiting: new Map(), nextWait: 0 }),
+  initial: 'running',
+  states: {
+    running: {
+      on: { OpacaRequest: { actions: 'serve' }, 'opaca.answerDue': { actions: 'answerLate' } },
+    },
+  },
+});

@@ -1,0 +1,142 @@
+/**
+ * OPACA invariants (`shared/protocols/opaca.md`, "Invariants") checked from the platforms' and
+ * containers' observations; numbers follow the protocol document. Checked so far: 1 (bounded
+ * forwarding), 2 (deliveries per call) and 3 (status codes follow the match outcome). Each call is
+ * followed across hops by its trace id (the CALL event's id where it was first made).
+ */
+import type { ContainerObservation } from '../actors/opaca/container.machine.js';
+import type { PlatformObservation } from '../actors/opaca/platform.machine.js';
+import type { TraceRecord } from '../engine/createSimulation.js';
+import type { OpacaMode } from '../protocol/opaca.js';
+import type { InvariantChecker, InvariantInfo } from './types.js';
+import { InvariantLedger } from './types.js';
+
+export const OPACA_INVARIANTS: readonly InvariantInfo[] = [
+  {
+    id: 'opaca.bounded-forwarding',
+    number: 1,
+    title: 'a call crosses at most one platform-to-platform hop, forwarded with forward=false, and never reaches a platform twice',
+  },
+  {
+    id: 'opaca.deliveries',
+    number: 2,
+    title:
+      'an invoke runs on exactly one agent or fails; a send or broadcast reaches one target (current) or each target once (documented)',
+  },
+  {
+    id: 'opaca.status-codes',
+    number: 3,
+    title: 'the status is a function of the match outcome: 404 none, 400 mismatch only, 502 all unreachable',
+  },
+];
+
+export interface OpacaCheckerOptions {
+  mode: OpacaMode;
+  enabled: ReadonlySet<string>;
+  recentTrace: () => TraceRecord[];
+}
+
+interface Followed {
+  origin: string;
+  route: string;
+  /** Platforms the call reached (the origin first). */
+  platforms: Set<string>;
+  /** Agent deliveries: container/agent → count. */
+  agents: Map<string, number>;
+  deliveries: number;
+}
+
+export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker {
+  const L = new InvariantLedger(OPACA_INVARIANTS, opts.enabled, opts.recentTrace);
+  const calls = new Map<string, Followed>();
+
+  const platform = (t: number, actor: string, o: PlatformObservation): void => {
+    switch (o.kind) {
+      case 'opaca.call': {
+        if (!o.forwarded) {
+          calls.set(o.callId, { origin: actor, route: o.route, platforms: new Set([actor]), agents: new Map(), deliveries: 0 });
+          return;
+        }
+        L.check('opaca.bounded-forwarding');
+        const c = calls.get(o.callId);
+        if (!c) return L.violate('opaca.bounded-forwarding', t, [actor, o.from], `${actor} got call ${o.callId}, made nowhere`);
+        if (c.platforms.has(actor))
+          L.violate('opaca.bounded-forwarding', t, [actor, o.from], `call ${o.callId} reached ${actor} a second time (from ${o.from})`);
+        else if (o.from !== c.origin)
+          L.violate(
+            'opaca.bounded-forwarding',
+            t,
+            [actor, o.from],
+            `call ${o.callId} made at ${c.origin} reached ${actor} in a second hop (from ${o.from})`,
+          );
+        else if (o.forward)
+          L.violate('opaca.bounded-forwarding', t, [actor, o.from], `call ${o.callId} was forwarded to ${actor} with forward=true`);
+        c.platforms.add(actor);
+        return;
+      }
+      case 'opaca.answered': {
+        const c = calls.get(o.callId);
+        // Judge the call where it was made, once it is answered there.
+        if (!c || c.origin !== actor) return;
+        calls.delete(o.callId);
+        L.check('opaca.deliveries');
+        if (c.route === 'invoke') {
+          if (c.deliveries > 1 || (o.status === 200 && c.deliveries !== 1))
+            L.violate('opaca.deliveries', t, [actor], `invoke ${o.callId} answered ${o.status} after running on ${c.deliveries} agents`);
+        } else if (c.route === 'send' || c.route === 'broadcast') {
+          const twice = [...c.agents].filter(([, n]) => n > 1).map(([a]) => a);
+          if (twice.length > 0)
+            L.violate('opaca.deliveries', t, [actor, ...twice], `${c.route} ${o.callId} reached ${twice.join(', ')} more than once`);
+          else if (opts.mode === 'current' && c.route === 'send' && c.deliveries > 1)
+            L.violate('opaca.deliveries', t, [actor], `send ${o.callId} reached ${c.deliveries} agents in current mode`);
+        }
+        L.check('opaca.status-codes');
+        const expected = expectedStatus(c.route, o.targets, o.mismatch, o.reached, o.unreachable);
+        if (expected !== undefined && o.status !== expected)
+          L.violate(
+            'opaca.status-codes',
+            t,
+            [actor],
+            `${c.route} ${o.callId} answered ${o.status}; with ${o.targets} targets (${o.reached} reached, ${o.unreachable} unreachable${o.mismatch ? ', a parameter mismatch' : ''}) it must be ${expected}`,
+          );
+        return;
+      }
+      default:
+    }
+  };
+
+  return {
+    onObserve(t, actor, obs) {
+      const o = obs as PlatformObservation | ContainerObservation;
+      if (o.kind === 'opaca.delivered') {
+        const c = calls.get(o.callId);
+        if (!c) return;
+        c.deliveries++;
+        // Agent ids are unique per container, not across them: count each container's agent.
+        const agent = `${actor}/${o.agent}`;
+        c.agents.set(agent, (c.agents.get(agent) ?? 0) + 1);
+        return;
+      }
+      if (o.kind.startsWith('opaca.')) platform(t, actor, o as PlatformObservation);
+    },
+    results: () => L.results(),
+  };
+}
+
+/**
+ * The status a call's match outcome calls for (undefined: the targets' own answers decide, e.g. a
+ * failing agent's 500): none found → 404 (a broadcast: 200), only a parameter mismatch → 400, every
+ * target unreachable → 502, one reached → 200.
+ */
+export function expectedStatus(
+  route: string,
+  targets: number,
+  mismatch: boolean,
+  reached: number,
+  unreachable: number,
+): number | undefined {
+  if (targets === 0) return route === 'broadcast' ? 200 : mismatch && route === 'invoke' ? 400 : 404;
+  if (reached > 0) return 200;
+  if (unreachable === targets) return 502;
+  return undefined;
+}

@@ -1,0 +1,117 @@
+/**
+ * The OPACA invariants checked so far (`shared/protocols/opaca.md`, "Invariants" 1–3), each broken
+ * on purpose: the checker is fed what a faulty platform or container would observe and must report
+ * the invariant violated; a correct run holds them.
+ */
+import { describe, expect, it } from 'vitest';
+import { createOpacaChecker, expectedStatus, OPACA_INVARIANTS } from '../../src/invariants/opaca.js';
+
+type Obs = { kind: string } & Record<string, unknown>;
+const call = (callId: string, route: string, from: string, forwarded = false, forward = !forwarded): Obs => ({
+  kind: 'opaca.call',
+  callId,
+  route,
+  forward,
+  from,
+  forwarded,
+});
+const delivered = (callId: string, agent: string, how = 'invoke'): Obs => ({ kind: 'opaca.delivered', how, agent, callId });
+const answered = (callId: string, status: number, targets: number, reached: number, unreachable = 0, mismatch = false): Obs => ({
+  kind: 'opaca.answered',
+  callId,
+  status,
+  targets,
+  reached,
+  unreachable,
+  mismatch,
+});
+
+function statusOf(mode: 'documented' | 'current', feed: [number, string, Obs][]): Record<string, string> {
+  const c = createOpacaChecker({ mode, enabled: new Set(OPACA_INVARIANTS.map((i) => i.id)), recentTrace: () => [] });
+  for (const [t, actor, o] of feed) c.onObserve!(t, actor, o);
+  return Object.fromEntries(c.results().map((r) => [r.id, r.status]));
+}
+
+describe('OPACA invariants, each broken on purpose', () => {
+  it('a correct forwarded invoke and a documented send hold them all', () => {
+    expect(
+      statusOf('documented', [
+        [1, 'A', call('A-1', 'invoke', 'client')],
+        [2, 'B', call('A-1', 'invoke', 'A', true)],
+        [3, 'cB', delivered('A-1', 'calc')],
+        [4, 'B', answered('A-1', 200, 1, 1)],
+        [5, 'A', answered('A-1', 200, 1, 1)],
+        [6, 'A', call('A-2', 'send', 'client')],
+        [7, 'cA', delivered('A-2', 'twin', 'send')],
+        [7, 'B', call('A-2', 'send', 'A', true)],
+        [8, 'cB', delivered('A-2', 'twin', 'send')],
+        [9, 'A', answered('A-2', 200, 2, 2)],
+      ]),
+    ).toEqual({ 'opaca.bounded-forwarding': 'held', 'opaca.deliveries': 'held', 'opaca.status-codes': 'held' });
+  });
+
+  it('1 bounded forwarding: a second hop, a second visit, a forward with forward=true', () => {
+    const second = statusOf('documented', [
+      [1, 'A', call('A-1', 'invoke', 'client')],
+      [2, 'B', call('A-1', 'invoke', 'A', true)],
+      [3, 'C', call('A-1', 'invoke', 'B', true)],
+    ]);
+    expect(second['opaca.bounded-forwarding']).toBe('violated');
+    const back = statusOf('documented', [
+      [1, 'A', call('A-1', 'broadcast', 'client')],
+      [2, 'A', call('A-1', 'broadcast', 'A', true)],
+    ]);
+    expect(back['opaca.bounded-forwarding']).toBe('violated');
+    const flag = statusOf('documented', [
+      [1, 'A', call('A-1', 'send', 'client')],
+      [2, 'B', call('A-1', 'send', 'A', true, true)],
+    ]);
+    expect(flag['opaca.bounded-forwarding']).toBe('violated');
+  });
+
+  it('2 deliveries: an invoke run twice, a success that ran nowhere, an agent told twice, a current-mode send to two', () => {
+    const twice = statusOf('documented', [
+      [1, 'A', call('A-1', 'invoke', 'client')],
+      [2, 'c1', delivered('A-1', 'calc-1')],
+      [3, 'c2', delivered('A-1', 'calc-2')],
+      [4, 'A', answered('A-1', 200, 2, 1)],
+    ]);
+    expect(twice['opaca.deliveries']).toBe('violated');
+    const nowhere = statusOf('documented', [
+      [1, 'A', call('A-1', 'invoke', 'client')],
+      [4, 'A', answered('A-1', 200, 1, 1)],
+    ]);
+    expect(nowhere['opaca.deliveries']).toBe('violated');
+    const again = statusOf('documented', [
+      [1, 'A', call('A-1', 'broadcast', 'client')],
+      [2, 'c1', delivered('A-1', 'x', 'broadcast')],
+      [3, 'c1', delivered('A-1', 'x', 'broadcast')],
+      [4, 'A', answered('A-1', 200, 1, 1)],
+    ]);
+    expect(again['opaca.deliveries']).toBe('violated');
+    const current = statusOf('current', [
+      [1, 'A', call('A-1', 'send', 'client')],
+      [2, 'c1', delivered('A-1', 'twin', 'send')],
+      [3, 'c2', delivered('A-1', 'twin', 'send')],
+      [4, 'A', answered('A-1', 200, 2, 2)],
+    ]);
+    expect(current['opaca.deliveries']).toBe('violated');
+  });
+
+  it('3 status codes: 404 for a mismatch, 200 for a broadcast with no target is right; 404 for a broadcast, 502 with a target reached are not', () => {
+    expect(expectedStatus('invoke', 0, true, 0, 0)).toBe(400);
+    expect(expectedStatus('send', 0, false, 0, 0)).toBe(404);
+    expect(expectedStatus('broadcast', 0, false, 0, 0)).toBe(200);
+    expect(expectedStatus('invoke', 2, false, 0, 2)).toBe(502);
+    expect(expectedStatus('invoke', 2, false, 0, 1)).toBeUndefined();
+    const wrong = (route: string, o: Obs) =>
+      statusOf('documented', [
+        [1, 'A', call('A-1', route, 'client')],
+        [2, 'A', o],
+      ])['opaca.status-codes'];
+    expect(wrong('invoke', answered('A-1', 404, 0, 0, 0, true))).toBe('violated');
+    expect(wrong('broadcast', answered('A-1', 404, 0, 0))).toBe('violated');
+    expect(wrong('invoke', answered('A-1', 200, 0, 0, 0, true))).toBe('violated');
+    expect(wrong('send', answered('A-1', 404, 0, 0))).toBe('held');
+  });
+});
