@@ -1,12 +1,13 @@
 /**
  * OPACA invariants (`shared/protocols/opaca.md`, "Invariants") checked from the platforms' and
  * containers' observations; numbers follow the protocol document. Checked so far: 1 (bounded
- * forwarding), 2 (deliveries per call) and 3 (status codes follow the match outcome). Each call is
- * followed across hops by its trace id (the CALL event's id where it was first made).
+ * forwarding), 2 (deliveries per call), 3 (status codes follow the match outcome), 4 (connection
+ * symmetry) and 5 (views settle on each platform's `/info`). Each call is followed across hops by
+ * its trace id (the CALL event's id where it was first made).
  */
 import type { ContainerObservation } from '../actors/opaca/container.machine.js';
 import type { PlatformObservation } from '../actors/opaca/platform.machine.js';
-import type { TraceRecord } from '../engine/createSimulation.js';
+import type { FaultAction, TraceRecord } from '../engine/createSimulation.js';
 import type { OpacaMode } from '../protocol/opaca.js';
 import type { InvariantChecker, InvariantInfo } from './types.js';
 import { InvariantLedger } from './types.js';
@@ -28,7 +29,21 @@ export const OPACA_INVARIANTS: readonly InvariantInfo[] = [
     number: 3,
     title: 'the status is a function of the match outcome: 404 none, 400 mismatch only, 502 all unreachable',
   },
+  {
+    id: 'opaca.connection-symmetry',
+    number: 4,
+    title:
+      'after a connect with connect-back both list each other, after such a disconnect neither; connecting to itself or twice changes nothing',
+  },
+  {
+    id: 'opaca.view-consistency',
+    number: 5,
+    title: 'once notifications settle, a platform’s view of a reachable connected platform equals that platform’s /info',
+  },
 ];
+
+/** How long after a platform's last change its peers' views are judged (pushes and pulls in flight). */
+const SETTLE_US = 60_000_000;
 
 export interface OpacaCheckerOptions {
   mode: OpacaMode;
@@ -49,6 +64,57 @@ interface Followed {
 export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker {
   const L = new InvariantLedger(OPACA_INVARIANTS, opts.enabled, opts.recentTrace);
   const calls = new Map<string, Followed>();
+  /** Who lists whom (platform actor → peers), from connect and disconnect observations. */
+  const lists = new Map<string, Set<string>>();
+  const listsOf = (p: string): Set<string> => lists.get(p) ?? lists.set(p, new Set()).get(p)!;
+  /** Each platform's latest `/info` digest and when it changed; each view (viewer → peer → digest). */
+  const infos = new Map<string, { digest: string; atUs: number }>();
+  const views = new Map<string, Map<string, string>>();
+  const down = new Set<string>();
+
+  const connections = (t: number, actor: string, o: PlatformObservation): void => {
+    switch (o.kind) {
+      case 'opaca.connected': {
+        L.check('opaca.connection-symmetry');
+        if (o.peer === actor) L.violate('opaca.connection-symmetry', t, [actor], `${actor} connected to itself (${o.url})`);
+        else if (listsOf(actor).has(o.peer))
+          L.violate('opaca.connection-symmetry', t, [actor, o.peer], `${actor} connected to ${o.peer} twice`);
+        listsOf(actor).add(o.peer);
+        if (o.connectBack && !listsOf(o.peer).has(actor))
+          L.violate(
+            'opaca.connection-symmetry',
+            t,
+            [actor, o.peer],
+            `${actor} connected to ${o.peer} with connect-back, but ${o.peer} does not list ${actor}`,
+          );
+        return;
+      }
+      case 'opaca.disconnected':
+        listsOf(actor).delete(o.peer);
+        views.get(actor)?.delete(o.peer);
+        return;
+      case 'opaca.disconnectedBoth':
+        L.check('opaca.connection-symmetry');
+        if (listsOf(o.peer).has(actor) || listsOf(actor).has(o.peer))
+          L.violate(
+            'opaca.connection-symmetry',
+            t,
+            [actor, o.peer],
+            `${actor} and ${o.peer} disconnected with connect-back, but one still lists the other`,
+          );
+        return;
+      case 'opaca.info':
+        infos.set(actor, { digest: o.digest, atUs: t });
+        return;
+      case 'opaca.view': {
+        const v = views.get(actor) ?? new Map<string, string>();
+        views.set(actor, v);
+        v.set(o.peer, o.digest);
+        return;
+      }
+      default:
+    }
+  };
 
   const platform = (t: number, actor: string, o: PlatformObservation): void => {
     switch (o.kind) {
@@ -117,7 +183,32 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
         c.agents.set(agent, (c.agents.get(agent) ?? 0) + 1);
         return;
       }
-      if (o.kind.startsWith('opaca.')) platform(t, actor, o as PlatformObservation);
+      if (o.kind.startsWith('opaca.')) {
+        platform(t, actor, o as PlatformObservation);
+        connections(t, actor, o as PlatformObservation);
+      }
+    },
+    onFault(_t, action: FaultAction, names) {
+      if (action.kind === 'crash' || action.kind === 'shutdown') for (const n of names) down.add(n);
+      if (action.kind === 'restart') for (const n of names) down.delete(n);
+    },
+    /** Invariant 5, at the end: views of reachable peers that have been quiet long enough. */
+    onEnd(t) {
+      for (const [viewer, v] of views) {
+        if (down.has(viewer)) continue;
+        for (const [peer, digest] of v) {
+          const info = infos.get(peer);
+          if (!info || down.has(peer) || t - info.atUs < SETTLE_US || !listsOf(viewer).has(peer)) continue;
+          L.check('opaca.view-consistency');
+          if (digest !== info.digest)
+            L.violate(
+              'opaca.view-consistency',
+              t,
+              [viewer, peer],
+              `${viewer}'s view of ${peer} (${digest}) is not ${peer}'s /info (${info.digest})`,
+            );
+        }
+      }
     },
     results: () => L.results(),
   };

@@ -276,6 +276,24 @@ export interface OpacaResponse {
   body: unknown;
 }
 
+/**
+ * The `/subscribe` WebSocket, as simulator messages: a platform subscribes to another's topic
+ * (`/containers`) and is pushed that topic's SUCCESS events.
+ */
+export type OpacaSubscribe = { type: 'OpacaSubscribe'; topic: string; subscribe: boolean };
+export type OpacaPush = { type: 'OpacaPush'; topic: string; event: OpacaEvent };
+
+/** A short, stable digest of a JSON value (FNV-1a over its text): views of a platform compare by it. */
+export function digestOf(value: unknown): string {
+  const text = JSON.stringify(value);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
 /** A request, typed: what {@link parseRoute} makes of method, path, query and body. */
 export type Route =
   | { kind: 'info' }
@@ -299,7 +317,7 @@ export type Route =
   | { kind: 'notifyContainer'; containerId: string }
   | { kind: 'connections' }
   | { kind: 'connect'; request: ConnectionRequest }
-  | { kind: 'disconnect'; url: string }
+  | { kind: 'disconnect'; url: string; connectBack: boolean }
   | { kind: 'notifyPlatform'; url: string }
   | { kind: 'history' }
   | { kind: 'login'; username: string; password: string }
@@ -476,10 +494,12 @@ export function parseRoute(req: Pick<OpacaRequest, 'method' | 'path' | 'query' |
     }
     case 'DELETE connections': {
       if (a !== undefined) break;
-      const u = bodyOf(req.body, z.string());
+      // The URL, or a ConnectionRequest whose connectBack asks the other platform to disconnect too.
+      const u = bodyOf(req.body, z.union([z.string(), connectionRequest]));
       if (!u.ok) return u.result;
-      const url = normaliseUrl(u.value);
-      return url.ok ? ok({ kind: 'disconnect', url: url.url }) : fail(OPACA_STATUS.badRequest, url.error);
+      const request = typeof u.value === 'string' ? { url: u.value, connectBack: false } : u.value;
+      const url = normaliseUrl(request.url);
+      return url.ok ? ok({ kind: 'disconnect', url: url.url, connectBack: request.connectBack }) : fail(OPACA_STATUS.badRequest, url.error);
     }
     case 'GET history':
       if (a === undefined) return ok({ kind: 'history' });

@@ -31,6 +31,8 @@ const echoAction: Action = {
 interface Box {
   id: string;
   agents: { id: string; actions: Action[]; behaviour?: AgentBehaviour; delayMs?: number }[];
+  /** Actions gained at run time, with or without a notify to the platform. */
+  changes?: { atMs: number; agent: string; action: Action; notify: boolean }[];
 }
 
 const containerInfo = (b: Box): AgentContainer => ({
@@ -75,6 +77,7 @@ function world(
         mode: opts.mode ?? 'documented',
         containers: boxes.map((b) => ({ actor: b.id, info: containerInfo(b) })),
         connected: peers.map((q) => ({ actor: q, info: info(q) })),
+        directory: Object.fromEntries(Object.keys(platforms).map((q) => [url(q), q])),
         callTimeoutMs: 5000,
       },
     });
@@ -86,6 +89,8 @@ function world(
         input: {
           name: b.id,
           info: containerInfo(b),
+          platform: p,
+          ...(b.changes ? { changes: b.changes } : {}),
           behaviours: Object.fromEntries(
             b.agents.map((a) => [a.id, { kind: a.behaviour ?? 'echo', ...(a.delayMs ? { delayMs: a.delayMs } : {}) }]),
           ),
@@ -134,14 +139,14 @@ function world(
       },
     ],
   }).run();
-  // Every run here is a correct one: the invariants checked so far (1–3) hold.
+  // Every run here is a correct one: the invariants checked so far hold.
   expect(
     checker
       .results()
       .filter((r) => r.status === 'violated')
       .map((r) => `${r.id}: ${r.violations[0].message}`),
   ).toEqual([]);
-  return { answers, delivered, result };
+  return { answers, delivered, result, checks: Object.fromEntries(checker.results().map((r) => [r.id, r.checks])) };
 }
 
 const call = (
@@ -291,5 +296,92 @@ describe('OPACA routing on the kernel', () => {
       call(20, 'A', 'POST', '/broadcast/x', { payload: 1, replyTo: '' }),
     ];
     expect(world(chain, chainLinks, calls, { backend: 'xstate' }).result.traceHash).toBe(world(chain, chainLinks, calls).result.traceHash);
+  });
+
+  it('connect with connect-back: both list each other; again, or to itself, changes nothing; unknown → 502, invalid → 400; disconnect with connect-back: neither', () => {
+    const two: Record<string, Box[]> = { A: [], B: [] };
+    const connect = (atMs: number, on: string, to: string, connectBack: boolean) =>
+      call(atMs, on, 'POST', '/connections', { url: `http://${to}:8000`, connectBack });
+    const { answers } = world(
+      two,
+      [],
+      [
+        connect(10, 'A', 'B', true),
+        call(100, 'A', 'GET', '/connections'),
+        call(100, 'B', 'GET', '/connections'),
+        connect(200, 'A', 'B', false),
+        connect(200, 'B', 'B', false),
+        connect(200, 'A', 'Z', false),
+        call(200, 'A', 'POST', '/connections', { url: 'not a url' }),
+        call(300, 'A', 'DELETE', '/connections', { url: 'http://B:8000', connectBack: true }),
+        call(400, 'A', 'GET', '/connections'),
+        call(400, 'B', 'GET', '/connections'),
+      ],
+    );
+    expect(answers.map((a) => [a.status, a.body])).toEqual([
+      [200, true],
+      [200, ['http://B:8000']],
+      [200, ['http://A:8000']],
+      [200, false],
+      [200, false],
+      [502, { statusCode: 502, message: 'http://Z:8000 is unreachable' }],
+      [400, expect.objectContaining({ statusCode: 400 })],
+      [200, true],
+      [200, []],
+      [200, []],
+    ]);
+  });
+
+  it('notify, then pull: an action added with notify can be invoked; without notify the platform does not know it', () => {
+    const gains = (notify: boolean): Record<string, Box[]> => ({
+      P: [
+        {
+          id: 'c1',
+          agents: [{ id: 'calc', actions: [], behaviour: 'compute' }],
+          changes: [{ atMs: 50, agent: 'calc', action: addAction, notify }],
+        },
+      ],
+    });
+    const calls = [call(10, 'P', 'POST', '/invoke/Add', { x: 1, y: 1 }), call(100, 'P', 'POST', '/invoke/Add', { x: 1, y: 1 })];
+    expect(world(gains(true), [], calls).answers.map((a) => a.status)).toEqual([404, 200]);
+    expect(world(gains(false), [], calls).answers.map((a) => a.status)).toEqual([404, 404]);
+  });
+
+  it("a connected platform's change reaches the other by push and pull; notify of an unknown container → 404, of a dead one → false and removed", () => {
+    const pair: Record<string, Box[]> = {
+      A: [],
+      B: [
+        {
+          id: 'cB',
+          agents: [{ id: 'calc', actions: [], behaviour: 'compute' }],
+          changes: [{ atMs: 50, agent: 'calc', action: addAction, notify: true }],
+        },
+        { id: 'dead', agents: [{ id: 'ghost', actions: [echoAction] }] },
+      ],
+    };
+    const crashDead = (names: string[]): ScheduledFault[] => [
+      { atUs: 0, action: { kind: 'crash', actors: [names.indexOf('dead')] }, label: 'crash dead' },
+    ];
+    const { answers, checks } = world(
+      pair,
+      [['A', 'B']],
+      [
+        call(10, 'A', 'POST', '/invoke/Add', { x: 2, y: 2 }),
+        call(200, 'A', 'POST', '/invoke/Add', { x: 2, y: 2 }),
+        call(300, 'B', 'POST', '/containers/notify', 'nope' as unknown as object),
+        call(400, 'B', 'POST', '/containers/notify', 'dead' as unknown as object),
+        call(6000, 'B', 'GET', '/containers'),
+        call(6000, 'A', 'POST', '/connections/notify', 'http://Q:8000' as unknown as object),
+        // Late enough for A's view of B to be judged against B's /info (invariant 5).
+        call(120_000, 'A', 'GET', '/info'),
+      ],
+      { faults: crashDead },
+    );
+    expect(answers.map((a) => a.status)).toEqual([404, 200, 404, 200, 200, 404, 200]);
+    expect(answers[1].body).toBe(4);
+    expect(answers[3].body).toBe(false);
+    expect((answers[4].body as AgentContainer[]).map((c) => c.containerId)).toEqual(['cB']);
+    // B's /info changed twice (an action, a container gone); A's view of B caught up, and B's of A.
+    expect(checks['opaca.view-consistency']).toBe(2);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * The OPACA invariants checked so far (`shared/protocols/opaca.md`, "Invariants" 1–3), each broken
+ * The OPACA invariants checked so far (`shared/protocols/opaca.md`, "Invariants" 1–5), each broken
  * on purpose: the checker is fed what a faulty platform or container would observe and must report
  * the invariant violated; a correct run holds them.
  */
@@ -26,11 +26,13 @@ const answered = (callId: string, status: number, targets: number, reached: numb
   mismatch,
 });
 
-function statusOf(mode: 'documented' | 'current', feed: [number, string, Obs][]): Record<string, string> {
+function statusOf(mode: 'documented' | 'current', feed: [number, string, Obs][], endUs?: number): Record<string, string> {
   const c = createOpacaChecker({ mode, enabled: new Set(OPACA_INVARIANTS.map((i) => i.id)), recentTrace: () => [] });
   for (const [t, actor, o] of feed) c.onObserve!(t, actor, o);
+  if (endUs !== undefined) c.onEnd!(endUs);
   return Object.fromEntries(c.results().map((r) => [r.id, r.status]));
 }
+const connected = (url: string, peer: string, connectBack: boolean): Obs => ({ kind: 'opaca.connected', url, peer, connectBack });
 
 describe('OPACA invariants, each broken on purpose', () => {
   it('a correct forwarded invoke and a documented send hold them all', () => {
@@ -47,7 +49,13 @@ describe('OPACA invariants, each broken on purpose', () => {
         [8, 'cB', delivered('A-2', 'twin', 'send')],
         [9, 'A', answered('A-2', 200, 2, 2)],
       ]),
-    ).toEqual({ 'opaca.bounded-forwarding': 'held', 'opaca.deliveries': 'held', 'opaca.status-codes': 'held' });
+    ).toEqual({
+      'opaca.bounded-forwarding': 'held',
+      'opaca.deliveries': 'held',
+      'opaca.status-codes': 'held',
+      'opaca.connection-symmetry': 'not-exercised',
+      'opaca.view-consistency': 'not-exercised',
+    });
   });
 
   it('1 bounded forwarding: a second hop, a second visit, a forward with forward=true', () => {
@@ -113,5 +121,44 @@ describe('OPACA invariants, each broken on purpose', () => {
     expect(wrong('broadcast', answered('A-1', 404, 0, 0))).toBe('violated');
     expect(wrong('invoke', answered('A-1', 200, 0, 0, 0, true))).toBe('violated');
     expect(wrong('send', answered('A-1', 404, 0, 0))).toBe('held');
+  });
+
+  it('4 connection symmetry: connect-back without the other side, connecting to itself or twice, a disconnect that left one side', () => {
+    const sym = (feed: [number, string, Obs][]) => statusOf('documented', feed)['opaca.connection-symmetry'];
+    expect(
+      sym([
+        [2, 'B', connected('http://A', 'A', false)],
+        [3, 'A', connected('http://B', 'B', true)],
+      ]),
+    ).toBe('held');
+    expect(sym([[3, 'A', connected('http://B', 'B', true)]])).toBe('violated');
+    expect(sym([[3, 'A', connected('http://A', 'A', false)]])).toBe('violated');
+    expect(
+      sym([
+        [3, 'A', connected('http://B', 'B', false)],
+        [4, 'A', connected('http://B', 'B', false)],
+      ]),
+    ).toBe('violated');
+    expect(
+      sym([
+        [2, 'B', connected('http://A', 'A', false)],
+        [3, 'A', connected('http://B', 'B', true)],
+        [4, 'A', { kind: 'opaca.disconnected', url: 'http://B', peer: 'B' }],
+        [5, 'A', { kind: 'opaca.disconnectedBoth', url: 'http://B', peer: 'B' }],
+      ]),
+    ).toBe('violated');
+  });
+
+  it('5 view consistency: a view that never caught up with a quiet, reachable peer; not judged while the peer is down or changed lately', () => {
+    const feed = (view: string): [number, string, Obs][] => [
+      [0, 'A', connected('http://B', 'B', false)],
+      [0, 'B', { kind: 'opaca.info', digest: 'b0' }],
+      [0, 'A', { kind: 'opaca.view', peer: 'B', digest: 'b0' }],
+      [10, 'B', { kind: 'opaca.info', digest: 'b1' }],
+      [20, 'A', { kind: 'opaca.view', peer: 'B', digest: view }],
+    ];
+    expect(statusOf('documented', feed('b1'), 120_000_000)['opaca.view-consistency']).toBe('held');
+    expect(statusOf('documented', feed('b0'), 120_000_000)['opaca.view-consistency']).toBe('violated');
+    expect(statusOf('documented', feed('b0'), 30_000_000)['opaca.view-consistency']).toBe('not-exercised');
   });
 });

@@ -55,6 +55,14 @@ describe('routes', () => {
       route: { kind: 'notifyPlatform', url: 'http://b:8000' },
     });
     expect(route('GET', '/history')).toEqual({ ok: true, route: { kind: 'history' } });
+    expect(route('DELETE', '/connections', '"http://b:8000"')).toEqual({
+      ok: true,
+      route: { kind: 'disconnect', url: 'http://b:8000', connectBack: false },
+    });
+    expect(route('DELETE', '/connections', '{"url":"http://b:8000","connectBack":true}')).toEqual({
+      ok: true,
+      route: { kind: 'disconnect', url: 'http://b:8000', connectBack: true },
+    });
   });
 
   it('answers 404 to a route that does not exist, 422 to a malformed body or flag, 400 to an invalid URL', () => {

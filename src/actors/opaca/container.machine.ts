@@ -7,11 +7,12 @@
  * The agents' behaviours come from the scenario: `echo` (its actions return their arguments),
  * `compute` (`Add` returns x + y, anything else its arguments), `slow` (answers after `delayMs`) and
  * `failing` (every invoke fails: 500). Each delivery is observed with the call's id, so a checker can
- * count how many agents a call reached.
+ * count how many agents a call reached. Its agents may gain actions at run time (`changes`); with
+ * `notify` it tells its platform, which then pulls `/info` (notify, then pull).
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
-import type { AgentContainer, OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
+import type { Action, AgentContainer, OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
 import { OPACA_STATUS, parseRoute } from '../../protocol/opaca.js';
 
 export const AGENT_BEHAVIOURS = ['echo', 'compute', 'slow', 'failing'] as const;
@@ -22,6 +23,10 @@ export interface ContainerInput {
   info: AgentContainer;
   /** Behaviour per agent id (default echo). */
   behaviours: Record<string, { kind: AgentBehaviour; delayMs?: number }>;
+  /** The platform it runs on (it notifies it of changes). */
+  platform?: string;
+  /** Actions its agents gain at run time; with `notify`, it tells its platform (which pulls `/info`). */
+  changes?: { atMs: number; agent: string; action: Action; notify: boolean }[];
 }
 
 export type ContainerObservation = {
@@ -34,6 +39,8 @@ export type ContainerObservation = {
 
 interface ContainerContext {
   cfg: ContainerInput;
+  /** Its `/info`, as its agents change. */
+  info: AgentContainer;
   /** Slow invokes waiting to answer, by timer id. */
   waiting: Map<string, { to: string; answer: OpacaResponse }>;
   nextWait: number;
@@ -41,6 +48,8 @@ interface ContainerContext {
 
 type ContainerEvent =
   | { type: 'OpacaRequest'; from: string; msg: OpacaRequest; now: number }
+  | { type: 'OpacaResponse'; from: string; msg: OpacaResponse; now: number }
+  | { type: 'opaca.change'; index: number; now: number }
   | { type: 'opaca.answerDue'; wait: string; now: number }
   | { type: 'host.shutdown'; now: number };
 
@@ -63,12 +72,12 @@ export const containerMachine = setup({
       const parsed = parseRoute(req);
       if (!parsed.ok) return reply(answer(req.rid, parsed.status, parsed.error));
       const route = parsed.route;
-      const agents = context.cfg.info.agents;
+      const agents = context.info.agents;
       const delivered = (how: ContainerObservation['how'], agent: string): void =>
         void enqueue.emit(effect.observe<ContainerObservation>({ kind: 'opaca.delivered', how, agent, callId }));
       switch (route.kind) {
         case 'info':
-          return reply(answer(req.rid, OPACA_STATUS.ok, context.cfg.info));
+          return reply(answer(req.rid, OPACA_STATUS.ok, context.info));
         case 'agents':
           return reply(answer(req.rid, OPACA_STATUS.ok, agents));
         case 'send': {
@@ -101,6 +110,29 @@ export const containerMachine = setup({
           return reply(error(req.rid, OPACA_STATUS.notFound, `a container does not serve ${req.method} ${req.path}`));
       }
     }),
+    scheduleChanges: enqueueActions(({ context, enqueue }) => {
+      (context.cfg.changes ?? []).forEach((c, index) =>
+        enqueue.raise({ type: 'opaca.change', index, now: 0 }, { id: `change:${index}`, delay: c.atMs }),
+      );
+    }),
+    /** An agent gains an action; with notify, the platform is told (it pulls `/info`). */
+    change: enqueueActions(({ context, event, enqueue }) => {
+      const c = context.cfg.changes![(event as { index: number }).index];
+      context.info = {
+        ...context.info,
+        agents: context.info.agents.map((a) => (a.agentId === c.agent ? { ...a, actions: [...a.actions, c.action] } : a)),
+      };
+      if (c.notify && context.cfg.platform !== undefined)
+        enqueue.emit(
+          effect.send(context.cfg.platform, {
+            type: 'OpacaRequest',
+            rid: (event as { index: number }).index + 1,
+            method: 'POST',
+            path: '/containers/notify',
+            body: JSON.stringify(context.info.containerId),
+          } satisfies OpacaRequest),
+        );
+    }),
     answerLate: enqueueActions(({ context, event, enqueue }) => {
       const w = context.waiting.get((event as { wait: string }).wait);
       if (!w) return;
@@ -110,11 +142,12 @@ export const containerMachine = setup({
   },
 }).createMachine({
   id: 'opaca.container',
-  context: ({ input }) => ({ cfg: input, waiting: new Map(), nextWait: 0 }),
+  context: ({ input }) => ({ cfg: input, info: input.info, waiting: new Map(), nextWait: 0 }),
   initial: 'running',
   states: {
     running: {
-      on: { OpacaRequest: { actions: 'serve' }, 'opaca.answerDue': { actions: 'answerLate' } },
+      entry: 'scheduleChanges',
+      on: { OpacaRequest: { actions: 'serve' }, 'opaca.answerDue': { actions: 'answerLate' }, 'opaca.change': { actions: 'change' } },
     },
   },
 });

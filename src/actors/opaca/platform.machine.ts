@@ -17,15 +17,33 @@
  *   is the CALL's id; fields that are null are left out, as Jackson does; the last `historySize`
  *   (50) are kept and served at `GET /history`.
  *
- * Not yet: connecting and disconnecting at run time (connect-back), notify-then-pull, deploy,
- * `/containers` subscriptions and auth. The connections and each connected platform's `/info` are
- * given at start.
+ * - **Connections**: `POST /connections` pulls the other platform's `/info` (502 when it does not
+ *   answer; its own URL or one already connected → false), asks it to connect back when told to,
+ *   then subscribes to its `/containers` topic; `DELETE /connections` drops it (and, with
+ *   connect-back, asks the other to drop this one). Platforms connected at start are subscribed to
+ *   each other.
+ * - **Notify, then pull**: `POST /containers/notify` and `/connections/notify` make it pull `/info`
+ *   from the container or platform named — the pull, not the notice, is what it believes: stored
+ *   → true; unreachable → removed, false; unknown → 404. A change to its containers pushes a
+ *   `/containers` event to its subscribers, which pull its `/info` again.
+ *
+ * Not yet: deploy and auth.
  * The context is owned, mutable state (see the manager/worker machines).
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
-import type { AgentContainer, OpacaEvent, OpacaMode, OpacaRequest, OpacaResponse, Route, RuntimePlatform } from '../../protocol/opaca.js';
-import { DEFAULT_HISTORY_SIZE, OPACA_STATUS, parseRoute, recordsEvents } from '../../protocol/opaca.js';
+import type {
+  AgentContainer,
+  OpacaEvent,
+  OpacaMode,
+  OpacaPush,
+  OpacaRequest,
+  OpacaResponse,
+  OpacaSubscribe,
+  Route,
+  RuntimePlatform,
+} from '../../protocol/opaca.js';
+import { DEFAULT_HISTORY_SIZE, digestOf, OPACA_STATUS, parseRoute, recordsEvents } from '../../protocol/opaca.js';
 import type { Candidates, Target } from './routing.js';
 import { broadcastTargets, invokeTargets, sendTargets } from './routing.js';
 
@@ -36,8 +54,13 @@ export interface PlatformInput {
   mode: OpacaMode;
   /** Local containers: their `/info` and the actor that runs each. */
   containers: { actor: string; info: AgentContainer }[];
-  /** Connected platforms: their `/info` as last pulled, and the actor behind each base URL. */
+  /**
+   * Platforms connected at start: their `/info` as last pulled, and the actor behind each base URL.
+   * Connections at start are taken as mutual: each is also subscribed to this one's `/containers`.
+   */
   connected: { actor: string; info: RuntimePlatform }[];
+  /** The actor behind each platform URL it may connect to (the simulator's DNS); unknown → unreachable. */
+  directory?: Record<string, string>;
   historySize?: number;
   /** How long a call to a container or platform may go unanswered before it counts as unreachable. */
   callTimeoutMs: number;
@@ -46,6 +69,15 @@ export interface PlatformInput {
 export type PlatformObservation =
   | { kind: 'opaca.call'; callId: string; route: Route['kind']; forward: boolean; from: string; forwarded: boolean }
   | { kind: 'opaca.dispatch'; callId: string; target: string; toPlatform: boolean }
+  /** Connections: made (with or without connect-back), dropped. */
+  | { kind: 'opaca.connected'; url: string; peer: string; connectBack: boolean }
+  | { kind: 'opaca.disconnected'; url: string; peer: string }
+  /** A disconnect with connect-back is done: the other platform was asked to drop this one, and answered. */
+  | { kind: 'opaca.disconnectedBoth'; url: string; peer: string }
+  /** Its own `/info` changed (and at start): the digest other platforms' views must reach. */
+  | { kind: 'opaca.info'; digest: string }
+  /** It stored a connected platform's `/info` (a pull): the digest of what it stored. */
+  | { kind: 'opaca.view'; peer: string; digest: string }
   /** A call answered here: with how many targets it had, how many it reached, how many were unreachable. */
   | {
       kind: 'opaca.answered';
@@ -79,8 +111,27 @@ interface Call {
   lastBody?: unknown;
 }
 
+/** A request this platform made for itself (connecting, pulling `/info`), and whom it answers when done. */
+interface Client {
+  from: string;
+  rid: number;
+  req: OpacaRequest;
+  eventId: string;
+}
+type Op =
+  | { kind: 'connect'; step: 'info' | 'back'; client: Client; url: string; actor: string; connectBack: boolean; info?: RuntimePlatform }
+  | { kind: 'disconnectBack'; client: Client; url: string; actor: string }
+  | { kind: 'pullPlatform'; client?: Client; url: string }
+  | { kind: 'pullContainer'; client: Client; containerId: string };
+
 interface PlatformContext {
   cfg: PlatformInput;
+  containers: Map<string, { actor: string; info: AgentContainer }>;
+  connected: Map<string, { actor: string; info: RuntimePlatform }>;
+  /** Platforms subscribed to its `/containers` topic. */
+  subscribers: string[];
+  /** Its own requests in flight, by request id. */
+  ops: Map<number, Op>;
   /** Calls being served, by their CALL event id here. */
   calls: Map<string, Call>;
   /** Dispatch request id → the call it serves (its CALL event id). */
@@ -92,6 +143,8 @@ interface PlatformContext {
 
 type PlatformEvent =
   | { type: 'OpacaRequest'; from: string; msg: OpacaRequest; now: number }
+  | { type: 'OpacaSubscribe'; from: string; msg: OpacaSubscribe; now: number }
+  | { type: 'OpacaPush'; from: string; msg: OpacaPush; now: number }
   | { type: 'OpacaResponse'; from: string; msg: OpacaResponse; now: number }
   | { type: 'opaca.callTimeout'; rid: number; now: number }
   | { type: 'host.shutdown'; now: number };
@@ -155,9 +208,7 @@ function dispatch(ctx: PlatformContext, call: Call, target: Target, nowUs: numbe
   ctx.dispatches.set(rid, call.eventId);
   call.open++;
   const toPlatform = target.kind === 'platform';
-  const actor = toPlatform
-    ? ctx.cfg.connected.find((p) => p.info.baseUrl === target.url)!.actor
-    : ctx.cfg.containers.find((c) => c.info.containerId === target.containerId)!.actor;
+  const actor = toPlatform ? ctx.connected.get(target.url)!.actor : ctx.containers.get(target.containerId)!.actor;
   const query: Record<string, string> = { ...(call.req.query ?? {}) };
   if (toPlatform) query.forward = 'false';
   else delete query.forward;
@@ -200,6 +251,110 @@ function advance(ctx: PlatformContext, call: Call, nowUs: number, enqueue: Enque
   );
 }
 
+/** What the platform knows, for routing: its containers and its connected platforms' `/info`, in the order they came. */
+const viewOf = (ctx: PlatformContext) => ({
+  containers: [...ctx.containers.values()].map((c) => c.info),
+  connected: [...ctx.connected.values()].map((c) => c.info),
+});
+
+/** Its own `/info`. */
+function infoOf(ctx: PlatformContext): RuntimePlatform {
+  return {
+    platformId: ctx.cfg.platformId,
+    baseUrl: ctx.cfg.baseUrl,
+    containers: [...ctx.containers.values()].map((c) => c.info),
+    provides: [],
+    connections: [...ctx.connected.keys()],
+    runningSince: 0,
+  };
+}
+
+/** Answers a request it served itself (not a routed call): the SUCCESS or ERROR event and the answer. */
+function respond(ctx: PlatformContext, client: Client, nowUs: number, status: number, body: unknown, enqueue: Enqueue): void {
+  record(ctx, nowUs, client.req, status === OPACA_STATUS.ok ? 'SUCCESS' : 'ERROR', {
+    senderId: client.from,
+    ...(status === OPACA_STATUS.ok ? {} : { statusCode: status }),
+    relatedId: client.eventId,
+  });
+  enqueue.emit(effect.send(client.from, answer(client.rid, status, body)));
+}
+
+/** Sends a request of its own to `actor` and starts its timeout. */
+function ask(ctx: PlatformContext, actor: string, req: Omit<OpacaRequest, 'type' | 'rid'>, op: Op, enqueue: Enqueue): void {
+  const rid = ++ctx.rid;
+  ctx.ops.set(rid, op);
+  enqueue.emit(effect.send(actor, { type: 'OpacaRequest', rid, ...req } satisfies OpacaRequest));
+  enqueue.raise({ type: 'opaca.callTimeout', rid, now: 0 }, { id: `call:${rid}`, delay: ctx.cfg.callTimeoutMs });
+}
+
+/** Its containers changed: `/containers` subscribers are told (they pull its `/info` again). */
+function containersChanged(ctx: PlatformContext, nowUs: number, route: string, enqueue: Enqueue): void {
+  const event: OpacaEvent = {
+    id: `${ctx.cfg.platformId}-${++ctx.nextEvent}`,
+    timestamp: Math.floor(nowUs / 1000),
+    eventType: 'SUCCESS',
+    route,
+  };
+  for (const to of ctx.subscribers) enqueue.emit(effect.send(to, { type: 'OpacaPush', topic: '/containers', event } satisfies OpacaPush));
+  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.info', digest: digestOf(infoOf(ctx)) }));
+}
+
+/** Stores a connected platform's `/info` as pulled. */
+function store(ctx: PlatformContext, url: string, actor: string, info: RuntimePlatform, enqueue: Enqueue): void {
+  ctx.connected.set(url, { actor, info });
+  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: actor, digest: digestOf(info) }));
+}
+
+function drop(ctx: PlatformContext, url: string, enqueue: Enqueue): void {
+  const c = ctx.connected.get(url);
+  if (!c) return;
+  ctx.connected.delete(url);
+  enqueue.emit(effect.send(c.actor, { type: 'OpacaSubscribe', topic: '/containers', subscribe: false } satisfies OpacaSubscribe));
+  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.disconnected', url, peer: c.actor }));
+}
+
+/** One of its own requests was answered (`res`) or went unanswered (undefined). */
+function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowUs: number, enqueue: Enqueue): void {
+  const ok = res?.status === OPACA_STATUS.ok;
+  switch (op.kind) {
+    case 'connect': {
+      if (!ok)
+        return respond(ctx, op.client, nowUs, OPACA_STATUS.badGateway, { statusCode: 502, message: `${op.url} did not answer` }, enqueue);
+      if (op.step === 'info') op.info = res!.body as RuntimePlatform;
+      if (op.step === 'info' && op.connectBack) {
+        // Asks the other platform to connect to this one, without connecting back again.
+        const body = JSON.stringify({ url: ctx.cfg.baseUrl, connectBack: false });
+        return ask(ctx, op.actor, { method: 'POST', path: '/connections', body }, { ...op, step: 'back' }, enqueue);
+      }
+      store(ctx, op.url, op.actor, op.info!, enqueue);
+      enqueue.emit(effect.send(op.actor, { type: 'OpacaSubscribe', topic: '/containers', subscribe: true } satisfies OpacaSubscribe));
+      enqueue.emit(
+        effect.observe<PlatformObservation>({ kind: 'opaca.connected', url: op.url, peer: op.actor, connectBack: op.connectBack }),
+      );
+      return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, true, enqueue);
+    }
+    case 'disconnectBack':
+      if (ok) enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.disconnectedBoth', url: op.url, peer: op.actor }));
+      return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, true, enqueue);
+    case 'pullPlatform': {
+      // The pull, not the notice, proves the data came from that platform.
+      const c = ctx.connected.get(op.url);
+      if (ok && c) store(ctx, op.url, c.actor, res!.body as RuntimePlatform, enqueue);
+      else drop(ctx, op.url, enqueue);
+      if (op.client) respond(ctx, op.client, nowUs, OPACA_STATUS.ok, ok && c !== undefined, enqueue);
+      return;
+    }
+    case 'pullContainer': {
+      const c = ctx.containers.get(op.containerId);
+      if (ok && c) c.info = res!.body as AgentContainer;
+      else ctx.containers.delete(op.containerId);
+      containersChanged(ctx, nowUs, `${ok ? 'PUT' : 'DELETE'} /containers`, enqueue);
+      return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, ok && c !== undefined, enqueue);
+    }
+    default:
+  }
+}
+
 export const platformMachine = setup({
   types: {
     context: {} as PlatformContext,
@@ -208,11 +363,19 @@ export const platformMachine = setup({
     emitted: {} as Emit,
   },
   actions: {
+    announce: enqueueActions(({ context, enqueue }) => {
+      enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.info', digest: digestOf(infoOf(context)) }));
+      for (const [url, c] of context.connected) {
+        enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.connected', url, peer: c.actor, connectBack: false }));
+        enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: c.actor, digest: digestOf(c.info) }));
+      }
+    }),
     serve: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<PlatformEvent, { type: 'OpacaRequest' }>;
       const req = e.msg;
       const callId = record(context, e.now, req, 'CALL', { senderId: e.from });
       const q = enqueue as unknown as Enqueue;
+      const client: Client = { from: e.from, rid: req.rid, req, eventId: callId };
       const parsed = parseRoute(req);
       const forwarded = req.callId !== undefined;
       const route = parsed.ok ? parsed.route : undefined;
@@ -226,27 +389,14 @@ export const platformMachine = setup({
           forwarded,
         }),
       );
-      const quick = (status: number, body: unknown): void => {
-        record(context, e.now, req, status === OPACA_STATUS.ok ? 'SUCCESS' : 'ERROR', {
-          senderId: e.from,
-          ...(status === OPACA_STATUS.ok ? {} : { statusCode: status }),
-          relatedId: callId,
-        });
-        enqueue.emit(effect.send(e.from, answer(req.rid, status, body)));
-      };
+      const quick = (status: number, body: unknown): void => respond(context, client, e.now, status, body, q);
+      const notFound = (message: string): void => quick(OPACA_STATUS.notFound, { statusCode: 404, message });
       if (!parsed.ok) return quick(parsed.status, parsed.error);
       const r = parsed.route;
-      const view = { containers: context.cfg.containers.map((c) => c.info), connected: context.cfg.connected.map((c) => c.info) };
+      const view = viewOf(context);
       switch (r.kind) {
         case 'info':
-          return quick(OPACA_STATUS.ok, {
-            platformId: context.cfg.platformId,
-            baseUrl: context.cfg.baseUrl,
-            containers: view.containers,
-            provides: [],
-            connections: view.connected.map((p) => p.baseUrl),
-            runningSince: 0,
-          } satisfies RuntimePlatform);
+          return quick(OPACA_STATUS.ok, infoOf(context));
         case 'agents': {
           // Local agents, plus each directly connected platform's — never transitively.
           const local = view.containers.flatMap((c) => c.agents);
@@ -257,23 +407,52 @@ export const platformMachine = setup({
         }
         case 'agent': {
           const agent = view.containers.flatMap((c) => c.agents).find((a) => a.agentId === r.agent);
-          return agent ? quick(OPACA_STATUS.ok, agent) : quick(OPACA_STATUS.notFound, { statusCode: 404, message: `no agent ${r.agent}` });
+          return agent ? quick(OPACA_STATUS.ok, agent) : notFound(`no agent ${r.agent}`);
         }
         case 'containers':
           return quick(OPACA_STATUS.ok, view.containers);
         case 'container': {
           const c = view.containers.find((x) => x.containerId === r.containerId);
-          return c
-            ? quick(OPACA_STATUS.ok, c)
-            : quick(OPACA_STATUS.notFound, { statusCode: 404, message: `no container ${r.containerId}` });
+          return c ? quick(OPACA_STATUS.ok, c) : notFound(`no container ${r.containerId}`);
         }
         case 'connections':
-          return quick(
-            OPACA_STATUS.ok,
-            view.connected.map((p) => p.baseUrl),
-          );
+          return quick(OPACA_STATUS.ok, [...context.connected.keys()]);
         case 'history':
           return quick(OPACA_STATUS.ok, [...context.events]);
+        case 'connect': {
+          const url = r.request.url;
+          // Its own URL, or one already connected: nothing changes.
+          if (url === context.cfg.baseUrl || context.connected.has(url)) return quick(OPACA_STATUS.ok, false);
+          const actor = context.cfg.directory?.[url];
+          if (actor === undefined) return quick(OPACA_STATUS.badGateway, { statusCode: 502, message: `${url} is unreachable` });
+          const op: Op = { kind: 'connect', step: 'info', client, url, actor, connectBack: r.request.connectBack };
+          return ask(context, actor, { method: 'GET', path: '/info' }, op, q);
+        }
+        case 'disconnect': {
+          const c = context.connected.get(r.url);
+          if (!c) return quick(OPACA_STATUS.ok, false);
+          drop(context, r.url, q);
+          if (!r.connectBack) return quick(OPACA_STATUS.ok, true);
+          const body = JSON.stringify({ url: context.cfg.baseUrl, connectBack: false });
+          return ask(
+            context,
+            c.actor,
+            { method: 'DELETE', path: '/connections', body },
+            { kind: 'disconnectBack', client, url: r.url, actor: c.actor },
+            q,
+          );
+        }
+        case 'notifyPlatform': {
+          if (r.url === context.cfg.baseUrl) return quick(OPACA_STATUS.ok, false);
+          const c = context.connected.get(r.url);
+          if (!c) return notFound(`not connected to ${r.url}`);
+          return ask(context, c.actor, { method: 'GET', path: '/info' }, { kind: 'pullPlatform', client, url: r.url }, q);
+        }
+        case 'notifyContainer': {
+          const c = context.containers.get(r.containerId);
+          if (!c) return notFound(`no container ${r.containerId}`);
+          return ask(context, c.actor, { method: 'GET', path: '/info' }, { kind: 'pullContainer', client, containerId: r.containerId }, q);
+        }
         case 'send':
         case 'broadcast':
         case 'invoke': {
@@ -301,14 +480,22 @@ export const platformMachine = setup({
           return advance(context, call, e.now, q);
         }
         default:
-          return quick(OPACA_STATUS.notFound, { statusCode: 404, message: `not served yet: ${routeText(req)}` });
+          return notFound(`not served yet: ${routeText(req)}`);
       }
     }),
-    /** An answer, or the lack of one, from a container or platform a call went to. */
+    /** An answer, or the lack of one, to a request it made: a routed call's, or its own. */
     collect: enqueueActions(({ context, event, enqueue }) => {
       const q = enqueue as unknown as Enqueue;
       const timedOut = event.type === 'opaca.callTimeout';
       const rid = timedOut ? (event as { rid: number }).rid : (event as { msg: OpacaResponse }).msg.re;
+      const res = timedOut ? undefined : (event as { msg: OpacaResponse }).msg;
+      const nowUs = (event as { now: number }).now;
+      const op = context.ops.get(rid);
+      if (op) {
+        context.ops.delete(rid);
+        if (!timedOut) enqueue.cancel(`call:${rid}`);
+        return onOp(context, op, res, nowUs, q);
+      }
       const callId = context.dispatches.get(rid);
       if (callId === undefined) return;
       context.dispatches.delete(rid);
@@ -316,25 +503,51 @@ export const platformMachine = setup({
       const call = context.calls.get(callId);
       if (!call) return;
       call.open--;
-      const res = timedOut ? undefined : (event as { msg: OpacaResponse }).msg;
       if (res?.status === OPACA_STATUS.ok) {
         call.successes++;
         call.lastBody = res.body;
       } else if (res === undefined || res.status === OPACA_STATUS.badGateway) call.unreachable++;
       else if (call.failure === undefined) call.failure = res;
-      advance(context, call, (event as { now: number }).now, q);
+      advance(context, call, nowUs, q);
+    }),
+    subscription: enqueueActions(({ context, event }) => {
+      const e = event as Extract<PlatformEvent, { type: 'OpacaSubscribe' }>;
+      const i = context.subscribers.indexOf(e.from);
+      if (e.msg.subscribe && i < 0) context.subscribers.push(e.from);
+      if (!e.msg.subscribe && i >= 0) context.subscribers.splice(i, 1);
+    }),
+    /** A connected platform's containers changed: pull its `/info` again. */
+    repull: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as Extract<PlatformEvent, { type: 'OpacaPush' }>;
+      const url = [...context.connected].find(([, c]) => c.actor === e.from)?.[0];
+      if (url === undefined) return;
+      ask(context, e.from, { method: 'GET', path: '/info' }, { kind: 'pullPlatform', url }, enqueue as unknown as Enqueue);
     }),
   },
 }).createMachine({
   id: 'opaca.platform',
-  context: ({ input }) => ({ cfg: input, calls: new Map(), dispatches: new Map(), rid: 0, events: [], nextEvent: 0 }),
+  context: ({ input }) => ({
+    cfg: input,
+    containers: new Map(input.containers.map((c) => [c.info.containerId, { ...c }])),
+    connected: new Map(input.connected.map((c) => [c.info.baseUrl, { ...c }])),
+    subscribers: input.connected.map((c) => c.actor),
+    ops: new Map(),
+    calls: new Map(),
+    dispatches: new Map(),
+    rid: 0,
+    events: [],
+    nextEvent: 0,
+  }),
   initial: 'running',
   states: {
     running: {
+      entry: 'announce',
       on: {
         OpacaRequest: { actions: 'serve' },
         OpacaResponse: { actions: 'collect' },
         'opaca.callTimeout': { actions: 'collect' },
+        OpacaSubscribe: { actions: 'subscription' },
+        OpacaPush: { actions: 'repull' },
       },
     },
   },
