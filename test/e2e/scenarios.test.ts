@@ -289,3 +289,35 @@ describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
     expect(s.metrics.contracts).toBe(solvers.solved);
   });
 });
+
+const opacaFiles = readdirSync(join(root, 'scenarios', 'opaca')).filter((f) => f.endsWith('.yaml'));
+
+describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => {
+  it.each(opacaFiles)('%s meets its expectations (exit 0)', { timeout: 60_000 }, (file) => {
+    const s = run(file, 'opaca');
+    expect(s.actorErrors).toEqual([]);
+  });
+
+  it('a chain A–B–C: B reaches C in one hop, A never does', () => {
+    const s = run('chain.yaml', 'opaca');
+    expect(s.metrics.answersByStatus).toEqual({ '200': 3, '404': 2 });
+    expect(s.metrics.forwards).toBe(2);
+  });
+
+  it('documented vs current: a send and a broadcast in a triangle reach every target, or the first success only', () => {
+    const documented = run('triangle-documented.yaml', 'opaca');
+    const current = run('triangle-current.yaml', 'opaca');
+    expect(documented.metrics.deliveries).toEqual({ broadcast: 6, send: 3 });
+    expect(current.metrics.deliveries).toEqual({ broadcast: 2, send: 1 });
+  });
+
+  it('fall-through, then 502 when all are dead; 400, 404, 422 for a mismatch, an unknown action, a malformed body', () => {
+    expect(run('fall-through.yaml', 'opaca').metrics.answersByStatus).toEqual({ '200': 1, '400': 1, '404': 1, '422': 1, '502': 1 });
+  });
+
+  it('100 concurrent invokes on one slow agent: no lost replies; notify, then pull keeps the views right', () => {
+    expect(run('concurrent-invokes.yaml', 'opaca').metrics.answersByStatus).toEqual({ '200': 100 });
+    const notify = run('notify.yaml', 'opaca');
+    expect(notify.invariants.find((i) => i.id === 'opaca.view-consistency')).toMatchObject({ status: 'held', checks: 2 });
+  });
+});

@@ -1,0 +1,247 @@
+/**
+ * The OPACA family in scenario files (`shared/protocols/opaca.md`): runtime platforms (connected
+ * at start as the file says), agent containers on them with agents of a few behaviours, and
+ * clients that make HTTP-shaped calls at virtual times. The invariant checker, completion (every
+ * client call answered) and the summary metrics (answers by status, deliveries, forwards).
+ */
+import { z } from 'zod';
+import type { ActorDefinition } from '../../engine/createSimulation.js';
+import { clientMachine } from '../../actors/opaca/client.machine.js';
+import type { ClientCall, ClientInput, ClientObservation } from '../../actors/opaca/client.machine.js';
+import { AGENT_BEHAVIOURS, containerMachine } from '../../actors/opaca/container.machine.js';
+import type { ContainerInput, ContainerObservation } from '../../actors/opaca/container.machine.js';
+import { platformMachine } from '../../actors/opaca/platform.machine.js';
+import type { PlatformInput, PlatformObservation } from '../../actors/opaca/platform.machine.js';
+import { createOpacaChecker, OPACA_INVARIANTS } from '../../invariants/opaca.js';
+import type { Action, AgentContainer, OpacaMode, Parameter, RuntimePlatform } from '../../protocol/opaca.js';
+import { OPACA_MODES, parseOpacaRequest } from '../../protocol/opaca.js';
+import { duration, positiveDuration, positiveInt, selector, selectors } from '../schemaParts.js';
+import type { ProtocolFamily } from './types.js';
+
+/** Actions agents can offer by name: Echo(message: string) → string, Add(x, y: integer) → integer. */
+const KNOWN_ACTIONS: Record<string, Action> = {
+  Echo: { name: 'Echo', parameters: { message: { type: 'string', required: true } }, result: { type: 'string', required: true } },
+  Add: {
+    name: 'Add',
+    parameters: { x: { type: 'integer', required: true }, y: { type: 'integer', required: true } },
+    result: { type: 'integer', required: true },
+  },
+};
+
+const action = z.union(
+  [
+    z.enum(Object.keys(KNOWN_ACTIONS) as [string, ...string[]]),
+    z.strictObject({
+      name: z.string().min(1),
+      parameters: z.record(z.string(), z.string().min(1)).default({}).meta({ description: 'Parameter name → type (string, integer, …).' }),
+      result: z.string().default('string'),
+    }),
+  ],
+  { error: `expected ${Object.keys(KNOWN_ACTIONS).join(' or ')}, or {name, parameters: {name: type}, result}` },
+);
+type ActionSpec = z.infer<typeof action>;
+
+const actionOf = (a: ActionSpec): Action =>
+  typeof a === 'string'
+    ? KNOWN_ACTIONS[a]
+    : {
+        name: a.name,
+        parameters: Object.fromEntries(Object.entries(a.parameters).map(([k, type]) => [k, { type, required: true } satisfies Parameter])),
+        result: { type: a.result, required: true },
+      };
+
+export const opacaPlatformRole = z.strictObject({
+  role: z.literal('opaca.platform'),
+  count: positiveInt.default(1).meta({ description: 'How many platforms of this kind.' }),
+  name: z.string().min(1).optional().meta({ description: 'Name (count 1) or name prefix.' }),
+  connect: selectors.optional().meta({ description: 'Platforms it is connected to at start (both ways).' }),
+  historySize: positiveInt.default(50).meta({ description: 'Events kept for GET /history.' }),
+  callTimeout: positiveDuration.default('5s').meta({ description: 'A container or platform silent this long counts as unreachable.' }),
+});
+
+export const opacaContainerRole = z.strictObject({
+  role: z.literal('opaca.container'),
+  count: positiveInt.default(1).meta({ description: 'How many containers of this kind (ids <name>-0, -1, …).' }),
+  name: z.string().min(1).optional().meta({ description: 'Name (count 1) or name prefix; it is the container id.' }),
+  platform: selector.meta({ description: 'The platform it runs on.' }),
+  agents: z
+    .array(
+      z.strictObject({
+        id: z.string().min(1),
+        behaviour: z.enum(AGENT_BEHAVIOURS, { error: `expected one of ${AGENT_BEHAVIOURS.join(', ')}` }).default('echo'),
+        delay: duration.optional().meta({ description: 'slow: how long it takes to answer an invoke.' }),
+        actions: z.array(action).default([]),
+      }),
+    )
+    .min(1, { error: 'expected at least one agent' }),
+  changes: z
+    .array(z.strictObject({ at: duration, agent: z.string().min(1), action, notify: z.boolean().default(true) }))
+    .default([])
+    .meta({ description: 'Actions its agents gain at run time; with notify, the platform is told and pulls /info.' }),
+});
+
+export const opacaClientRole = z.strictObject({
+  role: z.literal('opaca.client'),
+  count: z.literal(1, { error: 'expected one client per entry' }).default(1),
+  name: z.string().min(1).optional(),
+  calls: z
+    .array(
+      z.strictObject({
+        at: duration,
+        to: selector.meta({ description: 'The platform called.' }),
+        method: z.enum(['GET', 'POST', 'DELETE']).default('POST'),
+        path: z.string().startsWith('/', { error: 'expected a path such as /invoke/Add' }),
+        query: z.record(z.string(), z.string()).optional(),
+        body: z.unknown().optional().meta({ description: 'A JSON value, sent as its text.' }),
+        raw: z.string().optional().meta({ description: 'The body text as is (malformed JSON → 422).' }),
+        times: positiveInt.default(1).meta({ description: 'The same call this many times at once.' }),
+      }),
+    )
+    .min(1, { error: 'expected at least one call' }),
+});
+
+type PlatformRole = z.infer<typeof opacaPlatformRole>;
+type ContainerRole = z.infer<typeof opacaContainerRole>;
+type ClientRole = z.infer<typeof opacaClientRole>;
+
+export const opacaFamily: ProtocolFamily = {
+  protocol: 'opaca',
+  title: 'OPACA agent platforms',
+  modes: OPACA_MODES,
+  defaultMode: 'documented',
+  roles: [opacaPlatformRole, opacaContainerRole, opacaClientRole],
+  invariants: OPACA_INVARIANTS,
+  parseMessage: (input) => {
+    const r = parseOpacaRequest(input);
+    return r.ok ? { ok: true } : r;
+  },
+
+  build(ctx) {
+    const mode = ctx.mode as OpacaMode;
+    const ms = (d: string): number => ctx.durationUs(d) / 1000;
+    const url = (p: string): string => `http://${p}:8000`;
+    const platforms = ctx.actors.filter((a) => a.role === 'opaca.platform');
+    const containers = ctx.actors.filter((a) => a.role === 'opaca.container');
+    const clients = ctx.actors.filter((a) => a.role === 'opaca.client');
+    /** The one platform a selector names (undefined, with the problem reported, otherwise). */
+    const one = (sel: string, path: (string | number)[]): string | undefined => {
+      const matched = ctx.select(sel, path);
+      if (matched.length === 0) return undefined; // select said so
+      const names = matched.filter((n) => platforms.some((p) => p.name === n));
+      if (names.length === 1) return names[0];
+      ctx.fail(path, `expected one platform, got ${names.length === 0 ? 'none' : names.join(', ')}`);
+      return undefined;
+    };
+
+    // Containers per platform, and their /info.
+    const hosted = new Map<string, { actor: string; info: AgentContainer }[]>(platforms.map((p) => [p.name, []]));
+    const containerInputs: ContainerInput[] = [];
+    for (const c of containers) {
+      const r = c.params as ContainerRole;
+      const platform = one(r.platform, [...c.path, 'platform']);
+      if (platform === undefined) continue;
+      const info: AgentContainer = {
+        containerId: c.name,
+        image: { imageName: `${r.name ?? 'container'}-image`, requires: [], provides: [], apiPort: 8082, parameters: [] },
+        arguments: {},
+        agents: r.agents.map((a) => ({ agentId: a.id, agentType: a.behaviour, actions: a.actions.map(actionOf), streams: [] })),
+        owner: 'scenario',
+        runningSince: 0,
+      };
+      hosted.get(platform)!.push({ actor: c.name, info });
+      containerInputs.push({
+        name: c.name,
+        info,
+        platform,
+        behaviours: Object.fromEntries(
+          r.agents.map((a) => [a.id, { kind: a.behaviour, ...(a.delay !== undefined ? { delayMs: ms(a.delay) } : {}) }]),
+        ),
+        changes: r.changes.map((ch) => ({ atMs: ms(ch.at), agent: ch.agent, action: actionOf(ch.action), notify: ch.notify })),
+      });
+    }
+
+    // Connections at start, both ways.
+    const links = new Map<string, Set<string>>(platforms.map((p) => [p.name, new Set()]));
+    for (const p of platforms) {
+      const r = p.params as PlatformRole;
+      if (r.connect === undefined) continue;
+      for (const q of ctx.select(r.connect, [...p.path, 'connect'])) {
+        if (q === p.name || !links.has(q)) continue;
+        links.get(p.name)!.add(q);
+        links.get(q)!.add(p.name);
+      }
+    }
+    const infoOf = (p: string): RuntimePlatform => ({
+      platformId: p,
+      baseUrl: url(p),
+      containers: hosted.get(p)!.map((c) => c.info),
+      provides: [],
+      connections: [...links.get(p)!].map(url),
+      runningSince: 0,
+    });
+    const directory = Object.fromEntries(platforms.map((p) => [url(p.name), p.name]));
+
+    const actors: ActorDefinition[] = [];
+    for (const p of platforms) {
+      const r = p.params as PlatformRole;
+      const input: PlatformInput = {
+        name: p.name,
+        platformId: p.name,
+        baseUrl: url(p.name),
+        mode,
+        containers: hosted.get(p.name)!,
+        connected: [...links.get(p.name)!].map((q) => ({ actor: q, info: infoOf(q) })),
+        directory,
+        historySize: r.historySize,
+        callTimeoutMs: ms(r.callTimeout),
+      };
+      actors.push({ name: p.name, role: p.role, machine: platformMachine, input });
+    }
+    for (const input of containerInputs) actors.push({ name: input.name, role: 'opaca.container', machine: containerMachine, input });
+    let expected = 0;
+    for (const c of clients) {
+      const r = c.params as ClientRole;
+      const calls: ClientCall[] = r.calls.flatMap((x, i) => {
+        const to = one(x.to, [...c.path, 'calls', i, 'to']);
+        if (to === undefined) return [];
+        const body = x.raw ?? (x.body === undefined ? undefined : JSON.stringify(x.body));
+        const made: ClientCall = {
+          atMs: ms(x.at),
+          platform: to,
+          method: x.method,
+          path: x.path,
+          ...(x.query ? { query: x.query } : {}),
+          ...(body !== undefined ? { body } : {}),
+        };
+        return Array.from({ length: x.times }, () => made);
+      });
+      expected += calls.length;
+      const input: ClientInput = { name: c.name, calls };
+      actors.push({ name: c.name, role: c.role, machine: clientMachine, input });
+    }
+
+    const checker = createOpacaChecker({ mode, enabled: ctx.enabledInvariants, recentTrace: ctx.recentTrace });
+    const answers: Record<string, number> = {};
+    const deliveries: Record<string, number> = {};
+    let answered = 0;
+    let forwards = 0;
+    const metricsObserver = {
+      onObserve(_t: number, _actor: string, obs: { kind: string }) {
+        const o = obs as ClientObservation | ContainerObservation | PlatformObservation;
+        if (o.kind === 'opaca.client.answer') {
+          answered++;
+          answers[o.status] = (answers[o.status] ?? 0) + 1;
+        } else if (o.kind === 'opaca.delivered') deliveries[o.how] = (deliveries[o.how] ?? 0) + 1;
+        else if (o.kind === 'opaca.dispatch' && o.toPlatform) forwards++;
+      },
+    };
+
+    return {
+      actors,
+      observers: [checker, metricsObserver],
+      checker,
+      isComplete: () => expected > 0 && answered === expected,
+      metrics: () => ({ calls: expected, answersByStatus: { ...answers }, deliveries: { ...deliveries }, forwards }),
+    };
+  },
+};
