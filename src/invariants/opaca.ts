@@ -2,13 +2,16 @@
  * OPACA invariants (`shared/protocols/opaca.md`, "Invariants") checked from the platforms' and
  * containers' observations; numbers follow the protocol document. Checked so far: 1 (bounded
  * forwarding), 2 (deliveries per call), 3 (status codes follow the match outcome), 4 (connection
- * symmetry) and 5 (views settle on each platform's `/info`). Each call is followed across hops by
+ * symmetry), 5 (views settle on each platform's `/info`) and 6 (the event log, as served by
+ * `GET /history` and pushed to subscribers). Each call is followed across hops by
  * its trace id (the CALL event's id where it was first made).
  */
 import type { ContainerObservation } from '../actors/opaca/container.machine.js';
 import type { PlatformObservation } from '../actors/opaca/platform.machine.js';
 import type { FaultAction, TraceRecord } from '../engine/createSimulation.js';
-import type { OpacaMode } from '../protocol/opaca.js';
+import type { Envelope } from '../protocol/host.js';
+import type { OpacaEvent, OpacaMode, OpacaPush, OpacaRequest, OpacaResponse } from '../protocol/opaca.js';
+import { DEFAULT_HISTORY_SIZE } from '../protocol/opaca.js';
 import type { InvariantChecker, InvariantInfo } from './types.js';
 import { InvariantLedger } from './types.js';
 
@@ -40,6 +43,12 @@ export const OPACA_INVARIANTS: readonly InvariantInfo[] = [
     number: 5,
     title: 'once notifications settle, a platform’s view of a reachable connected platform equals that platform’s /info',
   },
+  {
+    id: 'opaca.event-log',
+    number: 6,
+    title:
+      'each CALL has at most one SUCCESS or ERROR; SUCCESS has no status code, ERROR one ≥ 300; the history keeps its limit; subscribers get only SUCCESS events of their topic',
+  },
 ];
 
 /** How long after a platform's last change its peers' views are judged (pushes and pulls in flight). */
@@ -47,6 +56,8 @@ const SETTLE_US = 60_000_000;
 
 export interface OpacaCheckerOptions {
   mode: OpacaMode;
+  /** Each platform's history limit (default 50). */
+  historySize?: ReadonlyMap<string, number>;
   enabled: ReadonlySet<string>;
   recentTrace: () => TraceRecord[];
 }
@@ -71,6 +82,29 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
   const infos = new Map<string, { digest: string; atUs: number }>();
   const views = new Map<string, Map<string, string>>();
   const down = new Set<string>();
+  /** GET /history requests being answered (platform|caller|rid), and each platform's CALL → closing event. */
+  const historyAsked = new Set<string>();
+  const closedBy = new Map<string, Map<string, string>>();
+
+  /** Invariant 6 on a served history (a snapshot of the platform's log). */
+  const history = (t: number, platform: string, events: OpacaEvent[]): void => {
+    L.check('opaca.event-log');
+    const bad = (message: string): void => L.violate('opaca.event-log', t, [platform], `${platform}'s /history: ${message}`);
+    const limit = opts.historySize?.get(platform) ?? DEFAULT_HISTORY_SIZE;
+    if (events.length > limit) bad(`${events.length} events, above its limit of ${limit}`);
+    const closed = closedBy.get(platform) ?? new Map<string, string>();
+    closedBy.set(platform, closed);
+    for (const e of events) {
+      if (e.eventType === 'SUCCESS' && e.statusCode !== undefined) bad(`SUCCESS ${e.id} carries status ${e.statusCode}`);
+      if (e.eventType === 'ERROR' && (e.statusCode === undefined || e.statusCode < 300))
+        bad(`ERROR ${e.id} carries status ${e.statusCode ?? 'none'}`);
+      if ((e.eventType === 'SUCCESS' || e.eventType === 'ERROR') && e.relatedId !== undefined) {
+        const before = closed.get(e.relatedId);
+        if (before !== undefined && before !== e.id) bad(`CALL ${e.relatedId} closed twice (${before} and ${e.id})`);
+        closed.set(e.relatedId, e.id);
+      }
+    }
+  };
 
   const connections = (t: number, actor: string, o: PlatformObservation): void => {
     switch (o.kind) {
@@ -186,6 +220,30 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       if (o.kind.startsWith('opaca.')) {
         platform(t, actor, o as PlatformObservation);
         connections(t, actor, o as PlatformObservation);
+      }
+    },
+    onDeliver(_t, to, from, env: Envelope) {
+      const m = env as OpacaRequest;
+      if (m.type === 'OpacaRequest' && m.method === 'GET' && m.path.replace(/\/+$/, '') === '/history')
+        historyAsked.add(`${to}|${from}|${m.rid}`);
+    },
+    onSend(t, from, to, env: Envelope) {
+      if (env.type === 'OpacaResponse') {
+        const m = env as OpacaResponse;
+        const key = `${from}|${to}|${m.re}`;
+        if (!historyAsked.delete(key) || m.status !== 200) return;
+        history(t, from, m.body as OpacaEvent[]);
+      } else if (env.type === 'OpacaPush') {
+        const m = env as OpacaPush;
+        L.check('opaca.event-log');
+        const path = m.event.route.split(' ')[1] ?? '';
+        if (m.event.eventType !== 'SUCCESS' || !path.startsWith(m.topic))
+          L.violate(
+            'opaca.event-log',
+            t,
+            [from, to],
+            `${from} pushed a ${m.event.eventType} event of ${m.event.route} on topic ${m.topic}`,
+          );
       }
     },
     onFault(_t, action: FaultAction, names) {

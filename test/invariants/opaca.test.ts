@@ -1,5 +1,5 @@
 /**
- * The OPACA invariants checked so far (`shared/protocols/opaca.md`, "Invariants" 1–5), each broken
+ * The OPACA invariants checked so far (`shared/protocols/opaca.md`, "Invariants" 1–6), each broken
  * on purpose: the checker is fed what a faulty platform or container would observe and must report
  * the invariant violated; a correct run holds them.
  */
@@ -55,6 +55,7 @@ describe('OPACA invariants, each broken on purpose', () => {
       'opaca.status-codes': 'held',
       'opaca.connection-symmetry': 'not-exercised',
       'opaca.view-consistency': 'not-exercised',
+      'opaca.event-log': 'not-exercised',
     });
   });
 
@@ -160,5 +161,48 @@ describe('OPACA invariants, each broken on purpose', () => {
     expect(statusOf('documented', feed('b1'), 120_000_000)['opaca.view-consistency']).toBe('held');
     expect(statusOf('documented', feed('b0'), 120_000_000)['opaca.view-consistency']).toBe('violated');
     expect(statusOf('documented', feed('b0'), 30_000_000)['opaca.view-consistency']).toBe('not-exercised');
+  });
+
+  it('6 event log: as served by GET /history and pushed to subscribers', () => {
+    const served = (events: object[], limit = 50) => {
+      const c = createOpacaChecker({
+        mode: 'documented',
+        historySize: new Map([['P', limit]]),
+        enabled: new Set(OPACA_INVARIANTS.map((i) => i.id)),
+        recentTrace: () => [],
+      });
+      c.onDeliver!(1, 'P', 'user', { type: 'OpacaRequest', rid: 7, method: 'GET', path: '/history' } as never);
+      c.onSend!(1, 'P', 'user', { type: 'OpacaResponse', re: 7, status: 200, body: events } as never);
+      return c.results().find((r) => r.id === 'opaca.event-log')!.status;
+    };
+    const ev = (id: string, eventType: string, extra: object = {}) => ({
+      id,
+      timestamp: 0,
+      eventType,
+      route: 'POST /invoke/Add',
+      ...extra,
+    });
+    expect(
+      served([
+        ev('P-1', 'CALL'),
+        ev('P-2', 'SUCCESS', { relatedId: 'P-1' }),
+        ev('P-3', 'CALL'),
+        ev('P-4', 'ERROR', { statusCode: 404, relatedId: 'P-3' }),
+      ]),
+    ).toBe('held');
+    expect(served([ev('P-1', 'CALL'), ev('P-2', 'SUCCESS', { relatedId: 'P-1', statusCode: 200 })])).toBe('violated');
+    expect(served([ev('P-1', 'CALL'), ev('P-2', 'ERROR', { relatedId: 'P-1', statusCode: 200 })])).toBe('violated');
+    expect(
+      served([ev('P-1', 'CALL'), ev('P-2', 'SUCCESS', { relatedId: 'P-1' }), ev('P-3', 'ERROR', { relatedId: 'P-1', statusCode: 502 })]),
+    ).toBe('violated');
+    expect(served([ev('P-1', 'CALL'), ev('P-2', 'CALL')], 1)).toBe('violated');
+    const pushed = (event: object) => {
+      const c = createOpacaChecker({ mode: 'documented', enabled: new Set(OPACA_INVARIANTS.map((i) => i.id)), recentTrace: () => [] });
+      c.onSend!(1, 'P', 'Q', { type: 'OpacaPush', topic: '/containers', event } as never);
+      return c.results().find((r) => r.id === 'opaca.event-log')!.status;
+    };
+    expect(pushed({ id: 'P-9', timestamp: 0, eventType: 'SUCCESS', route: 'PUT /containers' })).toBe('held');
+    expect(pushed({ id: 'P-9', timestamp: 0, eventType: 'ERROR', route: 'PUT /containers', statusCode: 502 })).toBe('violated');
+    expect(pushed({ id: 'P-9', timestamp: 0, eventType: 'SUCCESS', route: 'POST /invoke/Add' })).toBe('violated');
   });
 });

@@ -220,7 +220,12 @@ export const opacaFamily: ProtocolFamily = {
       actors.push({ name: c.name, role: c.role, machine: clientMachine, input });
     }
 
-    const checker = createOpacaChecker({ mode, enabled: ctx.enabledInvariants, recentTrace: ctx.recentTrace });
+    const checker = createOpacaChecker({
+      mode,
+      historySize: new Map(platforms.map((p) => [p.name, (p.params as PlatformRole).historySize])),
+      enabled: ctx.enabledInvariants,
+      recentTrace: ctx.recentTrace,
+    });
     const answers: Record<string, number> = {};
     const deliveries: Record<string, number> = {};
     let answered = 0;
