@@ -252,15 +252,18 @@ function freeOf(ctx: ProviderContext, offer: Offer, nowUs: number): Partition | 
  */
 function expireHolds(ctx: ProviderContext, offer: Offer, nowUs: number) {
   const out: ReturnType<typeof effect.observe<ProviderObservation>>[] = [];
-  for (const [id, h] of ctx.held) {
-    if (ctx.offers.get(h.tx.flavorId) !== offer || h.tx.expirationTimeUs >= nowUs) continue;
-    ctx.held.delete(id);
-    ctx.swept.add(id);
-    const pair = pairKey(h.tx.buyer, h.tx.flavorId);
-    if (ctx.openOf.get(pair) === id) ctx.openOf.delete(pair);
-    out.push(effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: id, flavorId: h.tx.flavorId }));
-  }
+  for (const [id, h] of ctx.held)
+    if (ctx.offers.get(h.tx.flavorId) === offer && h.tx.expirationTimeUs < nowUs) out.push(expire(ctx, id, h));
   return out;
+}
+
+/** Drops an expired transaction (its capacity returns; a late purchase of it gets 408): the observation to emit. */
+function expire(ctx: ProviderContext, id: string, h: Held) {
+  ctx.held.delete(id);
+  ctx.swept.add(id);
+  const pair = pairKey(h.tx.buyer, h.tx.flavorId);
+  if (ctx.openOf.get(pair) === id) ctx.openOf.delete(pair);
+  return effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: id, flavorId: h.tx.flavorId });
 }
 
 /** Is someone else holding or owning a non-partitionable flavor (strict)? */
@@ -592,12 +595,7 @@ export const providerMachine = setup({
         return;
       }
       if (e.now > h.tx.expirationTimeUs) {
-        context.held.delete(m.transactionId);
-        context.swept.add(m.transactionId);
-        context.openOf.delete(pairKey(h.tx.buyer, h.tx.flavorId));
-        enqueue.emit(
-          effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: m.transactionId, flavorId: h.tx.flavorId }),
-        );
+        enqueue.emit(expire(context, m.transactionId, h));
         return refuse(REAR_STATUS.expired, 'expired', `transaction ${m.transactionId} expired at ${h.tx.expirationTimeUs}`);
       }
       const offer = context.offers.get(h.tx.flavorId);
@@ -641,10 +639,7 @@ export const providerMachine = setup({
       const nowUs = (event as { now: number }).now;
       for (const [id, h] of context.held) {
         if (h.tx.expirationTimeUs >= nowUs) continue;
-        context.held.delete(id);
-        context.swept.add(id);
-        if (context.openOf.get(pairKey(h.tx.buyer, h.tx.flavorId)) === id) context.openOf.delete(pairKey(h.tx.buyer, h.tx.flavorId));
-        enqueue.emit(effect.observe<ProviderObservation>({ kind: 'rear.expired', transactionId: id, flavorId: h.tx.flavorId }));
+        enqueue.emit(expire(context, id, h));
         if (context.cfg.mode === 'fluidos') break;
       }
       enqueue.raise({ type: 'rear.sweep', now: 0 }, { id: 'sweep', delay: context.cfg.sweepMs });
