@@ -2,8 +2,8 @@
  * OPACA invariants (`shared/protocols/opaca.md`, "Invariants") checked from the platforms' and
  * containers' observations; numbers follow the protocol document. Checked so far: 1 (bounded
  * forwarding), 2 (deliveries per call), 3 (status codes follow the match outcome), 4 (connection
- * symmetry), 5 (views settle on each platform's `/info`) and 6 (the event log, as served by
- * `GET /history` and pushed to subscribers). Each call is followed across hops by
+ * symmetry), 5 (views settle on each platform's `/info`), 6 (the event log, as served by
+ * `GET /history` and pushed to subscribers) and 9 (`includeConnected` is one hop, never transitive). Each call is followed across hops by
  * its trace id (the CALL event's id where it was first made).
  */
 import type { ContainerObservation } from '../actors/opaca/container.machine.js';
@@ -49,6 +49,11 @@ export const OPACA_INVARIANTS: readonly InvariantInfo[] = [
     title:
       'each CALL has at most one SUCCESS or ERROR; SUCCESS has no status code, ERROR one ≥ 300; the history keeps its limit; subscribers get only SUCCESS events of their topic',
   },
+  {
+    id: 'opaca.include-connected',
+    number: 9,
+    title: 'GET /agents?includeConnected=true shows its own agents plus its directly connected platforms’ agents, never transitively',
+  },
 ];
 
 /** How long after a platform's last change its peers' views are judged (pushes and pulls in flight). */
@@ -78,8 +83,12 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
   /** Who lists whom (platform actor → peers), from connect and disconnect observations. */
   const lists = new Map<string, Set<string>>();
   const listsOf = (p: string): Set<string> => lists.get(p) ?? lists.set(p, new Set()).get(p)!;
-  /** Each platform's latest `/info` digest and when it changed; each view (viewer → peer → digest). */
-  const infos = new Map<string, { digest: string; atUs: number }>();
+  /** Each platform's latest `/info` digest, when it changed and the agents it hosts; each view (viewer → peer → digest). */
+  const infos = new Map<string, { digest: string; atUs: number; agents: readonly string[] }>();
+  /** Every agent id each platform has hosted (a view may lag behind, so a stale agent is no violation). */
+  const everHosted = new Map<string, Set<string>>();
+  /** GET /agents?includeConnected=true requests being answered (platform|caller|rid). */
+  const agentsAsked = new Set<string>();
   const views = new Map<string, Map<string, string>>();
   const down = new Set<string>();
   /** GET /history requests being answered (platform|caller|rid), and each platform's CALL → closing event. */
@@ -103,6 +112,30 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
         if (before !== undefined && before !== e.id) bad(`CALL ${e.relatedId} closed twice (${before} and ${e.id})`);
         closed.set(e.relatedId, e.id);
       }
+    }
+  };
+
+  /**
+   * Invariant 9 on an answer to GET /agents?includeConnected=true: every local agent is there; every
+   * agent shown is hosted by the platform or by one it lists (ever — its view may lag), never only
+   * further away; a peer whose view is current shows all its agents.
+   */
+  const includeConnected = (t: number, platform: string, agents: { agentId: string }[]): void => {
+    L.check('opaca.include-connected');
+    const shown = new Set(agents.map((a) => a.agentId));
+    const bad = (message: string): void =>
+      L.violate('opaca.include-connected', t, [platform], `${platform}'s /agents?includeConnected=true ${message}`);
+    const own = infos.get(platform);
+    const missing = (own?.agents ?? []).filter((a) => !shown.has(a));
+    if (missing.length > 0) return bad(`leaves out its own ${missing.slice(0, 3).join(', ')}`);
+    const near = [platform, ...listsOf(platform)];
+    const far = [...shown].filter((a) => !near.some((p) => everHosted.get(p)?.has(a)));
+    if (far.length > 0) return bad(`shows ${far.slice(0, 3).join(', ')}, hosted by no platform it is connected to`);
+    for (const peer of listsOf(platform)) {
+      const info = infos.get(peer);
+      if (!info || down.has(peer) || views.get(platform)?.get(peer) !== info.digest) continue;
+      const left = info.agents.filter((a) => !shown.has(a));
+      if (left.length > 0) return bad(`leaves out ${peer}'s ${left.slice(0, 3).join(', ')}, though its view of ${peer} is current`);
     }
   };
 
@@ -137,9 +170,13 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
             `${actor} and ${o.peer} disconnected with connect-back, but one still lists the other`,
           );
         return;
-      case 'opaca.info':
-        infos.set(actor, { digest: o.digest, atUs: t });
+      case 'opaca.info': {
+        infos.set(actor, { digest: o.digest, atUs: t, agents: o.agents ?? [] });
+        const ever = everHosted.get(actor) ?? new Set<string>();
+        everHosted.set(actor, ever);
+        for (const a of o.agents ?? []) ever.add(a);
         return;
+      }
       case 'opaca.view': {
         const v = views.get(actor) ?? new Map<string, string>();
         views.set(actor, v);
@@ -224,15 +261,17 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
     },
     onDeliver(_t, to, from, env: Envelope) {
       const m = env as OpacaRequest;
-      if (m.type === 'OpacaRequest' && m.method === 'GET' && m.path.replace(/\/+$/, '') === '/history')
-        historyAsked.add(`${to}|${from}|${m.rid}`);
+      if (m.type !== 'OpacaRequest' || m.method !== 'GET') return;
+      const path = m.path.replace(/\/+$/, '');
+      if (path === '/history') historyAsked.add(`${to}|${from}|${m.rid}`);
+      else if (path === '/agents' && m.query?.includeConnected === 'true') agentsAsked.add(`${to}|${from}|${m.rid}`);
     },
     onSend(t, from, to, env: Envelope) {
       if (env.type === 'OpacaResponse') {
         const m = env as OpacaResponse;
         const key = `${from}|${to}|${m.re}`;
-        if (!historyAsked.delete(key) || m.status !== 200) return;
-        history(t, from, m.body as OpacaEvent[]);
+        if (historyAsked.delete(key) && m.status === 200) history(t, from, m.body as OpacaEvent[]);
+        else if (agentsAsked.delete(key) && m.status === 200) includeConnected(t, from, m.body as { agentId: string }[]);
       } else if (env.type === 'OpacaPush') {
         const m = env as OpacaPush;
         L.check('opaca.event-log');

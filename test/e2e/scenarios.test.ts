@@ -300,8 +300,9 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
 
   it('a chain A–B–C: B reaches C in one hop, A never does', () => {
     const s = run('chain.yaml', 'opaca');
-    // Three calls answered 200, two 404; and the read of B's history, 200.
-    expect(s.metrics.answersByStatus).toEqual({ '200': 4, '404': 2 });
+    // Three calls answered 200, two 404; and the reads of B's history and A's agents, 200.
+    expect(s.metrics.answersByStatus).toEqual({ '200': 5, '404': 2 });
+    expect(s.invariants.find((i) => i.id === 'opaca.include-connected')).toMatchObject({ status: 'held', checks: 1 });
     expect(s.metrics.forwards).toBe(2);
   });
 
@@ -320,5 +321,21 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
     expect(run('concurrent-invokes.yaml', 'opaca').metrics.answersByStatus).toEqual({ '200': 100 });
     const notify = run('notify.yaml', 'opaca');
     expect(notify.invariants.find((i) => i.id === 'opaca.view-consistency')).toMatchObject({ status: 'held', checks: 2 });
+  });
+
+  it('a dead container is fallen through, then removed on notify; an unreachable platform gives 502, then is dropped', () => {
+    const death = run('container-death.yaml', 'opaca');
+    // Fall-through 200, notify false (removed) 200, two invokes 200, notify again 404, the list 200.
+    expect(death.metrics.answersByStatus).toEqual({ '200': 5, '404': 1 });
+    expect(death.invariants.find((i) => i.id === 'opaca.view-consistency')).toMatchObject({ status: 'held' });
+    const cut = run('platform-unreachable.yaml', 'opaca');
+    // 502 while cut off, notify false, 404 with B dropped; after the heal, connect, invoke and the list are 200.
+    expect(cut.metrics.answersByStatus).toEqual({ '200': 4, '404': 1, '502': 1 });
+  });
+
+  it('concurrent mutual connects end with each listing the other once; a disconnect with connect-back leaves neither', () => {
+    const s = run('mutual-connect.yaml', 'opaca');
+    expect(s.metrics.answersByStatus).toEqual({ '200': 6, '404': 1 });
+    expect(s.invariants.find((i) => i.id === 'opaca.connection-symmetry')).toMatchObject({ status: 'held' });
   });
 });

@@ -56,6 +56,7 @@ describe('OPACA invariants, each broken on purpose', () => {
       'opaca.connection-symmetry': 'not-exercised',
       'opaca.view-consistency': 'not-exercised',
       'opaca.event-log': 'not-exercised',
+      'opaca.include-connected': 'not-exercised',
     });
   });
 
@@ -204,5 +205,37 @@ describe('OPACA invariants, each broken on purpose', () => {
     expect(pushed({ id: 'P-9', timestamp: 0, eventType: 'SUCCESS', route: 'PUT /containers' })).toBe('held');
     expect(pushed({ id: 'P-9', timestamp: 0, eventType: 'ERROR', route: 'PUT /containers', statusCode: 502 })).toBe('violated');
     expect(pushed({ id: 'P-9', timestamp: 0, eventType: 'SUCCESS', route: 'POST /invoke/Add' })).toBe('violated');
+  });
+
+  it('9 includeConnected: its own agents and its direct peers’, never a peer’s peer’s; none of its own left out', () => {
+    // A–B–C in a chain; A's view of B is current.
+    const answer = (agents: string[], viewOfB = 'b0') => {
+      const c = createOpacaChecker({ mode: 'documented', enabled: new Set(OPACA_INVARIANTS.map((i) => i.id)), recentTrace: () => [] });
+      const feed: [number, string, Obs][] = [
+        [0, 'A', { kind: 'opaca.info', digest: 'a0', agents: ['a1'] }],
+        [0, 'B', { kind: 'opaca.info', digest: 'b0', agents: ['b1', 'b2'] }],
+        [0, 'C', { kind: 'opaca.info', digest: 'c0', agents: ['c1'] }],
+        [0, 'A', connected('http://B', 'B', false)],
+        [0, 'B', connected('http://A', 'A', false)],
+        [0, 'B', connected('http://C', 'C', false)],
+        [0, 'C', connected('http://B', 'B', false)],
+        [0, 'A', { kind: 'opaca.view', peer: 'B', digest: viewOfB }],
+      ];
+      for (const [t, actor, o] of feed) c.onObserve!(t, actor, o);
+      c.onDeliver!(1, 'A', 'user', {
+        type: 'OpacaRequest',
+        rid: 3,
+        method: 'GET',
+        path: '/agents',
+        query: { includeConnected: 'true' },
+      } as never);
+      c.onSend!(1, 'A', 'user', { type: 'OpacaResponse', re: 3, status: 200, body: agents.map((agentId) => ({ agentId })) } as never);
+      return c.results().find((r) => r.id === 'opaca.include-connected')!.status;
+    };
+    expect(answer(['a1', 'b1', 'b2'])).toBe('held');
+    expect(answer(['a1', 'b1', 'b2', 'c1'])).toBe('violated'); // transitive
+    expect(answer(['b1', 'b2'])).toBe('violated'); // its own left out
+    expect(answer(['a1', 'b1'])).toBe('violated'); // a current view of B, half shown
+    expect(answer(['a1', 'b1'], 'stale')).toBe('held'); // a stale view may lag
   });
 });

@@ -74,8 +74,8 @@ export type PlatformObservation =
   | { kind: 'opaca.disconnected'; url: string; peer: string }
   /** A disconnect with connect-back is done: the other platform was asked to drop this one, and answered. */
   | { kind: 'opaca.disconnectedBoth'; url: string; peer: string }
-  /** Its own `/info` changed (and at start): the digest other platforms' views must reach. */
-  | { kind: 'opaca.info'; digest: string }
+  /** Its own `/info` changed (and at start): the digest other platforms' views must reach, and the agents it hosts. */
+  | { kind: 'opaca.info'; digest: string; agents: string[] }
   /** It stored a connected platform's `/info` (a pull): the digest of what it stored. */
   | { kind: 'opaca.view'; peer: string; digest: string }
   /** A call answered here: with how many targets it had, how many it reached, how many were unreachable. */
@@ -296,7 +296,13 @@ function containersChanged(ctx: PlatformContext, nowUs: number, route: string, e
     route,
   };
   for (const to of ctx.subscribers) enqueue.emit(effect.send(to, { type: 'OpacaPush', topic: '/containers', event } satisfies OpacaPush));
-  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.info', digest: digestOf(infoOf(ctx)) }));
+  enqueue.emit(effect.observe<PlatformObservation>(infoObservation(ctx)));
+}
+
+/** What it observes of its own `/info`: the digest and the agents it hosts. */
+function infoObservation(ctx: PlatformContext): Extract<PlatformObservation, { kind: 'opaca.info' }> {
+  const info = infoOf(ctx);
+  return { kind: 'opaca.info', digest: digestOf(info), agents: info.containers.flatMap((c) => c.agents.map((a) => a.agentId)) };
 }
 
 /** Stores a connected platform's `/info` as pulled. */
@@ -326,6 +332,8 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
         const body = JSON.stringify({ url: ctx.cfg.baseUrl, connectBack: false });
         return ask(ctx, op.actor, { method: 'POST', path: '/connections', body }, { ...op, step: 'back' }, enqueue);
       }
+      // A concurrent connect (a mutual one, say) finished first: connecting twice changes nothing.
+      if (ctx.connected.has(op.url)) return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, false, enqueue);
       store(ctx, op.url, op.actor, op.info!, enqueue);
       enqueue.emit(effect.send(op.actor, { type: 'OpacaSubscribe', topic: '/containers', subscribe: true } satisfies OpacaSubscribe));
       enqueue.emit(
@@ -364,7 +372,7 @@ export const platformMachine = setup({
   },
   actions: {
     announce: enqueueActions(({ context, enqueue }) => {
-      enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.info', digest: digestOf(infoOf(context)) }));
+      enqueue.emit(effect.observe<PlatformObservation>(infoObservation(context)));
       for (const [url, c] of context.connected) {
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.connected', url, peer: c.actor, connectBack: false }));
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: c.actor, digest: digestOf(c.info) }));
