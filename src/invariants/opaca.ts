@@ -50,6 +50,11 @@ export const OPACA_INVARIANTS: readonly InvariantInfo[] = [
       'each CALL has at most one SUCCESS or ERROR; SUCCESS has no status code, ERROR one ≥ 300; the history keeps its limit; subscribers get only SUCCESS events of their topic',
   },
   {
+    id: 'opaca.deploy',
+    number: 7,
+    title: 'a container is listed only after it answered /info within the deploy timeout; a failed deploy leaves nothing behind',
+  },
+  {
     id: 'opaca.include-connected',
     number: 9,
     title: 'GET /agents?includeConnected=true shows its own agents plus its directly connected platforms’ agents, never transitively',
@@ -89,6 +94,44 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
   const everHosted = new Map<string, Set<string>>();
   /** GET /agents?includeConnected=true requests being answered (platform|caller|rid). */
   const agentsAsked = new Set<string>();
+  /**
+   * Deploys (platform|container): the deadline, when the container first answered its platform's
+   * `/info` since, and how it ended. `/info` requests to containers being answered (container|platform|rid).
+   */
+  const deploys = new Map<string, { deadlineUs: number; answeredUs?: number; failed?: boolean; stoppedUs?: number }>();
+  const infoAsked = new Set<string>();
+  /** Each platform's listed containers (from its `/info` observations). */
+  const listed = new Map<string, ReadonlySet<string>>();
+
+  /** Invariant 7 on a platform's containers as its `/info` now lists them. */
+  const judgeListing = (t: number, platform: string, containers: readonly string[]): void => {
+    const before = listed.get(platform) ?? new Set<string>();
+    const now = new Set(containers);
+    listed.set(platform, now);
+    for (const id of now) {
+      const d = deploys.get(`${platform}|${id}`);
+      if (!d || before.has(id)) continue;
+      L.check('opaca.deploy');
+      if (d.failed) L.violate('opaca.deploy', t, [platform, id], `${platform} lists ${id}, whose deploy failed`);
+      else if (d.answeredUs === undefined) L.violate('opaca.deploy', t, [platform, id], `${platform} lists ${id} before it answered /info`);
+      else if (d.answeredUs > d.deadlineUs)
+        L.violate('opaca.deploy', t, [platform, id], `${platform} lists ${id}, which answered /info only after the deploy timeout`);
+    }
+  };
+
+  const deploy = (t: number, platform: string, o: Extract<PlatformObservation, { kind: 'opaca.deploy' }>): void => {
+    const key = `${platform}|${o.containerId}`;
+    if (o.phase === 'started') return void deploys.set(key, { deadlineUs: t + (o.timeoutUs ?? 0) });
+    const d = deploys.get(key);
+    if (o.phase === 'removed') return void deploys.delete(key);
+    if (!d || o.phase !== 'failed') return;
+    L.check('opaca.deploy');
+    d.failed = true;
+    if (listed.get(platform)?.has(o.containerId))
+      L.violate('opaca.deploy', t, [platform, o.containerId], `${platform}'s deploy of ${o.containerId} failed, but it stays listed`);
+    else if (d.stoppedUs !== t)
+      L.violate('opaca.deploy', t, [platform, o.containerId], `${platform}'s deploy of ${o.containerId} failed without stopping it`);
+  };
   const views = new Map<string, Map<string, string>>();
   const down = new Set<string>();
   /** GET /history requests being answered (platform|caller|rid), and each platform's CALL → closing event. */
@@ -172,11 +215,14 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
         return;
       case 'opaca.info': {
         infos.set(actor, { digest: o.digest, atUs: t, agents: o.agents ?? [] });
+        judgeListing(t, actor, o.containers ?? []);
         const ever = everHosted.get(actor) ?? new Set<string>();
         everHosted.set(actor, ever);
         for (const a of o.agents ?? []) ever.add(a);
         return;
       }
+      case 'opaca.deploy':
+        return deploy(t, actor, o);
       case 'opaca.view': {
         const v = views.get(actor) ?? new Map<string, string>();
         views.set(actor, v);
@@ -263,6 +309,7 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       const m = env as OpacaRequest;
       if (m.type !== 'OpacaRequest' || m.method !== 'GET') return;
       const path = m.path.replace(/\/+$/, '');
+      if (path === '/info' && deploys.has(`${from}|${to}`)) infoAsked.add(`${to}|${from}|${m.rid}`);
       if (path === '/history') historyAsked.add(`${to}|${from}|${m.rid}`);
       else if (path === '/agents' && m.query?.includeConnected === 'true') agentsAsked.add(`${to}|${from}|${m.rid}`);
     },
@@ -270,8 +317,14 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       if (env.type === 'OpacaResponse') {
         const m = env as OpacaResponse;
         const key = `${from}|${to}|${m.re}`;
-        if (historyAsked.delete(key) && m.status === 200) history(t, from, m.body as OpacaEvent[]);
+        if (infoAsked.delete(key)) {
+          const d = deploys.get(`${to}|${from}`);
+          if (d && m.status === 200 && d.answeredUs === undefined) d.answeredUs = t;
+        } else if (historyAsked.delete(key) && m.status === 200) history(t, from, m.body as OpacaEvent[]);
         else if (agentsAsked.delete(key) && m.status === 200) includeConnected(t, from, m.body as { agentId: string }[]);
+      } else if (env.type === 'OpacaStop') {
+        const d = deploys.get(`${from}|${to}`);
+        if (d) d.stoppedUs = t;
       } else if (env.type === 'OpacaPush') {
         const m = env as OpacaPush;
         L.check('opaca.event-log');

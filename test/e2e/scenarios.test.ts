@@ -333,6 +333,14 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
     expect(cut.metrics.answersByStatus).toEqual({ '200': 4, '404': 1, '502': 1 });
   });
 
+  it('deploy: listed once it answers /info; a container that never does, or too late, is stopped and never listed (502)', () => {
+    const s = run('deploy-timeout.yaml', 'opaca');
+    // calc and late (with timeout=20) deployed, B's forwarded invoke, two removals, the list: 200;
+    // stuck and late in 10 s: 502; an unknown image and the invoke after the removal: 404; an unmet requirement: 400.
+    expect(s.metrics.answersByStatus).toEqual({ '200': 6, '400': 1, '404': 2, '502': 2 });
+    expect(s.invariants.find((i) => i.id === 'opaca.deploy')).toMatchObject({ status: 'held', checks: 4 });
+  });
+
   it('concurrent mutual connects end with each listing the other once; a disconnect with connect-back leaves neither', () => {
     const s = run('mutual-connect.yaml', 'opaca');
     expect(s.metrics.answersByStatus).toEqual({ '200': 6, '404': 1 });

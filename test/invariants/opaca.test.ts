@@ -56,6 +56,7 @@ describe('OPACA invariants, each broken on purpose', () => {
       'opaca.connection-symmetry': 'not-exercised',
       'opaca.view-consistency': 'not-exercised',
       'opaca.event-log': 'not-exercised',
+      'opaca.deploy': 'not-exercised',
       'opaca.include-connected': 'not-exercised',
     });
   });
@@ -237,5 +238,49 @@ describe('OPACA invariants, each broken on purpose', () => {
     expect(answer(['b1', 'b2'])).toBe('violated'); // its own left out
     expect(answer(['a1', 'b1'])).toBe('violated'); // a current view of B, half shown
     expect(answer(['a1', 'b1'], 'stale')).toBe('held'); // a stale view may lag
+  });
+
+  it('7 deploy: listed before answering /info, listed after a late answer, a failed deploy left listed or not stopped', () => {
+    const info = (containers: string[]): Obs => ({ kind: 'opaca.info', digest: containers.join(), containers, agents: [] });
+    const started: Obs = { kind: 'opaca.deploy', containerId: 'c', phase: 'started', timeoutUs: 10_000_000 };
+    const failed: Obs = { kind: 'opaca.deploy', containerId: 'c', phase: 'failed' };
+    /** A deploy at 0 on P of container c; `answerAt`: when c answers P's poll of /info; then `then`. */
+    const run = (answerAt: number | undefined, then: [number, Obs | 'stop'][]) => {
+      const c = createOpacaChecker({ mode: 'documented', enabled: new Set(OPACA_INVARIANTS.map((i) => i.id)), recentTrace: () => [] });
+      c.onObserve!(0, 'P', info([]));
+      c.onObserve!(0, 'P', started);
+      c.onDeliver!(1, 'c', 'P', { type: 'OpacaRequest', rid: 1, method: 'GET', path: '/info' } as never);
+      if (answerAt !== undefined) c.onSend!(answerAt, 'c', 'P', { type: 'OpacaResponse', re: 1, status: 200, body: {} } as never);
+      for (const [t, o] of then)
+        if (o === 'stop') c.onSend!(t, 'P', 'c', { type: 'OpacaStop' } as never);
+        else c.onObserve!(t, 'P', o);
+      return c.results().find((r) => r.id === 'opaca.deploy')!.status;
+    };
+    expect(run(2_000_000, [[2_000_001, info(['c'])]])).toBe('held');
+    expect(
+      run(undefined, [
+        [10_000_000, 'stop'],
+        [10_000_000, failed],
+      ]),
+    ).toBe('held');
+    // Listed before it answered, or on an answer after the timeout.
+    expect(run(undefined, [[500_000, info(['c'])]])).toBe('violated');
+    expect(run(12_000_000, [[12_000_001, info(['c'])]])).toBe('violated');
+    // Failed, but still listed; failed without being stopped; failed, then listed anyway.
+    expect(
+      run(undefined, [
+        [5_000_000, info(['c'])],
+        [10_000_000, 'stop'],
+        [10_000_000, failed],
+      ]),
+    ).toBe('violated');
+    expect(run(undefined, [[10_000_000, failed]])).toBe('violated');
+    expect(
+      run(undefined, [
+        [10_000_000, 'stop'],
+        [10_000_000, failed],
+        [11_000_000, info(['c'])],
+      ]),
+    ).toBe('violated');
   });
 });

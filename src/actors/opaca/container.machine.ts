@@ -9,6 +9,10 @@
  * `failing` (every invoke fails: 500). Each delivery is observed with the call's id, so a checker can
  * count how many agents a call reached. Its agents may gain actions at run time (`changes`); with
  * `notify` it tells its platform, which then pulls `/info` (notify, then pull).
+ *
+ * A deployable container (an image a platform may start) stays down until a platform's
+ * `OpacaStart`, answers nothing while it boots (`startupMs`; never, when undefined) and goes down
+ * again on `OpacaStop`.
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
@@ -25,9 +29,21 @@ export interface ContainerInput {
   behaviours: Record<string, { kind: AgentBehaviour; delayMs?: number }>;
   /** The platform it runs on (it notifies it of changes). */
   platform?: string;
+  /** Its token at that platform, when auth is on (a container token, 24 h). */
+  token?: string;
   /** Actions its agents gain at run time; with `notify`, it tells its platform (which pulls `/info`). */
   changes?: { atMs: number; agent: string; action: Action; notify: boolean }[];
+  /**
+   * Deployable (an image a platform may start): it stays down until a platform's `OpacaStart`, then
+   * answers from `startupMs` later (never, when undefined) until an `OpacaStop`.
+   */
+  deployable?: { startupMs?: number };
 }
+
+/** A platform starts a container of an image (the simulator's `docker run`); its token with auth on. */
+export type OpacaStart = { type: 'OpacaStart'; token?: string };
+/** A platform stops a container (a failed deploy's cleanup, or `DELETE /containers/{id}`). */
+export type OpacaStop = { type: 'OpacaStop' };
 
 export type ContainerObservation = {
   kind: 'opaca.delivered';
@@ -39,6 +55,14 @@ export type ContainerObservation = {
 
 interface ContainerContext {
   cfg: ContainerInput;
+  /** Down (not started, or stopped), booting (started, not answering yet) or up. */
+  up: 'down' | 'booting' | 'up';
+  /** The platform that started it (deployable containers), or the one it runs on. */
+  platform?: string;
+  /** Its token at the platform (auth on). */
+  token?: string;
+  /** Bumped on each start and stop, so a stale boot timer does nothing. */
+  boot: number;
   /** Its `/info`, as its agents change. */
   info: AgentContainer;
   /** Slow invokes waiting to answer, by timer id. */
@@ -49,6 +73,9 @@ interface ContainerContext {
 type ContainerEvent =
   | { type: 'OpacaRequest'; from: string; msg: OpacaRequest; now: number }
   | { type: 'OpacaResponse'; from: string; msg: OpacaResponse; now: number }
+  | { type: 'OpacaStart'; from: string; msg: OpacaStart; now: number }
+  | { type: 'OpacaStop'; from: string; msg: OpacaStop; now: number }
+  | { type: 'opaca.booted'; boot: number; now: number }
   | { type: 'opaca.change'; index: number; now: number }
   | { type: 'opaca.answerDue'; wait: string; now: number }
   | { type: 'host.shutdown'; now: number };
@@ -66,6 +93,8 @@ export const containerMachine = setup({
   actions: {
     serve: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<ContainerEvent, { type: 'OpacaRequest' }>;
+      // Not running: nothing answers (the platform hears nothing, as from a refused connection).
+      if (context.up !== 'up') return;
       const req = e.msg;
       const callId = req.callId ?? `${context.cfg.name}:${req.rid}`;
       const reply = (r: OpacaResponse): void => void enqueue.emit(effect.send(e.from, r));
@@ -122,16 +151,35 @@ export const containerMachine = setup({
         ...context.info,
         agents: context.info.agents.map((a) => (a.agentId === c.agent ? { ...a, actions: [...a.actions, c.action] } : a)),
       };
-      if (c.notify && context.cfg.platform !== undefined)
+      if (c.notify && context.platform !== undefined && context.up === 'up')
         enqueue.emit(
-          effect.send(context.cfg.platform, {
+          effect.send(context.platform, {
             type: 'OpacaRequest',
             rid: (event as { index: number }).index + 1,
             method: 'POST',
             path: '/containers/notify',
             body: JSON.stringify(context.info.containerId),
+            ...(context.token !== undefined ? { token: context.token } : {}),
           } satisfies OpacaRequest),
         );
+    }),
+    start: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as Extract<ContainerEvent, { type: 'OpacaStart' }>;
+      if (context.up !== 'down') return;
+      context.platform = e.from;
+      context.token = e.msg.token;
+      context.up = 'booting';
+      const boot = ++context.boot;
+      const startupMs = context.cfg.deployable?.startupMs;
+      if (startupMs !== undefined) enqueue.raise({ type: 'opaca.booted', boot, now: 0 }, { id: `boot:${boot}`, delay: startupMs });
+    }),
+    booted: enqueueActions(({ context, event }) => {
+      if ((event as { boot: number }).boot === context.boot && context.up === 'booting') context.up = 'up';
+    }),
+    stop: enqueueActions(({ context }) => {
+      context.up = 'down';
+      context.boot++;
+      context.waiting.clear();
     }),
     answerLate: enqueueActions(({ context, event, enqueue }) => {
       const w = context.waiting.get((event as { wait: string }).wait);
@@ -142,12 +190,28 @@ export const containerMachine = setup({
   },
 }).createMachine({
   id: 'opaca.container',
-  context: ({ input }) => ({ cfg: input, info: input.info, waiting: new Map(), nextWait: 0 }),
+  context: ({ input }) => ({
+    cfg: input,
+    info: input.info,
+    up: input.deployable ? 'down' : 'up',
+    ...(input.platform !== undefined ? { platform: input.platform } : {}),
+    ...(input.token !== undefined ? { token: input.token } : {}),
+    boot: 0,
+    waiting: new Map(),
+    nextWait: 0,
+  }),
   initial: 'running',
   states: {
     running: {
       entry: 'scheduleChanges',
-      on: { OpacaRequest: { actions: 'serve' }, 'opaca.answerDue': { actions: 'answerLate' }, 'opaca.change': { actions: 'change' } },
+      on: {
+        OpacaRequest: { actions: 'serve' },
+        'opaca.answerDue': { actions: 'answerLate' },
+        'opaca.change': { actions: 'change' },
+        OpacaStart: { actions: 'start' },
+        OpacaStop: { actions: 'stop' },
+        'opaca.booted': { actions: 'booted' },
+      },
     },
   },
 });

@@ -27,7 +27,14 @@
  *   → true; unreachable → removed, false; unknown → 404. A change to its containers pushes a
  *   `/containers` event to its subscribers, which pull its `/info` again.
  *
- * Not yet: deploy and auth.
+ * - **Deploy**: `POST /containers` checks the image's requirements against what it provides (400),
+ *   starts a container of the image (404 when it has none), polls its `/info` every second and lists
+ *   it only once it answers — within the deploy timeout (10 s, or the `timeout` query); otherwise the
+ *   container is stopped and the answer is 502. `DELETE /containers/{id}` stops and removes it
+ *   (true; false when unknown). Both push a `/containers` event to subscribers. The container id is
+ *   the container actor's name (the implementation draws a UUID).
+ *
+ * Not yet: auth.
  * The context is owned, mutable state (see the manager/worker machines).
  */
 import { enqueueActions, setup } from 'xstate';
@@ -43,7 +50,8 @@ import type {
   Route,
   RuntimePlatform,
 } from '../../protocol/opaca.js';
-import { DEFAULT_HISTORY_SIZE, digestOf, OPACA_STATUS, parseRoute, recordsEvents } from '../../protocol/opaca.js';
+import { DEFAULT_DEPLOY_TIMEOUT_S, DEFAULT_HISTORY_SIZE, digestOf, OPACA_STATUS, parseRoute, recordsEvents } from '../../protocol/opaca.js';
+import type { OpacaStart, OpacaStop } from './container.machine.js';
 import type { Candidates, Target } from './routing.js';
 import { broadcastTargets, invokeTargets, sendTargets } from './routing.js';
 
@@ -64,6 +72,12 @@ export interface PlatformInput {
   historySize?: number;
   /** How long a call to a container or platform may go unanswered before it counts as unreachable. */
   callTimeoutMs: number;
+  /** What it provides (an image's `requires` must be among them to deploy it). */
+  provides?: string[];
+  /** Images it can start, each with the container actors that run it (the simulator's container engine). */
+  images?: Record<string, string[]>;
+  /** How long a deployed container has to answer `/info` (default 10 s; a deploy's `timeout` query overrides). */
+  deployTimeoutMs?: number;
 }
 
 export type PlatformObservation =
@@ -74,8 +88,10 @@ export type PlatformObservation =
   | { kind: 'opaca.disconnected'; url: string; peer: string }
   /** A disconnect with connect-back is done: the other platform was asked to drop this one, and answered. */
   | { kind: 'opaca.disconnectedBoth'; url: string; peer: string }
-  /** Its own `/info` changed (and at start): the digest other platforms' views must reach, and the agents it hosts. */
-  | { kind: 'opaca.info'; digest: string; agents: string[] }
+  /** Its own `/info` changed (and at start): the digest other platforms' views must reach, its containers and agents. */
+  | { kind: 'opaca.info'; digest: string; containers: string[]; agents: string[] }
+  /** A deploy started (with the time the container has to answer `/info`), listed it, failed; or a container was removed. */
+  | { kind: 'opaca.deploy'; containerId: string; phase: 'started' | 'listed' | 'failed' | 'removed'; timeoutUs?: number }
   /** It stored a connected platform's `/info` (a pull): the digest of what it stored. */
   | { kind: 'opaca.view'; peer: string; digest: string }
   /** A call answered here: with how many targets it had, how many it reached, how many were unreachable. */
@@ -122,7 +138,8 @@ type Op =
   | { kind: 'connect'; step: 'info' | 'back'; client: Client; url: string; actor: string; connectBack: boolean; info?: RuntimePlatform }
   | { kind: 'disconnectBack'; client: Client; url: string; actor: string }
   | { kind: 'pullPlatform'; client?: Client; url: string }
-  | { kind: 'pullContainer'; client: Client; containerId: string };
+  | { kind: 'pullContainer'; client: Client; containerId: string }
+  | { kind: 'deployPoll'; client: Client; actor: string; image: string; deadlineUs: number };
 
 interface PlatformContext {
   cfg: PlatformInput;
@@ -130,6 +147,8 @@ interface PlatformContext {
   connected: Map<string, { actor: string; info: RuntimePlatform }>;
   /** Platforms subscribed to its `/containers` topic. */
   subscribers: string[];
+  /** Container actors free to start, per image. */
+  pool: Map<string, string[]>;
   /** Its own requests in flight, by request id. */
   ops: Map<number, Op>;
   /** Calls being served, by their CALL event id here. */
@@ -263,7 +282,7 @@ function infoOf(ctx: PlatformContext): RuntimePlatform {
     platformId: ctx.cfg.platformId,
     baseUrl: ctx.cfg.baseUrl,
     containers: [...ctx.containers.values()].map((c) => c.info),
-    provides: [],
+    provides: ctx.cfg.provides ?? [],
     connections: [...ctx.connected.keys()],
     runningSince: 0,
   };
@@ -280,11 +299,37 @@ function respond(ctx: PlatformContext, client: Client, nowUs: number, status: nu
 }
 
 /** Sends a request of its own to `actor` and starts its timeout. */
-function ask(ctx: PlatformContext, actor: string, req: Omit<OpacaRequest, 'type' | 'rid'>, op: Op, enqueue: Enqueue): void {
+function ask(
+  ctx: PlatformContext,
+  actor: string,
+  req: Omit<OpacaRequest, 'type' | 'rid'>,
+  op: Op,
+  enqueue: Enqueue,
+  timeoutMs = ctx.cfg.callTimeoutMs,
+): void {
   const rid = ++ctx.rid;
   ctx.ops.set(rid, op);
   enqueue.emit(effect.send(actor, { type: 'OpacaRequest', rid, ...req } satisfies OpacaRequest));
-  enqueue.raise({ type: 'opaca.callTimeout', rid, now: 0 }, { id: `call:${rid}`, delay: ctx.cfg.callTimeoutMs });
+  enqueue.raise({ type: 'opaca.callTimeout', rid, now: 0 }, { id: `call:${rid}`, delay: timeoutMs });
+}
+
+/** How often a deploy polls the new container's `/info`. */
+const DEPLOY_POLL_MS = 1000;
+
+/** Polls a starting container's `/info` (every second, until the deploy's deadline). */
+function poll(ctx: PlatformContext, op: Extract<Op, { kind: 'deployPoll' }>, nowUs: number, enqueue: Enqueue): void {
+  const leftMs = Math.ceil((op.deadlineUs - nowUs) / 1000);
+  ask(ctx, op.actor, { method: 'GET', path: '/info' }, op, enqueue, Math.max(1, Math.min(DEPLOY_POLL_MS, leftMs)));
+}
+
+/** Stops a container and gives its actor back to its image's pool. */
+function stopContainer(ctx: PlatformContext, actor: string, image: string | undefined, enqueue: Enqueue): void {
+  enqueue.emit(effect.send(actor, { type: 'OpacaStop' } satisfies OpacaStop));
+  if (image !== undefined && ctx.cfg.images?.[image]?.includes(actor)) {
+    const free = ctx.pool.get(image) ?? [];
+    if (!free.includes(actor)) free.push(actor);
+    ctx.pool.set(image, free);
+  }
 }
 
 /** Its containers changed: `/containers` subscribers are told (they pull its `/info` again). */
@@ -302,7 +347,12 @@ function containersChanged(ctx: PlatformContext, nowUs: number, route: string, e
 /** What it observes of its own `/info`: the digest and the agents it hosts. */
 function infoObservation(ctx: PlatformContext): Extract<PlatformObservation, { kind: 'opaca.info' }> {
   const info = infoOf(ctx);
-  return { kind: 'opaca.info', digest: digestOf(info), agents: info.containers.flatMap((c) => c.agents.map((a) => a.agentId)) };
+  return {
+    kind: 'opaca.info',
+    digest: digestOf(info),
+    containers: info.containers.map((c) => c.containerId),
+    agents: info.containers.flatMap((c) => c.agents.map((a) => a.agentId)),
+  };
 }
 
 /** Stores a connected platform's `/info` as pulled. */
@@ -351,6 +401,30 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
       else drop(ctx, op.url, enqueue);
       if (op.client) respond(ctx, op.client, nowUs, OPACA_STATUS.ok, ok && c !== undefined, enqueue);
       return;
+    }
+    case 'deployPoll': {
+      const deploy = (phase: 'listed' | 'failed'): void =>
+        void enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.deploy', containerId: op.actor, phase }));
+      if (ok) {
+        // Listed only now that it answered /info, within the deadline.
+        const info = res!.body as AgentContainer;
+        ctx.containers.set(info.containerId, { actor: op.actor, info });
+        deploy('listed');
+        containersChanged(ctx, nowUs, 'POST /containers', enqueue);
+        return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, info.containerId, enqueue);
+      }
+      if (res === undefined && nowUs < op.deadlineUs) return poll(ctx, op, nowUs, enqueue);
+      // Timed out (or it answered with an error): stopped, nothing left behind.
+      stopContainer(ctx, op.actor, op.image, enqueue);
+      deploy('failed');
+      return respond(
+        ctx,
+        op.client,
+        nowUs,
+        OPACA_STATUS.badGateway,
+        { statusCode: 502, message: `container ${op.actor} did not answer /info in time` },
+        enqueue,
+      );
     }
     case 'pullContainer': {
       const c = ctx.containers.get(op.containerId);
@@ -450,6 +524,43 @@ export const platformMachine = setup({
             q,
           );
         }
+        case 'deploy': {
+          const image = r.container.image;
+          const missing = image.requires.filter((x) => !(context.cfg.provides ?? []).includes(x));
+          if (missing.length > 0)
+            return quick(OPACA_STATUS.badRequest, { statusCode: 400, message: `requirements not met: ${missing.join(', ')}` });
+          if (context.cfg.images?.[image.imageName] === undefined) return notFound(`no image ${image.imageName}`);
+          const actor = context.pool.get(image.imageName)?.shift();
+          if (actor === undefined)
+            return quick(OPACA_STATUS.badGateway, { statusCode: 502, message: `no container of ${image.imageName} could be started` });
+          const timeoutS = Number(req.query?.timeout ?? '-1');
+          const timeoutMs =
+            Number.isInteger(timeoutS) && timeoutS > 0 ? timeoutS * 1000 : (context.cfg.deployTimeoutMs ?? DEFAULT_DEPLOY_TIMEOUT_S * 1000);
+          enqueue.emit(effect.send(actor, { type: 'OpacaStart' } satisfies OpacaStart));
+          enqueue.emit(
+            effect.observe<PlatformObservation>({
+              kind: 'opaca.deploy',
+              containerId: actor,
+              phase: 'started',
+              timeoutUs: timeoutMs * 1000,
+            }),
+          );
+          return poll(
+            context,
+            { kind: 'deployPoll', client, actor, image: image.imageName, deadlineUs: e.now + timeoutMs * 1000 },
+            e.now,
+            q,
+          );
+        }
+        case 'undeploy': {
+          const c = context.containers.get(r.containerId);
+          if (!c) return quick(OPACA_STATUS.ok, false);
+          context.containers.delete(r.containerId);
+          stopContainer(context, c.actor, c.info.image.imageName, q);
+          enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.deploy', containerId: r.containerId, phase: 'removed' }));
+          containersChanged(context, e.now, 'DELETE /containers', q);
+          return quick(OPACA_STATUS.ok, true);
+        }
         case 'notifyPlatform': {
           if (r.url === context.cfg.baseUrl) return quick(OPACA_STATUS.ok, false);
           const c = context.connected.get(r.url);
@@ -539,6 +650,7 @@ export const platformMachine = setup({
     containers: new Map(input.containers.map((c) => [c.info.containerId, { ...c }])),
     connected: new Map(input.connected.map((c) => [c.info.baseUrl, { ...c }])),
     subscribers: input.connected.map((c) => c.actor),
+    pool: new Map(Object.entries(input.images ?? {}).map(([image, actors]) => [image, [...actors]])),
     ops: new Map(),
     calls: new Map(),
     dispatches: new Map(),

@@ -57,13 +57,27 @@ export const opacaPlatformRole = z.strictObject({
   connect: selectors.optional().meta({ description: 'Platforms it is connected to at start (both ways).' }),
   historySize: positiveInt.default(50).meta({ description: 'Events kept for GET /history.' }),
   callTimeout: positiveDuration.default('5s').meta({ description: 'A container or platform silent this long counts as unreachable.' }),
+  provides: z.array(z.string().min(1)).default([]).meta({ description: 'What it provides; a deployed image must require no more.' }),
+  deployTimeout: positiveDuration
+    .default('10s')
+    .meta({ description: 'How long a deployed container has to answer /info (a deploy’s timeout query overrides).' }),
 });
 
 export const opacaContainerRole = z.strictObject({
   role: z.literal('opaca.container'),
   count: positiveInt.default(1).meta({ description: 'How many containers of this kind (ids <name>-0, -1, …).' }),
   name: z.string().min(1).optional().meta({ description: 'Name (count 1) or name prefix; it is the container id.' }),
-  platform: selector.meta({ description: 'The platform it runs on.' }),
+  platform: selector.meta({ description: 'The platform it runs on (or, not deployed, the one that may start it).' }),
+  deployed: z
+    .boolean()
+    .default(true)
+    .meta({ description: 'false: not running at start; a POST /containers of its image on its platform starts it.' }),
+  image: z.string().min(1).optional().meta({ description: 'Its image name (default <name>-image).' }),
+  requires: z.array(z.string().min(1)).default([]).meta({ description: 'What its image requires of the platform.' }),
+  startup: z
+    .union([duration, z.literal('never')], { error: 'expected a duration such as 2s, or never' })
+    .default('2s')
+    .meta({ description: 'Not deployed: how long after its start it answers /info (never: it never does).' }),
   agents: z
     .array(
       z.strictObject({
@@ -135,24 +149,31 @@ export const opacaFamily: ProtocolFamily = {
 
     // Containers per platform, and their /info.
     const hosted = new Map<string, { actor: string; info: AgentContainer }[]>(platforms.map((p) => [p.name, []]));
+    /** Containers not running at start, per platform and image: what a deploy can start. */
+    const pools = new Map<string, Record<string, string[]>>();
     const containerInputs: ContainerInput[] = [];
     for (const c of containers) {
       const r = c.params as ContainerRole;
       const platform = one(r.platform, [...c.path, 'platform']);
       if (platform === undefined) continue;
+      const imageName = r.image ?? `${r.name ?? 'container'}-image`;
       const info: AgentContainer = {
         containerId: c.name,
-        image: { imageName: `${r.name ?? 'container'}-image`, requires: [], provides: [], apiPort: 8082, parameters: [] },
+        image: { imageName, requires: r.requires, provides: [], apiPort: 8082, parameters: [] },
         arguments: {},
         agents: r.agents.map((a) => ({ agentId: a.id, agentType: a.behaviour, actions: a.actions.map(actionOf), streams: [] })),
         owner: 'scenario',
         runningSince: 0,
       };
-      hosted.get(platform)!.push({ actor: c.name, info });
+      if (r.deployed) hosted.get(platform)!.push({ actor: c.name, info });
+      else {
+        const images = pools.get(platform) ?? pools.set(platform, {}).get(platform)!;
+        (images[imageName] ??= []).push(c.name);
+      }
       containerInputs.push({
         name: c.name,
         info,
-        platform,
+        ...(r.deployed ? { platform } : { deployable: r.startup === 'never' ? {} : { startupMs: ms(r.startup) } }),
         behaviours: Object.fromEntries(
           r.agents.map((a) => [a.id, { kind: a.behaviour, ...(a.delay !== undefined ? { delayMs: ms(a.delay) } : {}) }]),
         ),
@@ -175,7 +196,7 @@ export const opacaFamily: ProtocolFamily = {
       platformId: p,
       baseUrl: url(p),
       containers: hosted.get(p)!.map((c) => c.info),
-      provides: [],
+      provides: (platforms.find((x) => x.name === p)!.params as PlatformRole).provides,
       connections: [...links.get(p)!].map(url),
       runningSince: 0,
     });
@@ -194,6 +215,9 @@ export const opacaFamily: ProtocolFamily = {
         directory,
         historySize: r.historySize,
         callTimeoutMs: ms(r.callTimeout),
+        provides: r.provides,
+        images: pools.get(p.name) ?? {},
+        deployTimeoutMs: ms(r.deployTimeout),
       };
       actors.push({ name: p.name, role: p.role, machine: platformMachine, input });
     }
