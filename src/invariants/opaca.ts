@@ -11,7 +11,8 @@ import type { PlatformObservation } from '../actors/opaca/platform.machine.js';
 import type { FaultAction, TraceRecord } from '../engine/createSimulation.js';
 import type { Envelope } from '../protocol/host.js';
 import type { OpacaEvent, OpacaMode, OpacaPush, OpacaRequest, OpacaResponse } from '../protocol/opaca.js';
-import { DEFAULT_HISTORY_SIZE } from '../protocol/opaca.js';
+import type { Role } from '../protocol/opaca.js';
+import { DEFAULT_HISTORY_SIZE, parseRoute, roleAtLeast, routeRole } from '../protocol/opaca.js';
 import type { InvariantChecker, InvariantInfo } from './types.js';
 import { InvariantLedger } from './types.js';
 
@@ -55,6 +56,11 @@ export const OPACA_INVARIANTS: readonly InvariantInfo[] = [
     title: 'a container is listed only after it answered /info within the deploy timeout; a failed deploy leaves nothing behind',
   },
   {
+    id: 'opaca.auth',
+    number: 8,
+    title: 'with auth on, no route runs for a role below its threshold: 401 without a valid token, 403 for a role too low',
+  },
+  {
     id: 'opaca.include-connected',
     number: 9,
     title: 'GET /agents?includeConnected=true shows its own agents plus its directly connected platforms’ agents, never transitively',
@@ -70,7 +76,12 @@ export interface OpacaCheckerOptions {
   historySize?: ReadonlyMap<string, number>;
   enabled: ReadonlySet<string>;
   recentTrace: () => TraceRecord[];
+  /** Platforms with auth on: each user's role. */
+  auth?: ReadonlyMap<string, ReadonlyMap<string, Role>>;
 }
+
+/** Requests this close to their token's expiry are not judged (a platform's clock may be skewed). */
+const EXPIRY_GRACE_US = 1_000_000;
 
 interface Followed {
   origin: string;
@@ -100,6 +111,28 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
    */
   const deploys = new Map<string, { deadlineUs: number; answeredUs?: number; failed?: boolean; stoppedUs?: number }>();
   const infoAsked = new Set<string>();
+  /** Tokens each platform issued: role and expiry. Requests to auth platforms being answered → what the answer must be. */
+  const tokens = new Map<string, Map<string, { role: Role; expiresUs: number }>>();
+  const authAsked = new Map<string, { status: 401 | 403 | 'runs'; what: string }>();
+
+  /** Invariant 8: what a request to a platform with auth on must get, from its token and the route's threshold. */
+  const judgeAuth = (t: number, platform: string, from: string, m: OpacaRequest): void => {
+    if (!opts.auth?.has(platform)) return;
+    const parsed = parseRoute(m);
+    if (!parsed.ok) return;
+    const threshold = routeRole(parsed.route);
+    if (threshold === undefined) return;
+    const what = `${m.method} ${m.path} from ${from}`;
+    const key = `${platform}|${from}|${m.rid}`;
+    const held = m.token === undefined ? undefined : tokens.get(platform)?.get(m.token);
+    if (held === undefined) return void authAsked.set(key, { status: 401, what: `${what} without a valid token` });
+    if (Math.abs(t - held.expiresUs) < EXPIRY_GRACE_US) return;
+    if (t > held.expiresUs) return void authAsked.set(key, { status: 401, what: `${what} with an expired token` });
+    if (!roleAtLeast(held.role, threshold))
+      return void authAsked.set(key, { status: 403, what: `${what} as ${held.role} (needs ${threshold})` });
+    authAsked.set(key, { status: 'runs', what: `${what} as ${held.role}` });
+  };
+
   /** Each platform's listed containers (from its `/info` observations). */
   const listed = new Map<string, ReadonlySet<string>>();
 
@@ -223,6 +256,22 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       }
       case 'opaca.deploy':
         return deploy(t, actor, o);
+      case 'opaca.token': {
+        const own = tokens.get(actor) ?? new Map<string, { role: Role; expiresUs: number }>();
+        tokens.set(actor, own);
+        own.set(o.token, { role: o.role, expiresUs: t + o.lifetimeUs });
+        if (o.via !== 'login') return;
+        L.check('opaca.auth');
+        const role = opts.auth?.get(actor)?.get(o.subject);
+        if (role !== o.role)
+          L.violate(
+            'opaca.auth',
+            t,
+            [actor],
+            `${actor} gave ${o.subject} a ${o.role} token at login; ${o.subject} is ${role ?? 'no user'}`,
+          );
+        return;
+      }
       case 'opaca.view': {
         const v = views.get(actor) ?? new Map<string, string>();
         views.set(actor, v);
@@ -305,9 +354,11 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
         connections(t, actor, o as PlatformObservation);
       }
     },
-    onDeliver(_t, to, from, env: Envelope) {
+    onDeliver(t, to, from, env: Envelope) {
       const m = env as OpacaRequest;
-      if (m.type !== 'OpacaRequest' || m.method !== 'GET') return;
+      if (m.type !== 'OpacaRequest') return;
+      judgeAuth(t, to, from, m);
+      if (m.method !== 'GET') return;
       const path = m.path.replace(/\/+$/, '');
       if (path === '/info' && deploys.has(`${from}|${to}`)) infoAsked.add(`${to}|${from}|${m.rid}`);
       if (path === '/history') historyAsked.add(`${to}|${from}|${m.rid}`);
@@ -317,6 +368,19 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       if (env.type === 'OpacaResponse') {
         const m = env as OpacaResponse;
         const key = `${from}|${to}|${m.re}`;
+        const auth = authAsked.get(key);
+        if (auth !== undefined) {
+          authAsked.delete(key);
+          L.check('opaca.auth');
+          const refused = m.status === 401 || m.status === 403;
+          if (auth.status === 'runs' ? refused : m.status !== auth.status)
+            L.violate(
+              'opaca.auth',
+              t,
+              [from, to],
+              `${from} answered ${m.status} to ${auth.what}; it must be ${auth.status === 'runs' ? 'served' : auth.status}`,
+            );
+        }
         if (infoAsked.delete(key)) {
           const d = deploys.get(`${to}|${from}`);
           if (d && m.status === 200 && d.answeredUs === undefined) d.answeredUs = t;

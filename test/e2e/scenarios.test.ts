@@ -341,9 +341,16 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
     expect(s.invariants.find((i) => i.id === 'opaca.deploy')).toMatchObject({ status: 'held', checks: 4 });
   });
 
+  it('auth on: 401 without a valid token, 403 below the route’s role, served at or above it; tokens expire and renew', () => {
+    const s = run('auth-roles.yaml', 'opaca');
+    // No token ×2, a forged one, gus's expired one: 401. A wrong password and the matrix's 7 refusals: 403.
+    expect(s.metrics.answersByStatus).toEqual({ '200': 20, '401': 4, '403': 8 });
+    expect(s.invariants.find((i) => i.id === 'opaca.auth')).toMatchObject({ status: 'held', checks: 33 });
+  });
+
   it('concurrent mutual connects end with each listing the other once; a disconnect with connect-back leaves neither', () => {
     const s = run('mutual-connect.yaml', 'opaca');
-    expect(s.metrics.answersByStatus).toEqual({ '200': 6, '404': 1 });
+    expect(s.metrics.answersByStatus).toEqual({ '200': 6, '400': 1, '404': 1 });
     expect(s.invariants.find((i) => i.id === 'opaca.connection-symmetry')).toMatchObject({ status: 'held' });
   });
 });

@@ -57,6 +57,7 @@ describe('OPACA invariants, each broken on purpose', () => {
       'opaca.view-consistency': 'not-exercised',
       'opaca.event-log': 'not-exercised',
       'opaca.deploy': 'not-exercised',
+      'opaca.auth': 'not-exercised',
       'opaca.include-connected': 'not-exercised',
     });
   });
@@ -282,5 +283,43 @@ describe('OPACA invariants, each broken on purpose', () => {
         [11_000_000, info(['c'])],
       ]),
     ).toBe('violated');
+  });
+
+  it('8 auth: a route served below its role, a valid token refused, an expired token served, a login token with the wrong role', () => {
+    const token = (t: string, role: string, lifetimeUs = 3_600_000_000, via = 'login', subject = 'uma'): Obs => ({
+      kind: 'opaca.token',
+      token: t,
+      subject,
+      role,
+      lifetimeUs,
+      via,
+    });
+    /** Platform P (auth on; uma is a USER) issues `issued` at 0, then answers one request at `at` with `status`. */
+    const verdict = (issued: Obs[], req: { path: string; method?: string; token?: string; body?: string }, status: number, at = 10) => {
+      const c = createOpacaChecker({
+        mode: 'documented',
+        enabled: new Set(OPACA_INVARIANTS.map((i) => i.id)),
+        recentTrace: () => [],
+        auth: new Map([['P', new Map([['uma', 'USER' as const]])]]),
+      });
+      for (const o of issued) c.onObserve!(0, 'P', o);
+      c.onDeliver!(at, 'P', 'client', { type: 'OpacaRequest', rid: 1, method: 'POST', ...req } as never);
+      c.onSend!(at, 'P', 'client', { type: 'OpacaResponse', re: 1, status, body: null } as never);
+      return c.results().find((r) => r.id === 'opaca.auth')!.status;
+    };
+    const invoke = { path: '/invoke/Add', body: '{"x":1,"y":2}' };
+    const deploy = { path: '/containers', body: '{"image":{"imageName":"x"}}' };
+    expect(verdict([token('T', 'USER')], { ...invoke, token: 'T' }, 200)).toBe('held');
+    expect(verdict([token('T', 'USER')], { ...deploy, token: 'T' }, 403)).toBe('held');
+    expect(verdict([], invoke, 401)).toBe('held');
+    // Served below its threshold; served without a token; a valid token refused.
+    expect(verdict([token('T', 'USER')], { ...deploy, token: 'T' }, 200)).toBe('violated');
+    expect(verdict([], invoke, 200)).toBe('violated');
+    expect(verdict([token('T', 'USER')], { ...invoke, token: 'T' }, 401)).toBe('violated');
+    // 403 where the token is no good at all (401), and an expired token served.
+    expect(verdict([], { ...invoke, token: 'forged' }, 403)).toBe('violated');
+    expect(verdict([token('T', 'USER', 1_000_000)], { ...invoke, token: 'T' }, 200, 5_000_000)).toBe('violated');
+    // A login that gives uma (a USER) an ADMIN token.
+    expect(verdict([token('T', 'ADMIN')], { ...invoke, token: 'T' }, 200)).toBe('violated');
   });
 });

@@ -1,6 +1,8 @@
 /**
  * An OPACA **client**: makes the calls a scenario gives it — each an HTTP-shaped request to a
- * platform at a virtual time — and observes every answer with its status and body.
+ * platform at a virtual time — and observes every answer with its status and body. With auth on, a
+ * call can name a user (`as`): it carries the token that user's last `/login` or `/token` answer at
+ * that platform gave (none before one).
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
@@ -13,6 +15,10 @@ export interface ClientCall {
   path: string;
   query?: Record<string, string>;
   body?: string;
+  /** Auth on: call as this user, with the token its last `/login` (or `/token`) at that platform gave. */
+  as?: string;
+  /** Auth on: call with this token as is (a forged or stale one). */
+  token?: string;
 }
 
 export interface ClientInput {
@@ -24,14 +30,26 @@ export type ClientObservation = { kind: 'opaca.client.answer'; rid: number; path
 
 interface ClientContext {
   cfg: ClientInput;
-  /** Request id → the path asked (for the observation). */
-  asked: Map<number, string>;
+  /** Request id → the call asked (for the observation, and for the token a login gives). */
+  asked: Map<number, ClientCall>;
+  /** Tokens it got, by platform and user (`platform|user`). */
+  tokens: Map<string, string>;
 }
 
 type ClientEvent =
   | { type: 'opaca.callDue'; index: number; now: number }
   | { type: 'OpacaResponse'; from: string; msg: OpacaResponse; now: number }
   | { type: 'host.shutdown'; now: number };
+
+/** The user a login body names (undefined when it is not one). */
+function loginUser(body: string | undefined): string | undefined {
+  try {
+    const v = JSON.parse(body ?? '') as { username?: unknown };
+    return typeof v.username === 'string' ? v.username : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export const clientMachine = setup({
   types: {
@@ -51,7 +69,8 @@ export const clientMachine = setup({
       const c = context.cfg.calls[index];
       // Request ids are the call's index + 1: stable whatever order answers come in.
       const rid = index + 1;
-      context.asked.set(rid, c.path);
+      context.asked.set(rid, c);
+      const token = c.token ?? (c.as !== undefined ? context.tokens.get(`${c.platform}|${c.as}`) : undefined);
       enqueue.emit(
         effect.send(c.platform, {
           type: 'OpacaRequest',
@@ -60,20 +79,28 @@ export const clientMachine = setup({
           path: c.path,
           ...(c.query ? { query: c.query } : {}),
           ...(c.body !== undefined ? { body: c.body } : {}),
+          ...(token !== undefined ? { token } : {}),
         } satisfies OpacaRequest),
       );
     }),
     take: enqueueActions(({ context, event, enqueue }) => {
       const m = (event as { msg: OpacaResponse }).msg;
-      const path = context.asked.get(m.re);
-      if (path === undefined) return;
+      const c = context.asked.get(m.re);
+      if (c === undefined) return;
       context.asked.delete(m.re);
-      enqueue.emit(effect.observe<ClientObservation>({ kind: 'opaca.client.answer', rid: m.re, path, status: m.status, body: m.body }));
+      if (m.status === 200 && typeof m.body === 'string') {
+        // A login's token is its user's from now on; a renewal's replaces the one it was asked with.
+        const user = c.path === '/login' ? loginUser(c.body) : c.path === '/token' ? c.as : undefined;
+        if (user !== undefined) context.tokens.set(`${c.platform}|${user}`, m.body);
+      }
+      enqueue.emit(
+        effect.observe<ClientObservation>({ kind: 'opaca.client.answer', rid: m.re, path: c.path, status: m.status, body: m.body }),
+      );
     }),
   },
 }).createMachine({
   id: 'opaca.client',
-  context: ({ input }) => ({ cfg: input, asked: new Map() }),
+  context: ({ input }) => ({ cfg: input, asked: new Map(), tokens: new Map() }),
   initial: 'calling',
   states: {
     calling: {

@@ -34,7 +34,11 @@
  *   (true; false when unknown). Both push a `/containers` event to subscribers. The container id is
  *   the container actor's name (the implementation draws a UUID).
  *
- * Not yet: auth.
+ * - **Auth** (when its input has users): `POST /login` gives a token (1 h; a wrong password is 403),
+ *   `GET /token` a renewed one (10 h, same role); every other route needs a valid token (401) of a
+ *   role at or above the route's (403; `routeRole`). A connect-back hands the other platform a fresh
+ *   7-day token with the caller's role; a deploy gives the container a 24-hour token with the
+ *   deployer's. Calls to connected platforms carry the token held for that platform, never the caller's.
  * The context is owned, mutable state (see the manager/worker machines).
  */
 import { enqueueActions, setup } from 'xstate';
@@ -50,7 +54,18 @@ import type {
   Route,
   RuntimePlatform,
 } from '../../protocol/opaca.js';
-import { DEFAULT_DEPLOY_TIMEOUT_S, DEFAULT_HISTORY_SIZE, digestOf, OPACA_STATUS, parseRoute, recordsEvents } from '../../protocol/opaca.js';
+import type { Role } from '../../protocol/opaca.js';
+import {
+  DEFAULT_DEPLOY_TIMEOUT_S,
+  DEFAULT_HISTORY_SIZE,
+  digestOf,
+  OPACA_STATUS,
+  parseRoute,
+  roleAtLeast,
+  routeRole,
+  recordsEvents,
+  TOKEN_LIFETIME_S,
+} from '../../protocol/opaca.js';
 import type { OpacaStart, OpacaStop } from './container.machine.js';
 import type { Candidates, Target } from './routing.js';
 import { broadcastTargets, invokeTargets, sendTargets } from './routing.js';
@@ -78,6 +93,23 @@ export interface PlatformInput {
   images?: Record<string, string[]>;
   /** How long a deployed container has to answer `/info` (default 10 s; a deploy's `timeout` query overrides). */
   deployTimeoutMs?: number;
+  /** Auth on: its users, and the tokens valid at start (its containers' and its connected platforms'). */
+  auth?: PlatformAuth;
+  /** Tokens it holds for other platforms (base URL → token), for calls it makes to them. */
+  tokens?: Record<string, string>;
+}
+
+/** A platform's users and the tokens it issued before the run (auth on). */
+export interface PlatformAuth {
+  users: { name: string; password: string; role: Role }[];
+  issued: { token: string; subject: string; role: Role; lifetimeS: number; via: 'connection' | 'container' }[];
+}
+
+/** A token it issued: for whom, with which role, until when (its own clock, µs). */
+interface Issued {
+  subject: string;
+  role: Role;
+  expiresUs: number;
 }
 
 export type PlatformObservation =
@@ -90,6 +122,15 @@ export type PlatformObservation =
   | { kind: 'opaca.disconnectedBoth'; url: string; peer: string }
   /** Its own `/info` changed (and at start): the digest other platforms' views must reach, its containers and agents. */
   | { kind: 'opaca.info'; digest: string; containers: string[]; agents: string[] }
+  /** It issued a token (auth on): at a login, a renewal, a connect-back or a deploy; valid `lifetimeUs` from now. */
+  | {
+      kind: 'opaca.token';
+      token: string;
+      subject: string;
+      role: Role;
+      lifetimeUs: number;
+      via: 'login' | 'renew' | 'connection' | 'container';
+    }
   /** A deploy started (with the time the container has to answer `/info`), listed it, failed; or a container was removed. */
   | { kind: 'opaca.deploy'; containerId: string; phase: 'started' | 'listed' | 'failed' | 'removed'; timeoutUs?: number }
   /** It stored a connected platform's `/info` (a pull): the digest of what it stored. */
@@ -135,11 +176,24 @@ interface Client {
   eventId: string;
 }
 type Op =
-  | { kind: 'connect'; step: 'info' | 'back'; client: Client; url: string; actor: string; connectBack: boolean; info?: RuntimePlatform }
+  | {
+      kind: 'connect';
+      step: 'info' | 'back';
+      client: Client;
+      url: string;
+      actor: string;
+      connectBack: boolean;
+      info?: RuntimePlatform;
+      /** The caller's role (auth on): the token it gives the other platform for connecting back carries it. */
+      role?: Role;
+    }
   | { kind: 'disconnectBack'; client: Client; url: string; actor: string }
   | { kind: 'pullPlatform'; client?: Client; url: string }
   | { kind: 'pullContainer'; client: Client; containerId: string }
   | { kind: 'deployPoll'; client: Client; actor: string; image: string; deadlineUs: number };
+
+/** A request it makes, with its token for the platform called (auth on there). */
+type Ask = Omit<OpacaRequest, 'type' | 'rid'>;
 
 interface PlatformContext {
   cfg: PlatformInput;
@@ -149,6 +203,12 @@ interface PlatformContext {
   subscribers: string[];
   /** Container actors free to start, per image. */
   pool: Map<string, string[]>;
+  /** Tokens it issued (auth on). */
+  issued: Map<string, Issued>;
+  /** Tokens it holds for other platforms, by base URL. */
+  tokens: Map<string, string>;
+  /** Tokens issued so far (their names are `<platformId>.<via>.<n>`). */
+  nextToken: number;
   /** Its own requests in flight, by request id. */
   ops: Map<number, Op>;
   /** Calls being served, by their CALL event id here. */
@@ -231,7 +291,12 @@ function dispatch(ctx: PlatformContext, call: Call, target: Target, nowUs: numbe
   const query: Record<string, string> = { ...(call.req.query ?? {}) };
   if (toPlatform) query.forward = 'false';
   else delete query.forward;
-  enqueue.emit(effect.send(actor, { ...call.req, rid, query, callId: call.callId } satisfies OpacaRequest));
+  // The caller's token stays here: a platform is called with the token this one holds there; a container with none.
+  const { token: _callerToken, ...req } = call.req;
+  const token = toPlatform ? ctx.tokens.get(target.url) : undefined;
+  enqueue.emit(
+    effect.send(actor, { ...req, rid, query, callId: call.callId, ...(token !== undefined ? { token } : {}) } satisfies OpacaRequest),
+  );
   if (toPlatform) record(ctx, nowUs, call.req, 'FORWARD', { senderId: call.from, receiver: target.url, relatedId: call.eventId });
   enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.dispatch', callId: call.callId, target: actor, toPlatform }));
   enqueue.raise({ type: 'opaca.callTimeout', rid, now: 0 }, { id: `call:${rid}`, delay: ctx.cfg.callTimeoutMs });
@@ -313,6 +378,59 @@ function ask(
   enqueue.raise({ type: 'opaca.callTimeout', rid, now: 0 }, { id: `call:${rid}`, delay: timeoutMs });
 }
 
+/** Issues a token (auth on): recorded, observed, returned. */
+function issue(
+  ctx: PlatformContext,
+  nowUs: number,
+  subject: string,
+  role: Role,
+  via: Extract<PlatformObservation, { kind: 'opaca.token' }>['via'],
+  enqueue: Enqueue,
+): string {
+  const lifetimeS =
+    via === 'login'
+      ? TOKEN_LIFETIME_S.login
+      : via === 'renew'
+        ? TOKEN_LIFETIME_S.renew
+        : via === 'container'
+          ? TOKEN_LIFETIME_S.container
+          : TOKEN_LIFETIME_S.connection;
+  const token = `${ctx.cfg.platformId}.${via}.${++ctx.nextToken}`;
+  ctx.issued.set(token, { subject, role, expiresUs: nowUs + lifetimeS * 1_000_000 });
+  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.token', token, subject, role, lifetimeUs: lifetimeS * 1_000_000, via }));
+  return token;
+}
+
+/**
+ * Auth on: who may run this request — its token's holder, or the error answer (401 with no valid
+ * token, 403 with a role below the route's threshold).
+ */
+function authorise(
+  ctx: PlatformContext,
+  req: OpacaRequest,
+  threshold: Role | undefined,
+  nowUs: number,
+): { ok: true; holder?: Issued } | { ok: false; status: number; message: string } {
+  if (ctx.cfg.auth === undefined || threshold === undefined) return { ok: true };
+  const holder = req.token === undefined ? undefined : ctx.issued.get(req.token);
+  if (holder === undefined)
+    return { ok: false, status: OPACA_STATUS.unauthorized, message: req.token === undefined ? 'no token' : 'unknown token' };
+  if (nowUs >= holder.expiresUs) return { ok: false, status: OPACA_STATUS.unauthorized, message: 'token expired' };
+  if (!roleAtLeast(holder.role, threshold))
+    return {
+      ok: false,
+      status: OPACA_STATUS.forbidden,
+      message: `${req.method} ${req.path} needs ${threshold}; ${holder.subject} is ${holder.role}`,
+    };
+  return { ok: true, holder };
+}
+
+/** A request to the platform at `url`, with its token there when it holds one. */
+const withToken = (ctx: PlatformContext, url: string, req: Ask): Ask => {
+  const token = ctx.tokens.get(url);
+  return token === undefined ? req : { ...req, token };
+};
+
 /** How often a deploy polls the new container's `/info`. */
 const DEPLOY_POLL_MS = 1000;
 
@@ -379,8 +497,10 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
       if (op.step === 'info') op.info = res!.body as RuntimePlatform;
       if (op.step === 'info' && op.connectBack) {
         // Asks the other platform to connect to this one, without connecting back again.
-        const body = JSON.stringify({ url: ctx.cfg.baseUrl, connectBack: false });
-        return ask(ctx, op.actor, { method: 'POST', path: '/connections', body }, { ...op, step: 'back' }, enqueue);
+        // With auth on, a fresh token (7 days, the caller's role) for the other platform to call this one with.
+        const token = ctx.cfg.auth && op.role ? issue(ctx, nowUs, op.url, op.role, 'connection', enqueue) : undefined;
+        const body = JSON.stringify({ url: ctx.cfg.baseUrl, connectBack: false, ...(token !== undefined ? { token } : {}) });
+        return ask(ctx, op.actor, withToken(ctx, op.url, { method: 'POST', path: '/connections', body }), { ...op, step: 'back' }, enqueue);
       }
       // A concurrent connect (a mutual one, say) finished first: connecting twice changes nothing.
       if (ctx.connected.has(op.url)) return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, false, enqueue);
@@ -447,6 +567,17 @@ export const platformMachine = setup({
   actions: {
     announce: enqueueActions(({ context, enqueue }) => {
       enqueue.emit(effect.observe<PlatformObservation>(infoObservation(context)));
+      for (const t of context.cfg.auth?.issued ?? [])
+        enqueue.emit(
+          effect.observe<PlatformObservation>({
+            kind: 'opaca.token',
+            token: t.token,
+            subject: t.subject,
+            role: t.role,
+            lifetimeUs: t.lifetimeS * 1_000_000,
+            via: t.via,
+          }),
+        );
       for (const [url, c] of context.connected) {
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.connected', url, peer: c.actor, connectBack: false }));
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: c.actor, digest: digestOf(c.info) }));
@@ -473,6 +604,9 @@ export const platformMachine = setup({
       );
       const quick = (status: number, body: unknown): void => respond(context, client, e.now, status, body, q);
       const notFound = (message: string): void => quick(OPACA_STATUS.notFound, { statusCode: 404, message });
+      // Auth on: a valid token first (any role for a request it cannot parse), then the route's role.
+      const auth = authorise(context, req, parsed.ok ? routeRole(parsed.route) : 'GUEST', e.now);
+      if (!auth.ok) return quick(auth.status, { statusCode: auth.status, message: auth.message });
       if (!parsed.ok) return quick(parsed.status, parsed.error);
       const r = parsed.route;
       const view = viewOf(context);
@@ -507,8 +641,18 @@ export const platformMachine = setup({
           if (url === context.cfg.baseUrl || context.connected.has(url)) return quick(OPACA_STATUS.ok, false);
           const actor = context.cfg.directory?.[url];
           if (actor === undefined) return quick(OPACA_STATUS.badGateway, { statusCode: 502, message: `${url} is unreachable` });
-          const op: Op = { kind: 'connect', step: 'info', client, url, actor, connectBack: r.request.connectBack };
-          return ask(context, actor, { method: 'GET', path: '/info' }, op, q);
+          // The token given is what it calls that platform with from now on.
+          if (r.request.token !== undefined) context.tokens.set(url, r.request.token);
+          const op: Op = {
+            kind: 'connect',
+            step: 'info',
+            client,
+            url,
+            actor,
+            connectBack: r.request.connectBack,
+            ...(auth.holder ? { role: auth.holder.role } : {}),
+          };
+          return ask(context, actor, withToken(context, url, { method: 'GET', path: '/info' }), op, q);
         }
         case 'disconnect': {
           const c = context.connected.get(r.url);
@@ -519,11 +663,21 @@ export const platformMachine = setup({
           return ask(
             context,
             c.actor,
-            { method: 'DELETE', path: '/connections', body },
+            withToken(context, r.url, { method: 'DELETE', path: '/connections', body }),
             { kind: 'disconnectBack', client, url: r.url, actor: c.actor },
             q,
           );
         }
+        case 'login': {
+          if (!context.cfg.auth) return notFound('auth is off');
+          const user = context.cfg.auth.users.find((u) => u.name === r.username && u.password === r.password);
+          // Wrong credentials: 403, as the implementation's tests expect.
+          if (!user) return quick(OPACA_STATUS.forbidden, { statusCode: 403, message: 'wrong username or password' });
+          return quick(OPACA_STATUS.ok, issue(context, e.now, user.name, user.role, 'login', q));
+        }
+        case 'token':
+          if (!auth.holder) return notFound('auth is off');
+          return quick(OPACA_STATUS.ok, issue(context, e.now, auth.holder.subject, auth.holder.role, 'renew', q));
         case 'deploy': {
           const image = r.container.image;
           const missing = image.requires.filter((x) => !(context.cfg.provides ?? []).includes(x));
@@ -536,7 +690,9 @@ export const platformMachine = setup({
           const timeoutS = Number(req.query?.timeout ?? '-1');
           const timeoutMs =
             Number.isInteger(timeoutS) && timeoutS > 0 ? timeoutS * 1000 : (context.cfg.deployTimeoutMs ?? DEFAULT_DEPLOY_TIMEOUT_S * 1000);
-          enqueue.emit(effect.send(actor, { type: 'OpacaStart' } satisfies OpacaStart));
+          // With auth on, the container's token (24 h) carries the role of whoever deployed it.
+          const token = auth.holder ? issue(context, e.now, actor, auth.holder.role, 'container', q) : undefined;
+          enqueue.emit(effect.send(actor, { type: 'OpacaStart', ...(token !== undefined ? { token } : {}) } satisfies OpacaStart));
           enqueue.emit(
             effect.observe<PlatformObservation>({
               kind: 'opaca.deploy',
@@ -565,7 +721,13 @@ export const platformMachine = setup({
           if (r.url === context.cfg.baseUrl) return quick(OPACA_STATUS.ok, false);
           const c = context.connected.get(r.url);
           if (!c) return notFound(`not connected to ${r.url}`);
-          return ask(context, c.actor, { method: 'GET', path: '/info' }, { kind: 'pullPlatform', client, url: r.url }, q);
+          return ask(
+            context,
+            c.actor,
+            withToken(context, r.url, { method: 'GET', path: '/info' }),
+            { kind: 'pullPlatform', client, url: r.url },
+            q,
+          );
         }
         case 'notifyContainer': {
           const c = context.containers.get(r.containerId);
@@ -640,7 +802,13 @@ export const platformMachine = setup({
       const e = event as Extract<PlatformEvent, { type: 'OpacaPush' }>;
       const url = [...context.connected].find(([, c]) => c.actor === e.from)?.[0];
       if (url === undefined) return;
-      ask(context, e.from, { method: 'GET', path: '/info' }, { kind: 'pullPlatform', url }, enqueue as unknown as Enqueue);
+      ask(
+        context,
+        e.from,
+        withToken(context, url, { method: 'GET', path: '/info' }),
+        { kind: 'pullPlatform', url },
+        enqueue as unknown as Enqueue,
+      );
     }),
   },
 }).createMachine({
@@ -651,6 +819,11 @@ export const platformMachine = setup({
     connected: new Map(input.connected.map((c) => [c.info.baseUrl, { ...c }])),
     subscribers: input.connected.map((c) => c.actor),
     pool: new Map(Object.entries(input.images ?? {}).map(([image, actors]) => [image, [...actors]])),
+    issued: new Map(
+      (input.auth?.issued ?? []).map((t) => [t.token, { subject: t.subject, role: t.role, expiresUs: t.lifetimeS * 1_000_000 }]),
+    ),
+    tokens: new Map(Object.entries(input.tokens ?? {})),
+    nextToken: 0,
     ops: new Map(),
     calls: new Map(),
     dispatches: new Map(),

@@ -11,10 +11,10 @@ import type { ClientCall, ClientInput, ClientObservation } from '../../actors/op
 import { AGENT_BEHAVIOURS, containerMachine } from '../../actors/opaca/container.machine.js';
 import type { ContainerInput, ContainerObservation } from '../../actors/opaca/container.machine.js';
 import { platformMachine } from '../../actors/opaca/platform.machine.js';
-import type { PlatformInput, PlatformObservation } from '../../actors/opaca/platform.machine.js';
+import type { PlatformAuth, PlatformInput, PlatformObservation } from '../../actors/opaca/platform.machine.js';
 import { createOpacaChecker, OPACA_INVARIANTS } from '../../invariants/opaca.js';
 import type { Action, AgentContainer, OpacaMode, Parameter, RuntimePlatform } from '../../protocol/opaca.js';
-import { OPACA_MODES, parseOpacaRequest } from '../../protocol/opaca.js';
+import { OPACA_MODES, parseOpacaRequest, ROLES, TOKEN_LIFETIME_S } from '../../protocol/opaca.js';
 import { duration, positiveDuration, positiveInt, selector, selectors } from '../schemaParts.js';
 import type { ProtocolFamily } from './types.js';
 
@@ -61,6 +61,20 @@ export const opacaPlatformRole = z.strictObject({
   deployTimeout: positiveDuration
     .default('10s')
     .meta({ description: 'How long a deployed container has to answer /info (a deploy’s timeout query overrides).' }),
+  auth: z
+    .strictObject({
+      users: z
+        .array(
+          z.strictObject({
+            name: z.string().min(1),
+            password: z.string(),
+            role: z.enum(ROLES, { error: `expected one of ${ROLES.join(', ')}` }),
+          }),
+        )
+        .min(1, { error: 'expected at least one user' }),
+    })
+    .optional()
+    .meta({ description: 'Auth on: its users (POST /login) and their roles; every route but /login then needs a token.' }),
 });
 
 export const opacaContainerRole = z.strictObject({
@@ -100,19 +114,36 @@ export const opacaClientRole = z.strictObject({
   name: z.string().min(1).optional(),
   calls: z
     .array(
-      z.strictObject({
-        at: duration,
-        to: selector.meta({ description: 'The platform called.' }),
-        method: z.enum(['GET', 'POST', 'DELETE']).default('POST'),
-        path: z.string().startsWith('/', { error: 'expected a path such as /invoke/Add' }),
-        query: z.record(z.string(), z.string()).optional(),
-        body: z.unknown().optional().meta({ description: 'A JSON value, sent as its text.' }),
-        raw: z.string().optional().meta({ description: 'The body text as is (malformed JSON → 422).' }),
-        times: positiveInt.default(1).meta({ description: 'The same call this many times at once.' }),
-      }),
+      z
+        .strictObject({
+          at: duration,
+          to: selector.meta({ description: 'The platform called.' }),
+          method: z.enum(['GET', 'POST', 'DELETE']).default('POST'),
+          path: z.string().startsWith('/', { error: 'expected a path such as /invoke/Add' }),
+          query: z.record(z.string(), z.string()).optional(),
+          body: z
+            .unknown()
+            .refine(isJsonValue, { error: 'expected a JSON value (no .inf or .nan); a malformed body for the simulation goes in raw' })
+            .optional()
+            .meta({ description: 'A JSON value, sent as its text.' }),
+          as: z.string().min(1).optional().meta({ description: 'Auth on: with the token this user’s last /login (or /token) there gave.' }),
+          token: z.string().optional().meta({ description: 'Auth on: with this token as is (a forged or stale one).' }),
+          raw: z.string().optional().meta({ description: 'The body text as is (malformed JSON → 422).' }),
+          times: positiveInt.default(1).meta({ description: 'The same call this many times at once.' }),
+        })
+        .refine((c) => c.body === undefined || c.raw === undefined, { error: 'expected body or raw, not both', path: ['raw'] }),
     )
     .min(1, { error: 'expected at least one call' }),
 });
+
+/** Can `v` be written as JSON as it is (finite numbers, plain objects and arrays)? */
+function isJsonValue(v: unknown): boolean {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return Number.isFinite(v);
+  if (Array.isArray(v)) return v.every(isJsonValue);
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v).every(isJsonValue);
+  return false;
+}
 
 type PlatformRole = z.infer<typeof opacaPlatformRole>;
 type ContainerRole = z.infer<typeof opacaContainerRole>;
@@ -202,6 +233,26 @@ export const opacaFamily: ProtocolFamily = {
     });
     const directory = Object.fromEntries(platforms.map((p) => [url(p.name), p.name]));
 
+    // Auth: containers and connections at start are taken as set up by an ADMIN; each holds a token
+    // its platform (or the platform it is connected to) issued: a container 24 h, a platform 7 days.
+    const authOf = (p: string) => (platforms.find((x) => x.name === p)!.params as PlatformRole).auth;
+    const issued = new Map<string, PlatformAuth['issued']>(platforms.map((p) => [p.name, []]));
+    const held = new Map<string, Record<string, string>>(platforms.map((p) => [p.name, {}]));
+    const containerToken = new Map<string, string>();
+    for (const p of platforms) {
+      if (!authOf(p.name)) continue;
+      for (const c of hosted.get(p.name)!) {
+        const token = `${p.name}.container.${c.actor}`;
+        issued.get(p.name)!.push({ token, subject: c.actor, role: 'ADMIN', lifetimeS: TOKEN_LIFETIME_S.container, via: 'container' });
+        containerToken.set(c.actor, token);
+      }
+      for (const q of links.get(p.name)!) {
+        const token = `${p.name}.connection.${q}`;
+        issued.get(p.name)!.push({ token, subject: url(q), role: 'ADMIN', lifetimeS: TOKEN_LIFETIME_S.connection, via: 'connection' });
+        held.get(q)![url(p.name)] = token;
+      }
+    }
+
     const actors: ActorDefinition[] = [];
     for (const p of platforms) {
       const r = p.params as PlatformRole;
@@ -218,10 +269,15 @@ export const opacaFamily: ProtocolFamily = {
         provides: r.provides,
         images: pools.get(p.name) ?? {},
         deployTimeoutMs: ms(r.deployTimeout),
+        ...(r.auth ? { auth: { users: r.auth.users, issued: issued.get(p.name)! } } : {}),
+        tokens: held.get(p.name)!,
       };
       actors.push({ name: p.name, role: p.role, machine: platformMachine, input });
     }
-    for (const input of containerInputs) actors.push({ name: input.name, role: 'opaca.container', machine: containerMachine, input });
+    for (const input of containerInputs) {
+      const token = containerToken.get(input.name);
+      actors.push({ name: input.name, role: 'opaca.container', machine: containerMachine, input: token ? { ...input, token } : input });
+    }
     let expected = 0;
     for (const c of clients) {
       const r = c.params as ClientRole;
@@ -236,6 +292,8 @@ export const opacaFamily: ProtocolFamily = {
           path: x.path,
           ...(x.query ? { query: x.query } : {}),
           ...(body !== undefined ? { body } : {}),
+          ...(x.as !== undefined ? { as: x.as } : {}),
+          ...(x.token !== undefined ? { token: x.token } : {}),
         };
         return Array.from({ length: x.times }, () => made);
       });
@@ -249,6 +307,12 @@ export const opacaFamily: ProtocolFamily = {
       historySize: new Map(platforms.map((p) => [p.name, (p.params as PlatformRole).historySize])),
       enabled: ctx.enabledInvariants,
       recentTrace: ctx.recentTrace,
+      auth: new Map(
+        platforms.flatMap((p) => {
+          const a = authOf(p.name);
+          return a ? [[p.name, new Map(a.users.map((u) => [u.name, u.role]))] as const] : [];
+        }),
+      ),
     });
     const answers: Record<string, number> = {};
     const deliveries: Record<string, number> = {};
