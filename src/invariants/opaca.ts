@@ -6,7 +6,7 @@
  * `GET /history` and pushed to subscribers) and 9 (`includeConnected` is one hop, never transitive). Each call is followed across hops by
  * its trace id (the CALL event's id where it was first made).
  */
-import type { ContainerObservation } from '../actors/opaca/container.machine.js';
+import type { AgentObservation } from '../actors/opaca/agent.machine.js';
 import type { PlatformObservation } from '../actors/opaca/platform.machine.js';
 import type { FaultAction, TraceRecord } from '../engine/createSimulation.js';
 import type { Envelope } from '../protocol/host.js';
@@ -339,7 +339,7 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
 
   return {
     onObserve(t, actor, obs) {
-      const o = obs as PlatformObservation | ContainerObservation;
+      const o = obs as PlatformObservation | AgentObservation;
       if (o.kind === 'opaca.delivered') {
         const c = calls.get(o.callId);
         if (!c) return;

@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ClientCall } from '../../src/actors/opaca/client.machine.js';
 import { clientMachine } from '../../src/actors/opaca/client.machine.js';
-import type { AgentBehaviour } from '../../src/actors/opaca/container.machine.js';
+import type { AgentBehaviour } from '../../src/actors/opaca/agent.machine.js';
+import { agentMachine } from '../../src/actors/opaca/agent.machine.js';
 import { containerMachine } from '../../src/actors/opaca/container.machine.js';
 import { platformMachine } from '../../src/actors/opaca/platform.machine.js';
 import type { ActorDefinition, ScheduledFault } from '../../src/engine/createSimulation.js';
@@ -91,11 +92,23 @@ function world(
           info: containerInfo(b),
           platform: p,
           ...(b.changes ? { changes: b.changes } : {}),
-          behaviours: Object.fromEntries(
-            b.agents.map((a) => [a.id, { kind: a.behaviour ?? 'echo', ...(a.delayMs ? { delayMs: a.delayMs } : {}) }]),
-          ),
+          agents: Object.fromEntries(b.agents.map((a) => [a.id, `${b.id}.${a.id}`])),
         },
       });
+    for (const b of boxes)
+      for (const a of b.agents)
+        actors.push({
+          name: `${b.id}.${a.id}`,
+          role: 'opaca.agent',
+          machine: agentMachine,
+          input: {
+            name: `${b.id}.${a.id}`,
+            agentId: a.id,
+            container: b.id,
+            behaviour: a.behaviour ?? 'echo',
+            ...(a.delayMs ? { delayMs: a.delayMs } : {}),
+          },
+        });
   }
   actors.push({ name: 'client', role: 'opaca.client', machine: clientMachine, input: { name: 'client', calls } });
   const answers: { path: string; status: number; body: unknown }[] = [];
@@ -264,9 +277,9 @@ describe('OPACA routing on the kernel', () => {
   it('the history: CALL, FORWARD, SUCCESS or ERROR linked by relatedId, in the implementation shape; reads are not recorded', () => {
     const { answers } = world(chain, chainLinks, [
       call(10, 'B', 'POST', '/invoke/Add', { x: 1, y: 2 }),
-      call(20, 'B', 'POST', '/invoke/Add', { x: 1 }),
-      call(30, 'B', 'GET', '/info'),
-      call(40, 'B', 'GET', '/history'),
+      call(100, 'B', 'POST', '/invoke/Add', { x: 1 }),
+      call(200, 'B', 'GET', '/info'),
+      call(300, 'B', 'GET', '/history'),
     ]);
     const history = answers[3].body as OpacaEvent[];
     expect(history.map((e) => [e.eventType, e.route, e.statusCode ?? null])).toEqual([

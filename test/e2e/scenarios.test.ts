@@ -341,6 +341,19 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
     expect(s.invariants.find((i) => i.id === 'opaca.deploy')).toMatchObject({ status: 'held', checks: 4 });
   });
 
+  it('ping-pong on 1, 2 and 3 platforms: offers heard per round follow the hops (A never hears C)', () => {
+    type PingPong = Record<string, { rounds: number; offers: number; jobs: Record<string, number> }>;
+    const pp = (file: string) => run(file, 'opaca').metrics.pingPong as PingPong;
+    expect(pp('ping-pong-1.yaml')['boss.pinger']).toMatchObject({ rounds: 3, offers: 9 });
+    expect(pp('ping-pong-2.yaml')['boss.pinger']).toMatchObject({ rounds: 3, offers: 12 });
+    const chain = pp('ping-pong-3.yaml');
+    // A's pinger: A's and B's pongers (4 a round); B's: all three platforms' (6 a round).
+    expect(chain['boss-a.pinger-a']).toMatchObject({ rounds: 3, offers: 12 });
+    expect(chain['boss-b.pinger-b']).toMatchObject({ rounds: 3, offers: 18 });
+    expect(Object.keys(chain['boss-a.pinger-a'].jobs).some((j) => j.includes('crew-c'))).toBe(false);
+    for (const p of Object.values(chain)) for (const job of Object.keys(p.jobs)) expect(job.endsWith(' 200')).toBe(true);
+  });
+
   it('auth on: 401 without a valid token, 403 below the route’s role, served at or above it; tokens expire and renew', () => {
     const s = run('auth-roles.yaml', 'opaca');
     // No token ×2, a forged one, gus's expired one: 401. A wrong password and the matrix's 7 refusals: 403.

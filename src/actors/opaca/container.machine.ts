@@ -1,14 +1,12 @@
 /**
- * An OPACA **agent container** (`shared/protocols/opaca.md`, "Message flows"): hosts agents and
- * answers the platform's calls — a send goes to the agent (`tell`), a broadcast to every agent
- * through the container's broker (`publish`), an invoke to the agent's action (`ask`), whose result
- * answers the call. `/info` describes the container.
+ * An OPACA **agent container** (`shared/protocols/opaca.md`, "Message flows"): hosts agents (each
+ * an actor of its own, `agent.machine.ts`) and answers the platform's calls — a send goes to the
+ * agent (`tell`), a broadcast to every agent through the container's broker (`publish`), an invoke
+ * to the agent with the action (`ask`), whose answer answers the call. `/info` describes the
+ * container. The calls its agents make to the platform's API go out through it, with its token.
  *
- * The agents' behaviours come from the scenario: `echo` (its actions return their arguments),
- * `compute` (`Add` returns x + y, anything else its arguments), `slow` (answers after `delayMs`) and
- * `failing` (every invoke fails: 500). Each delivery is observed with the call's id, so a checker can
- * count how many agents a call reached. Its agents may gain actions at run time (`changes`); with
- * `notify` it tells its platform, which then pulls `/info` (notify, then pull).
+ * Its agents may gain actions at run time (`changes`); with `notify` it tells its platform, which
+ * then pulls `/info` (notify, then pull).
  *
  * A deployable container (an image a platform may start) stays down until a platform's
  * `OpacaStart`, answers nothing while it boots (`startupMs`; never, when undefined) and goes down
@@ -18,15 +16,13 @@ import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
 import type { Action, AgentContainer, OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
 import { OPACA_STATUS, parseRoute } from '../../protocol/opaca.js';
-
-export const AGENT_BEHAVIOURS = ['echo', 'compute', 'slow', 'failing'] as const;
-export type AgentBehaviour = (typeof AGENT_BEHAVIOURS)[number];
+import type { AgentAnswer, AgentAsk, AgentCall, AgentTell } from './agent.machine.js';
 
 export interface ContainerInput {
   name: string;
   info: AgentContainer;
-  /** Behaviour per agent id (default echo). */
-  behaviours: Record<string, { kind: AgentBehaviour; delayMs?: number }>;
+  /** The actor of each of its agents, by agent id. */
+  agents: Record<string, string>;
   /** The platform it runs on (it notifies it of changes). */
   platform?: string;
   /** Its token at that platform, when auth is on (a container token, 24 h). */
@@ -45,14 +41,6 @@ export type OpacaStart = { type: 'OpacaStart'; token?: string };
 /** A platform stops a container (a failed deploy's cleanup, or `DELETE /containers/{id}`). */
 export type OpacaStop = { type: 'OpacaStop' };
 
-export type ContainerObservation = {
-  kind: 'opaca.delivered';
-  how: 'send' | 'broadcast' | 'invoke';
-  agent: string;
-  /** The id of the call at the platform it was first made to. */
-  callId: string;
-};
-
 interface ContainerContext {
   cfg: ContainerInput;
   /** Down (not started, or stopped), booting (started, not answering yet) or up. */
@@ -65,9 +53,11 @@ interface ContainerContext {
   boot: number;
   /** Its `/info`, as its agents change. */
   info: AgentContainer;
-  /** Slow invokes waiting to answer, by timer id. */
-  waiting: Map<string, { to: string; answer: OpacaResponse }>;
-  nextWait: number;
+  /** Action calls at its agents: its request id → whom to answer, with which request id. */
+  asks: Map<number, { to: string; re: number }>;
+  /** Its agents' calls to the platform: its request id → the agent and the agent's request id. */
+  outgoing: Map<number, { agent: string; rid: number }>;
+  rid: number;
 }
 
 type ContainerEvent =
@@ -77,7 +67,8 @@ type ContainerEvent =
   | { type: 'OpacaStop'; from: string; msg: OpacaStop; now: number }
   | { type: 'opaca.booted'; boot: number; now: number }
   | { type: 'opaca.change'; index: number; now: number }
-  | { type: 'opaca.answerDue'; wait: string; now: number }
+  | { type: 'AgentAnswer'; from: string; msg: AgentAnswer; now: number }
+  | { type: 'AgentCall'; from: string; msg: AgentCall; now: number }
   | { type: 'host.shutdown'; now: number };
 
 const answer = (re: number, status: number, body: unknown): OpacaResponse => ({ type: 'OpacaResponse', re, status, body });
@@ -88,7 +79,7 @@ export const containerMachine = setup({
     context: {} as ContainerContext,
     events: {} as ContainerEvent,
     input: {} as ContainerInput,
-    emitted: {} as ReturnType<typeof effect.send> | ReturnType<typeof effect.observe<ContainerObservation>>,
+    emitted: {} as ReturnType<typeof effect.send>,
   },
   actions: {
     serve: enqueueActions(({ context, event, enqueue }) => {
@@ -102,8 +93,20 @@ export const containerMachine = setup({
       if (!parsed.ok) return reply(answer(req.rid, parsed.status, parsed.error));
       const route = parsed.route;
       const agents = context.info.agents;
-      const delivered = (how: ContainerObservation['how'], agent: string): void =>
-        void enqueue.emit(effect.observe<ContainerObservation>({ kind: 'opaca.delivered', how, agent, callId }));
+      const actorOf = (agentId: string): string | undefined => context.cfg.agents[agentId];
+      const tell = (agentId: string, how: AgentTell['how'], message: { payload: unknown; replyTo: string }, channel?: string): void => {
+        const actor = actorOf(agentId);
+        if (actor === undefined) return;
+        const msg: AgentTell = {
+          type: 'AgentTell',
+          how,
+          payload: message.payload,
+          replyTo: message.replyTo,
+          callId,
+          ...(channel !== undefined ? { channel } : {}),
+        };
+        enqueue.emit(effect.send(actor, msg));
+      };
       switch (route.kind) {
         case 'info':
           return reply(answer(req.rid, OPACA_STATUS.ok, context.info));
@@ -112,32 +115,61 @@ export const containerMachine = setup({
         case 'send': {
           if (!agents.some((a) => a.agentId === route.agent))
             return reply(error(req.rid, OPACA_STATUS.notFound, `no agent ${route.agent}`));
-          delivered('send', route.agent);
+          // A tell is delivered to the agent's mailbox: the call is answered at once.
+          tell(route.agent, 'send', route.message);
           return reply(answer(req.rid, OPACA_STATUS.ok, null));
         }
         case 'broadcast':
-          for (const a of agents) delivered('broadcast', a.agentId);
+          // The broker publishes on the channel: every agent hears it.
+          for (const a of agents) tell(a.agentId, 'broadcast', route.message, route.channel);
           return reply(answer(req.rid, OPACA_STATUS.ok, null));
         case 'invoke': {
           const agent = agents.find(
             (a) => (route.agent === undefined || a.agentId === route.agent) && a.actions.some((x) => x.name === route.action),
           );
-          if (!agent) return reply(error(req.rid, OPACA_STATUS.notFound, `no action ${route.action}`));
-          delivered('invoke', agent.agentId);
-          const behaviour = context.cfg.behaviours[agent.agentId] ?? { kind: 'echo' };
-          if (behaviour.kind === 'failing') return reply(error(req.rid, 500, `${agent.agentId} failed running ${route.action}`));
-          const args = route.args;
-          const result = behaviour.kind === 'compute' && route.action === 'Add' ? Number(args.x) + Number(args.y) : (args.message ?? args);
-          const r = answer(req.rid, OPACA_STATUS.ok, result);
-          if (behaviour.kind !== 'slow' || !behaviour.delayMs) return reply(r);
-          const wait = `w${++context.nextWait}`;
-          context.waiting.set(wait, { to: e.from, answer: r });
-          enqueue.raise({ type: 'opaca.answerDue', wait, now: 0 }, { id: wait, delay: behaviour.delayMs });
+          const actor = agent && actorOf(agent.agentId);
+          if (!agent || actor === undefined) return reply(error(req.rid, OPACA_STATUS.notFound, `no action ${route.action}`));
+          const rid = ++context.rid;
+          context.asks.set(rid, { to: e.from, re: req.rid });
+          enqueue.emit(effect.send(actor, { type: 'AgentAsk', rid, action: route.action, args: route.args, callId } satisfies AgentAsk));
           return;
         }
         default:
           return reply(error(req.rid, OPACA_STATUS.notFound, `a container does not serve ${req.method} ${req.path}`));
       }
+    }),
+    /** An agent answered an action call: that answers the platform's invoke. */
+    answered: enqueueActions(({ context, event, enqueue }) => {
+      const m = (event as Extract<ContainerEvent, { type: 'AgentAnswer' }>).msg;
+      const ask = context.asks.get(m.re);
+      if (!ask || context.up !== 'up') return;
+      context.asks.delete(m.re);
+      enqueue.emit(effect.send(ask.to, answer(ask.re, m.status, m.body)));
+    }),
+    /** An agent calls the platform's API: the container makes the call, with its token. */
+    callOut: enqueueActions(({ context, event, enqueue }) => {
+      const e = event as Extract<ContainerEvent, { type: 'AgentCall' }>;
+      if (context.up !== 'up' || context.platform === undefined) return;
+      const rid = ++context.rid;
+      context.outgoing.set(rid, { agent: e.from, rid: e.msg.rid });
+      enqueue.emit(
+        effect.send(context.platform, {
+          type: 'OpacaRequest',
+          rid,
+          method: e.msg.method,
+          path: e.msg.path,
+          ...(e.msg.body !== undefined ? { body: e.msg.body } : {}),
+          ...(context.token !== undefined ? { token: context.token } : {}),
+        } satisfies OpacaRequest),
+      );
+    }),
+    /** The platform answered: an agent's call goes back to it; a notify's answer needs nothing. */
+    callBack: enqueueActions(({ context, event, enqueue }) => {
+      const m = (event as Extract<ContainerEvent, { type: 'OpacaResponse' }>).msg;
+      const out = context.outgoing.get(m.re);
+      if (!out) return;
+      context.outgoing.delete(m.re);
+      enqueue.emit(effect.send(out.agent, { ...m, re: out.rid }));
     }),
     scheduleChanges: enqueueActions(({ context, enqueue }) => {
       (context.cfg.changes ?? []).forEach((c, index) =>
@@ -155,7 +187,7 @@ export const containerMachine = setup({
         enqueue.emit(
           effect.send(context.platform, {
             type: 'OpacaRequest',
-            rid: (event as { index: number }).index + 1,
+            rid: ++context.rid,
             method: 'POST',
             path: '/containers/notify',
             body: JSON.stringify(context.info.containerId),
@@ -179,13 +211,8 @@ export const containerMachine = setup({
     stop: enqueueActions(({ context }) => {
       context.up = 'down';
       context.boot++;
-      context.waiting.clear();
-    }),
-    answerLate: enqueueActions(({ context, event, enqueue }) => {
-      const w = context.waiting.get((event as { wait: string }).wait);
-      if (!w) return;
-      context.waiting.delete((event as { wait: string }).wait);
-      enqueue.emit(effect.send(w.to, w.answer));
+      context.asks.clear();
+      context.outgoing.clear();
     }),
   },
 }).createMachine({
@@ -197,8 +224,9 @@ export const containerMachine = setup({
     ...(input.platform !== undefined ? { platform: input.platform } : {}),
     ...(input.token !== undefined ? { token: input.token } : {}),
     boot: 0,
-    waiting: new Map(),
-    nextWait: 0,
+    asks: new Map(),
+    outgoing: new Map(),
+    rid: 0,
   }),
   initial: 'running',
   states: {
@@ -206,7 +234,9 @@ export const containerMachine = setup({
       entry: 'scheduleChanges',
       on: {
         OpacaRequest: { actions: 'serve' },
-        'opaca.answerDue': { actions: 'answerLate' },
+        AgentAnswer: { actions: 'answered' },
+        AgentCall: { actions: 'callOut' },
+        OpacaResponse: { actions: 'callBack' },
         'opaca.change': { actions: 'change' },
         OpacaStart: { actions: 'start' },
         OpacaStop: { actions: 'stop' },

@@ -8,8 +8,10 @@ import { z } from 'zod';
 import type { ActorDefinition } from '../../engine/createSimulation.js';
 import { clientMachine } from '../../actors/opaca/client.machine.js';
 import type { ClientCall, ClientInput, ClientObservation } from '../../actors/opaca/client.machine.js';
-import { AGENT_BEHAVIOURS, containerMachine } from '../../actors/opaca/container.machine.js';
-import type { ContainerInput, ContainerObservation } from '../../actors/opaca/container.machine.js';
+import { AGENT_BEHAVIOURS, agentMachine, PONG_ACTION } from '../../actors/opaca/agent.machine.js';
+import type { AgentInput, AgentObservation } from '../../actors/opaca/agent.machine.js';
+import { containerMachine } from '../../actors/opaca/container.machine.js';
+import type { ContainerInput } from '../../actors/opaca/container.machine.js';
 import { platformMachine } from '../../actors/opaca/platform.machine.js';
 import type { PlatformAuth, PlatformInput, PlatformObservation } from '../../actors/opaca/platform.machine.js';
 import { createOpacaChecker, OPACA_INVARIANTS } from '../../invariants/opaca.js';
@@ -95,10 +97,20 @@ export const opacaContainerRole = z.strictObject({
   agents: z
     .array(
       z.strictObject({
-        id: z.string().min(1),
+        id: z.string().min(1).meta({ description: 'Its agent id; {container} stands for its container id.' }),
         behaviour: z.enum(AGENT_BEHAVIOURS, { error: `expected one of ${AGENT_BEHAVIOURS.join(', ')}` }).default('echo'),
         delay: duration.optional().meta({ description: 'slow: how long it takes to answer an invoke.' }),
         actions: z.array(action).default([]),
+        ping: z
+          .strictObject({
+            channel: z.string().min(1).default('ping'),
+            start: duration.default('1s'),
+            every: positiveDuration.default('10s'),
+            rounds: positiveInt.default(1),
+            collect: positiveDuration.default('2s').meta({ description: 'How long it collects offers after a Ping.' }),
+          })
+          .default({ channel: 'ping', start: '1s', every: '10s', rounds: 1, collect: '2s' })
+          .meta({ description: 'pinger: its rounds (a ponger offers the Pong action by itself).' }),
       }),
     )
     .min(1, { error: 'expected at least one agent' }),
@@ -145,6 +157,9 @@ function isJsonValue(v: unknown): boolean {
   return false;
 }
 
+/** An agent's actor name: its container's, a dot, its id. */
+const agentActor = (container: string, agentId: string): string => `${container}.${agentId}`;
+
 type PlatformRole = z.infer<typeof opacaPlatformRole>;
 type ContainerRole = z.infer<typeof opacaContainerRole>;
 type ClientRole = z.infer<typeof opacaClientRole>;
@@ -183,16 +198,24 @@ export const opacaFamily: ProtocolFamily = {
     /** Containers not running at start, per platform and image: what a deploy can start. */
     const pools = new Map<string, Record<string, string[]>>();
     const containerInputs: ContainerInput[] = [];
+    const agentInputs: AgentInput[] = [];
     for (const c of containers) {
       const r = c.params as ContainerRole;
       const platform = one(r.platform, [...c.path, 'platform']);
       if (platform === undefined) continue;
+      /** Agent ids may name their container (`{container}`), so containers of one kind host distinct agents. */
+      const idOf = (id: string): string => id.replaceAll('{container}', c.name);
       const imageName = r.image ?? `${r.name ?? 'container'}-image`;
       const info: AgentContainer = {
         containerId: c.name,
         image: { imageName, requires: r.requires, provides: [], apiPort: 8082, parameters: [] },
         arguments: {},
-        agents: r.agents.map((a) => ({ agentId: a.id, agentType: a.behaviour, actions: a.actions.map(actionOf), streams: [] })),
+        agents: r.agents.map((a) => {
+          const actions = a.actions.map(actionOf);
+          // A ponger offers the Pong action (a pinger's job for the best offer).
+          if (a.behaviour === 'ponger' && !actions.some((x) => x.name === 'Pong')) actions.push(structuredClone(PONG_ACTION) as Action);
+          return { agentId: idOf(a.id), agentType: a.behaviour, actions, streams: [] };
+        }),
         owner: 'scenario',
         runningSince: 0,
       };
@@ -201,14 +224,31 @@ export const opacaFamily: ProtocolFamily = {
         const images = pools.get(platform) ?? pools.set(platform, {}).get(platform)!;
         (images[imageName] ??= []).push(c.name);
       }
+      for (const a of r.agents)
+        agentInputs.push({
+          name: agentActor(c.name, idOf(a.id)),
+          agentId: idOf(a.id),
+          container: c.name,
+          behaviour: a.behaviour,
+          ...(a.delay !== undefined ? { delayMs: ms(a.delay) } : {}),
+          ...(a.behaviour === 'pinger'
+            ? {
+                ping: {
+                  channel: a.ping.channel,
+                  startMs: ms(a.ping.start),
+                  everyMs: ms(a.ping.every),
+                  rounds: a.ping.rounds,
+                  collectMs: ms(a.ping.collect),
+                },
+              }
+            : {}),
+        });
       containerInputs.push({
         name: c.name,
         info,
         ...(r.deployed ? { platform } : { deployable: r.startup === 'never' ? {} : { startupMs: ms(r.startup) } }),
-        behaviours: Object.fromEntries(
-          r.agents.map((a) => [a.id, { kind: a.behaviour, ...(a.delay !== undefined ? { delayMs: ms(a.delay) } : {}) }]),
-        ),
-        changes: r.changes.map((ch) => ({ atMs: ms(ch.at), agent: ch.agent, action: actionOf(ch.action), notify: ch.notify })),
+        agents: Object.fromEntries(r.agents.map((a) => [idOf(a.id), agentActor(c.name, idOf(a.id))])),
+        changes: r.changes.map((ch) => ({ atMs: ms(ch.at), agent: idOf(ch.agent), action: actionOf(ch.action), notify: ch.notify })),
       });
     }
 
@@ -253,7 +293,8 @@ export const opacaFamily: ProtocolFamily = {
       }
     }
 
-    const actors: ActorDefinition[] = [];
+    // Actors in the order the file declares them (faults name them by that order), then the agents.
+    const made = new Map<string, ActorDefinition>();
     for (const p of platforms) {
       const r = p.params as PlatformRole;
       const input: PlatformInput = {
@@ -272,11 +313,16 @@ export const opacaFamily: ProtocolFamily = {
         ...(r.auth ? { auth: { users: r.auth.users, issued: issued.get(p.name)! } } : {}),
         tokens: held.get(p.name)!,
       };
-      actors.push({ name: p.name, role: p.role, machine: platformMachine, input });
+      made.set(p.name, { name: p.name, role: p.role, machine: platformMachine, input });
     }
     for (const input of containerInputs) {
       const token = containerToken.get(input.name);
-      actors.push({ name: input.name, role: 'opaca.container', machine: containerMachine, input: token ? { ...input, token } : input });
+      made.set(input.name, {
+        name: input.name,
+        role: 'opaca.container',
+        machine: containerMachine,
+        input: token ? { ...input, token } : input,
+      });
     }
     let expected = 0;
     for (const c of clients) {
@@ -299,8 +345,17 @@ export const opacaFamily: ProtocolFamily = {
       });
       expected += calls.length;
       const input: ClientInput = { name: c.name, calls };
-      actors.push({ name: c.name, role: c.role, machine: clientMachine, input });
+      made.set(c.name, { name: c.name, role: c.role, machine: clientMachine, input });
     }
+    const actors: ActorDefinition[] = ctx.actors.flatMap((a) => made.get(a.name) ?? []);
+    for (const input of agentInputs) actors.push({ name: input.name, role: 'opaca.agent', machine: agentMachine, input });
+    // A platform talks most with its containers, and they with their agents: kept on one shard when there are enough groups.
+    const affinity = platforms.map((p) => [
+      p.name,
+      ...containerInputs
+        .filter((c) => c.platform === p.name || Object.values(pools.get(p.name) ?? {}).some((x) => x.includes(c.name)))
+        .flatMap((c) => [c.name, ...Object.values(c.agents)]),
+    ]);
 
     const checker = createOpacaChecker({
       mode,
@@ -318,23 +373,37 @@ export const opacaFamily: ProtocolFamily = {
     const deliveries: Record<string, number> = {};
     let answered = 0;
     let forwards = 0;
+    /** Ping-pong, per pinger: rounds played, offers heard, jobs given (agent and the invoke's status). */
+    const pingPong: Record<string, { rounds: number; offers: number; jobs: Record<string, number> }> = {};
     const metricsObserver = {
       onObserve(_t: number, _actor: string, obs: { kind: string }) {
-        const o = obs as ClientObservation | ContainerObservation | PlatformObservation;
+        const o = obs as ClientObservation | AgentObservation | PlatformObservation;
         if (o.kind === 'opaca.client.answer') {
           answered++;
           answers[o.status] = (answers[o.status] ?? 0) + 1;
         } else if (o.kind === 'opaca.delivered') deliveries[o.how] = (deliveries[o.how] ?? 0) + 1;
-        else if (o.kind === 'opaca.dispatch' && o.toPlatform) forwards++;
+        else if (o.kind === 'opaca.pingpong') {
+          const p = (pingPong[_actor] ??= { rounds: 0, offers: 0, jobs: {} });
+          p.rounds++;
+          p.offers += o.offers;
+          if (o.chosen !== undefined) p.jobs[`${o.chosen} ${o.status}`] = (p.jobs[`${o.chosen} ${o.status}`] ?? 0) + 1;
+        } else if (o.kind === 'opaca.dispatch' && o.toPlatform) forwards++;
       },
     };
 
     return {
       actors,
+      affinity,
       observers: [checker, metricsObserver],
       checker,
       isComplete: () => expected > 0 && answered === expected,
-      metrics: () => ({ calls: expected, answersByStatus: { ...answers }, deliveries: { ...deliveries }, forwards }),
+      metrics: () => ({
+        calls: expected,
+        answersByStatus: { ...answers },
+        deliveries: { ...deliveries },
+        forwards,
+        ...(Object.keys(pingPong).length > 0 ? { pingPong: structuredClone(pingPong) } : {}),
+      }),
     };
   },
 };
