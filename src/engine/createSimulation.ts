@@ -44,6 +44,11 @@ export interface ActorDefinition {
    * incarnations (request id ranges). Defaults to the original input.
    */
   restartInput?: (incarnation: number, durable: unknown) => unknown;
+  /**
+   * The actor it lives inside (an OPACA agent in its container's process): a scenario's faults aimed
+   * at the host — crash, restart, pause, partition, hold, skew — take it along.
+   */
+  host?: string;
 }
 
 /**

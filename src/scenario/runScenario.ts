@@ -6,7 +6,7 @@
  * const summary = runScenario(loaded, { seed: 7 });
  * console.log(summary.invariants.map((i) => `${i.id}: ${i.status}`));
  */
-import type { FaultAction, ScheduledFault, SimObserver, SimulationOptions } from '../engine/createSimulation.js';
+import type { ActorDefinition, FaultAction, ScheduledFault, SimObserver, SimulationOptions } from '../engine/createSimulation.js';
 import { createSimulation, hooksOf } from '../engine/createSimulation.js';
 import type { ObserverHook, RunResult, Simulation } from '../engine/createSimulation.js';
 import type { LocalChunk, LocalEnd } from '../engine/createSimulation.js';
@@ -381,6 +381,7 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
   };
   const built = family.build(ctx);
   if (problems.length > 0) throw new ScenarioError(problems);
+  withHostedActors(built.actors, faults);
   if (overrides.machines) {
     for (const a of built.actors) {
       const m = overrides.machines[a.role];
@@ -526,6 +527,46 @@ function togetherOf(
     if (f.action.kind === 'hold') out.push({ members: [...f.action.from, ...f.action.to], why: `both sides of ${f.label}` });
   }
   return out;
+}
+
+/**
+ * Faults follow the actors they name into the actors living inside them (`ActorDefinition.host`):
+ * crashing a container crashes its agents; a partition puts them on their host's side.
+ */
+function withHostedActors(actors: readonly ActorDefinition[], faults: ScheduledFault[]): void {
+  const index = new Map(actors.map((a, i) => [a.name, i]));
+  const guests = new Map<number, number[]>();
+  actors.forEach((a, i) => {
+    const h = a.host === undefined ? undefined : index.get(a.host);
+    if (h !== undefined) guests.set(h, [...(guests.get(h) ?? []), i]);
+  });
+  if (guests.size === 0) return;
+  const widen = (set: Set<number>): void => {
+    for (const m of [...set]) for (const g of guests.get(m) ?? []) set.add(g);
+  };
+  const widenList = (list: number[]): number[] => list.flatMap((m) => [m, ...(guests.get(m) ?? [])]);
+  for (const f of faults) {
+    const a = f.action;
+    switch (a.kind) {
+      case 'crash':
+      case 'restart':
+      case 'pause':
+      case 'resume':
+      case 'shutdown':
+      case 'skew':
+        a.actors = widenList(a.actors);
+        break;
+      case 'partition':
+        for (const g of a.groups) widen(g as Set<number>);
+        break;
+      case 'partition-one-way':
+      case 'hold':
+        widen(a.from as Set<number>);
+        widen(a.to as Set<number>);
+        break;
+      default:
+    }
+  }
 }
 
 /** The family's traffic groups as actor indices. */

@@ -110,7 +110,7 @@ function world(
           },
         });
   }
-  actors.push({ name: 'client', role: 'opaca.client', machine: clientMachine, input: { name: 'client', calls } });
+  actors.push({ name: 'client', role: 'opaca.client', machine: clientMachine, input: { name: 'client', calls, timeoutMs: 60_000 } });
   const answers: { path: string; status: number; body: unknown }[] = [];
   // A forwarding loop would run on for ever: stop it with an error the test reports.
   let dispatches = 0;

@@ -290,7 +290,7 @@ describe('REAR scenarios (shared/protocols/rear.md, "Scenario ideas")', () => {
   });
 });
 
-const opacaFiles = readdirSync(join(root, 'scenarios', 'opaca')).filter((f) => f.endsWith('.yaml'));
+const opacaFiles = readdirSync(join(root, 'scenarios', 'opaca')).filter((f) => f.endsWith('.yaml') && f !== 'large.yaml');
 
 describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => {
   it.each(opacaFiles)('%s meets its expectations (exit 0)', { timeout: 60_000 }, (file) => {
@@ -342,16 +342,19 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
   });
 
   it('ping-pong on 1, 2 and 3 platforms: offers heard per round follow the hops (A never hears C)', () => {
-    type PingPong = Record<string, { rounds: number; offers: number; jobs: Record<string, number> }>;
-    const pp = (file: string) => run(file, 'opaca').metrics.pingPong as PingPong;
-    expect(pp('ping-pong-1.yaml')['boss.pinger']).toMatchObject({ rounds: 3, offers: 9 });
-    expect(pp('ping-pong-2.yaml')['boss.pinger']).toMatchObject({ rounds: 3, offers: 12 });
+    const pp = (file: string) =>
+      run(file, 'opaca').metrics as {
+        offersByPinger: Record<string, number>;
+        jobsByPinger: Record<string, string>;
+        pongJobsByStatus: Record<string, number>;
+      };
+    expect(pp('ping-pong-1.yaml').offersByPinger).toEqual({ 'boss.pinger': 9 });
+    expect(pp('ping-pong-2.yaml').offersByPinger).toEqual({ 'boss.pinger': 12 });
     const chain = pp('ping-pong-3.yaml');
     // A's pinger: A's and B's pongers (4 a round); B's: all three platforms' (6 a round).
-    expect(chain['boss-a.pinger-a']).toMatchObject({ rounds: 3, offers: 12 });
-    expect(chain['boss-b.pinger-b']).toMatchObject({ rounds: 3, offers: 18 });
-    expect(Object.keys(chain['boss-a.pinger-a'].jobs).some((j) => j.includes('crew-c'))).toBe(false);
-    for (const p of Object.values(chain)) for (const job of Object.keys(p.jobs)) expect(job.endsWith(' 200')).toBe(true);
+    expect(chain.offersByPinger).toEqual({ 'boss-a.pinger-a': 12, 'boss-b.pinger-b': 18 });
+    expect(chain.jobsByPinger['boss-a.pinger-a']).not.toContain('crew-c');
+    expect(chain.pongJobsByStatus).toEqual({ '200': 6 });
   });
 
   it('auth on: 401 without a valid token, 403 below the route’s role, served at or above it; tokens expire and renew', () => {
@@ -360,6 +363,24 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
     expect(s.metrics.answersByStatus).toEqual({ '200': 20, '401': 4, '403': 8 });
     expect(s.invariants.find((i) => i.id === 'opaca.auth')).toMatchObject({ status: 'held', checks: 33 });
   });
+
+  it(
+    'large: 50 platforms, 2 000 containers, 20 000 agents, 1 h — one hop, one answer, codes by match outcome',
+    { timeout: 240_000 },
+    () => {
+      const s = run('large.yaml', 'opaca');
+      expect(s.invariants.filter((i) => i.status === 'violated')).toEqual([]);
+      expect(s.invariants.find((i) => i.id === 'opaca.bounded-forwarding')?.checks).toBeGreaterThan(100_000);
+      const m = s.metrics as { calls: number; answersByStatus: Record<string, number>; unanswered: number; pingPong: { rounds: number } };
+      // Only calls to the platform cut off from 30 to 35 min go unanswered; every other call is answered.
+      const answered = Object.values(m.answersByStatus).reduce((a, b) => a + b, 0);
+      expect(answered + m.unanswered).toBe(m.calls);
+      expect(m.unanswered).toBeGreaterThan(0);
+      expect(m.unanswered).toBeLessThan(1_000);
+      expect(m.answersByStatus['502']).toBeGreaterThan(0);
+      expect(m.pingPong.rounds).toBe(300);
+    },
+  );
 
   it('concurrent mutual connects end with each listing the other once; a disconnect with connect-back leaves neither', () => {
     const s = run('mutual-connect.yaml', 'opaca');

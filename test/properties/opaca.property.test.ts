@@ -7,6 +7,8 @@
  */
 import { fc, test } from '@fast-check/vitest';
 import { expect } from 'vitest';
+import { invokeTargets, invokeTargetsByScan, sendTargets, sendTargetsByScan } from '../../src/actors/opaca/routing.js';
+import type { Action, AgentContainer, Parameter } from '../../src/protocol/opaca.js';
 import { parseScenario } from '../../src/scenario/loadScenario.js';
 import { runScenario } from '../../src/scenario/runScenario.js';
 import { sample } from '../helpers/property.js';
@@ -107,4 +109,59 @@ test.prop([world], sample(30))('random topologies and calls: one hop at most, no
     answers,
     stopped: s.stoppedBecause,
   }).toEqual({ violated: [], answers: calls, stopped: 'complete' });
+});
+
+// ---- the routing index against a scan of every container -----------------------------------------
+
+const ids = ['a', 'b', 'c'];
+const param = fc.constantFrom<Parameter>({ type: 'integer', required: true }, { type: 'string', required: true });
+const action: fc.Arbitrary<Action> = fc.record({
+  name: fc.constantFrom('Add', 'Echo'),
+  parameters: fc.dictionary(fc.constantFrom('x', 'y'), param, { maxKeys: 2 }),
+  result: fc.constant<Parameter>({ type: 'string', required: true }),
+});
+const container = (id: string): fc.Arbitrary<AgentContainer> =>
+  fc
+    .uniqueArray(fc.record({ agentId: fc.constantFrom(...ids), actions: fc.array(action, { maxLength: 2 }) }), {
+      selector: (a) => a.agentId,
+      maxLength: 3,
+    })
+    .map((agents) => ({
+      containerId: id,
+      image: { imageName: 'i', requires: [], provides: [], apiPort: 8082, parameters: [] },
+      arguments: {},
+      agents: agents.map((a) => ({ agentId: a.agentId, agentType: 't', actions: a.actions, streams: [] })),
+      owner: 'o',
+      runningSince: 0,
+    }));
+const view = fc.record({
+  containers: fc.tuple(container('c1'), container('c2')),
+  // Connected platforms by distinct URL (a platform keeps one connection per URL).
+  connected: fc.uniqueArray(
+    fc.tuple(fc.constantFrom('http://P:8000', 'http://Q:8000', 'http://R:8000'), container('r1'), container('r2')).map(([url, x, y]) => ({
+      platformId: url,
+      baseUrl: url,
+      containers: [x, y],
+      provides: [],
+      connections: [],
+      runningSince: 0,
+    })),
+    { maxLength: 3, selector: (p) => p.baseUrl },
+  ),
+});
+const want = fc.record({
+  agent: fc.constantFrom(...ids),
+  action: fc.constantFrom('Add', 'Echo'),
+  args: fc.constantFrom<Record<string, unknown>>({}, { x: 1 }, { x: 1, y: 2 }, { x: 'one' }),
+  forward: fc.boolean(),
+  containerId: fc.option(fc.constantFrom('c1', 'c2', 'r1'), { nil: undefined }),
+});
+
+test.prop([view, want], sample(300))('the agent index routes exactly as a scan of every container', (v, w) => {
+  const { containerId, ...rest } = w;
+  const wanted = containerId === undefined ? rest : { ...rest, containerId };
+  const byScan = invokeTargetsByScan(v, wanted);
+  expect(invokeTargets({ ...v }, wanted).targets).toEqual(byScan.targets);
+  if (byScan.targets.length === 0) expect(invokeTargets({ ...v }, wanted).mismatch).toBe(byScan.mismatch);
+  expect(sendTargets({ ...v }, wanted).targets).toEqual(sendTargetsByScan(v, wanted).targets);
 });

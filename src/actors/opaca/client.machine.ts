@@ -24,12 +24,17 @@ export interface ClientCall {
 export interface ClientInput {
   name: string;
   calls: ClientCall[];
+  /** How long it waits for an answer before it gives the call up (an HTTP client's read timeout). */
+  timeoutMs: number;
 }
 
+/** An answer (status 0: none came within the timeout, the call is given up). */
 export type ClientObservation = { kind: 'opaca.client.answer'; rid: number; path: string; status: number; body: unknown };
 
 interface ClientContext {
   cfg: ClientInput;
+  /** Call indices in time order. */
+  order: number[];
   /** Request id → the call asked (for the observation, and for the token a login gives). */
   asked: Map<number, ClientCall>;
   /** Tokens it got, by platform and user (`platform|user`). */
@@ -38,6 +43,7 @@ interface ClientContext {
 
 type ClientEvent =
   | { type: 'opaca.callDue'; index: number; now: number }
+  | { type: 'opaca.giveUp'; rid: number; now: number }
   | { type: 'OpacaResponse'; from: string; msg: OpacaResponse; now: number }
   | { type: 'host.shutdown'; now: number };
 
@@ -59,17 +65,26 @@ export const clientMachine = setup({
     emitted: {} as ReturnType<typeof effect.send> | ReturnType<typeof effect.observe<ClientObservation>>,
   },
   actions: {
+    /** One timer at a time: the earliest call's (each call schedules the next in time order). */
     schedule: enqueueActions(({ context, enqueue }) => {
-      context.cfg.calls.forEach((c, index) =>
-        enqueue.raise({ type: 'opaca.callDue', index, now: 0 }, { id: `call:${index}`, delay: c.atMs }),
-      );
+      const first = context.order[0];
+      if (first !== undefined)
+        enqueue.raise({ type: 'opaca.callDue', index: 0, now: 0 }, { id: 'call:0', delay: context.cfg.calls[first].atMs });
     }),
     call: enqueueActions(({ context, event, enqueue }) => {
-      const index = (event as { index: number }).index;
+      const position = (event as { index: number }).index;
+      const index = context.order[position];
       const c = context.cfg.calls[index];
+      const next = context.order[position + 1];
+      if (next !== undefined)
+        enqueue.raise(
+          { type: 'opaca.callDue', index: position + 1, now: 0 },
+          { id: `call:${position + 1}`, delay: context.cfg.calls[next].atMs - c.atMs },
+        );
       // Request ids are the call's index + 1: stable whatever order answers come in.
       const rid = index + 1;
       context.asked.set(rid, c);
+      enqueue.raise({ type: 'opaca.giveUp', rid, now: 0 }, { id: `give-up:${rid}`, delay: context.cfg.timeoutMs });
       const token = c.token ?? (c.as !== undefined ? context.tokens.get(`${c.platform}|${c.as}`) : undefined);
       enqueue.emit(
         effect.send(c.platform, {
@@ -88,6 +103,7 @@ export const clientMachine = setup({
       const c = context.asked.get(m.re);
       if (c === undefined) return;
       context.asked.delete(m.re);
+      enqueue.cancel(`give-up:${m.re}`);
       if (m.status === 200 && typeof m.body === 'string') {
         // A login's token is its user's from now on; a renewal's replaces the one it was asked with.
         const user = c.path === '/login' ? loginUser(c.body) : c.path === '/token' ? c.as : undefined;
@@ -97,15 +113,28 @@ export const clientMachine = setup({
         effect.observe<ClientObservation>({ kind: 'opaca.client.answer', rid: m.re, path: c.path, status: m.status, body: m.body }),
       );
     }),
+    giveUp: enqueueActions(({ context, event, enqueue }) => {
+      const rid = (event as { rid: number }).rid;
+      const c = context.asked.get(rid);
+      if (c === undefined) return;
+      context.asked.delete(rid);
+      enqueue.emit(effect.observe<ClientObservation>({ kind: 'opaca.client.answer', rid, path: c.path, status: 0, body: 'no answer' }));
+    }),
   },
 }).createMachine({
   id: 'opaca.client',
-  context: ({ input }) => ({ cfg: input, asked: new Map(), tokens: new Map() }),
+  context: ({ input }) => ({
+    cfg: input,
+    // Call indices in time order (a stable sort: calls at one time go in the order given).
+    order: input.calls.map((_, i) => i).sort((a, b) => input.calls[a].atMs - input.calls[b].atMs || a - b),
+    asked: new Map(),
+    tokens: new Map(),
+  }),
   initial: 'calling',
   states: {
     calling: {
       entry: 'schedule',
-      on: { 'opaca.callDue': { actions: 'call' }, OpacaResponse: { actions: 'take' } },
+      on: { 'opaca.callDue': { actions: 'call' }, OpacaResponse: { actions: 'take' }, 'opaca.giveUp': { actions: 'giveUp' } },
     },
   },
 });

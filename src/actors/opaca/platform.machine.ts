@@ -67,7 +67,7 @@ import {
   TOKEN_LIFETIME_S,
 } from '../../protocol/opaca.js';
 import type { OpacaStart, OpacaStop } from './container.machine.js';
-import type { Candidates, Target } from './routing.js';
+import type { Candidates, PlatformView, Target } from './routing.js';
 import { broadcastTargets, invokeTargets, sendTargets } from './routing.js';
 
 export interface PlatformInput {
@@ -211,6 +211,8 @@ interface PlatformContext {
   nextToken: number;
   /** Its own requests in flight, by request id. */
   ops: Map<number, Op>;
+  /** Its routing view, kept until its containers or connections change. */
+  view?: PlatformView;
   /** Calls being served, by their CALL event id here. */
   calls: Map<string, Call>;
   /** Dispatch request id → the call it serves (its CALL event id). */
@@ -335,11 +337,17 @@ function advance(ctx: PlatformContext, call: Call, nowUs: number, enqueue: Enque
   );
 }
 
-/** What the platform knows, for routing: its containers and its connected platforms' `/info`, in the order they came. */
-const viewOf = (ctx: PlatformContext) => ({
-  containers: [...ctx.containers.values()].map((c) => c.info),
-  connected: [...ctx.connected.values()].map((c) => c.info),
-});
+/**
+ * What the platform knows, for routing: its containers and its connected platforms' `/info`, in the
+ * order they came — kept (with its agent index) until either changes.
+ */
+function viewOf(ctx: PlatformContext): PlatformView {
+  ctx.view ??= {
+    containers: [...ctx.containers.values()].map((c) => c.info),
+    connected: [...ctx.connected.values()].map((c) => c.info),
+  };
+  return ctx.view;
+}
 
 /** Its own `/info`. */
 function infoOf(ctx: PlatformContext): RuntimePlatform {
@@ -476,6 +484,7 @@ function infoObservation(ctx: PlatformContext): Extract<PlatformObservation, { k
 /** Stores a connected platform's `/info` as pulled. */
 function store(ctx: PlatformContext, url: string, actor: string, info: RuntimePlatform, enqueue: Enqueue): void {
   ctx.connected.set(url, { actor, info });
+  ctx.view = undefined;
   enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: actor, digest: digestOf(info) }));
 }
 
@@ -483,6 +492,7 @@ function drop(ctx: PlatformContext, url: string, enqueue: Enqueue): void {
   const c = ctx.connected.get(url);
   if (!c) return;
   ctx.connected.delete(url);
+  ctx.view = undefined;
   enqueue.emit(effect.send(c.actor, { type: 'OpacaSubscribe', topic: '/containers', subscribe: false } satisfies OpacaSubscribe));
   enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.disconnected', url, peer: c.actor }));
 }
@@ -529,6 +539,7 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
         // Listed only now that it answered /info, within the deadline.
         const info = res!.body as AgentContainer;
         ctx.containers.set(info.containerId, { actor: op.actor, info });
+        ctx.view = undefined;
         deploy('listed');
         containersChanged(ctx, nowUs, 'POST /containers', enqueue);
         return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, info.containerId, enqueue);
@@ -550,6 +561,7 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
       const c = ctx.containers.get(op.containerId);
       if (ok && c) c.info = res!.body as AgentContainer;
       else ctx.containers.delete(op.containerId);
+      ctx.view = undefined;
       containersChanged(ctx, nowUs, `${ok ? 'PUT' : 'DELETE'} /containers`, enqueue);
       return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, ok && c !== undefined, enqueue);
     }
@@ -712,6 +724,7 @@ export const platformMachine = setup({
           const c = context.containers.get(r.containerId);
           if (!c) return quick(OPACA_STATUS.ok, false);
           context.containers.delete(r.containerId);
+          context.view = undefined;
           stopContainer(context, c.actor, c.info.image.imageName, q);
           enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.deploy', containerId: r.containerId, phase: 'removed' }));
           containersChanged(context, e.now, 'DELETE /containers', q);

@@ -16,6 +16,7 @@ import { platformMachine } from '../../actors/opaca/platform.machine.js';
 import type { PlatformAuth, PlatformInput, PlatformObservation } from '../../actors/opaca/platform.machine.js';
 import { createOpacaChecker, OPACA_INVARIANTS } from '../../invariants/opaca.js';
 import type { Action, AgentContainer, OpacaMode, Parameter, RuntimePlatform } from '../../protocol/opaca.js';
+import { RandomStream } from '../../engine/rng.js';
 import { OPACA_MODES, parseOpacaRequest, ROLES, TOKEN_LIFETIME_S } from '../../protocol/opaca.js';
 import { duration, positiveDuration, positiveInt, selector, selectors } from '../schemaParts.js';
 import type { ProtocolFamily } from './types.js';
@@ -57,6 +58,9 @@ export const opacaPlatformRole = z.strictObject({
   count: positiveInt.default(1).meta({ description: 'How many platforms of this kind.' }),
   name: z.string().min(1).optional().meta({ description: 'Name (count 1) or name prefix.' }),
   connect: selectors.optional().meta({ description: 'Platforms it is connected to at start (both ways).' }),
+  ring: positiveInt
+    .optional()
+    .meta({ description: 'With count: each platform of this entry is also connected to the next N of it (mod count), a ring.' }),
   historySize: positiveInt.default(50).meta({ description: 'Events kept for GET /history.' }),
   callTimeout: positiveDuration.default('5s').meta({ description: 'A container or platform silent this long counts as unreachable.' }),
   provides: z.array(z.string().min(1)).default([]).meta({ description: 'What it provides; a deployed image must require no more.' }),
@@ -83,7 +87,9 @@ export const opacaContainerRole = z.strictObject({
   role: z.literal('opaca.container'),
   count: positiveInt.default(1).meta({ description: 'How many containers of this kind (ids <name>-0, -1, …).' }),
   name: z.string().min(1).optional().meta({ description: 'Name (count 1) or name prefix; it is the container id.' }),
-  platform: selector.meta({ description: 'The platform it runs on (or, not deployed, the one that may start it).' }),
+  platform: selector.meta({
+    description: 'The platform it runs on (or, not deployed, the one that may start it); matching several, containers go round-robin.',
+  }),
   deployed: z
     .boolean()
     .default(true)
@@ -97,7 +103,11 @@ export const opacaContainerRole = z.strictObject({
   agents: z
     .array(
       z.strictObject({
-        id: z.string().min(1).meta({ description: 'Its agent id; {container} stands for its container id.' }),
+        id: z
+          .string()
+          .min(1)
+          .meta({ description: 'Its agent id; {container} stands for its container id, {i} for the index (with count).' }),
+        count: positiveInt.default(1).meta({ description: 'How many agents of this kind (ids must then use {i}).' }),
         behaviour: z.enum(AGENT_BEHAVIOURS, { error: `expected one of ${AGENT_BEHAVIOURS.join(', ')}` }).default('echo'),
         delay: duration.optional().meta({ description: 'slow: how long it takes to answer an invoke.' }),
         actions: z.array(action).default([]),
@@ -120,10 +130,38 @@ export const opacaContainerRole = z.strictObject({
     .meta({ description: 'Actions its agents gain at run time; with notify, the platform is told and pulls /info.' }),
 });
 
+const trafficCall = z.strictObject({
+  weight: positiveInt.default(1),
+  method: z.enum(['GET', 'POST', 'DELETE']).default('POST'),
+  path: z.string().startsWith('/', { error: 'expected a path such as /invoke/Add/{agent}' }),
+  query: z.record(z.string(), z.string()).optional(),
+  body: z.unknown().refine(isJsonValue, { error: 'expected a JSON value (no .inf or .nan)' }).optional(),
+});
+
 export const opacaClientRole = z.strictObject({
   role: z.literal('opaca.client'),
   count: z.literal(1, { error: 'expected one client per entry' }).default(1),
   name: z.string().min(1).optional(),
+  timeout: positiveDuration
+    .default('60s')
+    .meta({ description: 'How long it waits for an answer before giving a call up (counted as unanswered).' }),
+  traffic: z
+    .strictObject({
+      to: selectors.meta({ description: 'The platforms called (each call picks one).' }),
+      rate: z
+        .number()
+        .positive({ error: 'expected calls per second above 0' })
+        .max(100_000)
+        .meta({ description: 'Calls per second, on average (Poisson arrivals).' }),
+      start: duration.default('0s'),
+      for: positiveDuration.meta({ description: 'How long it keeps calling.' }),
+      mix: z.array(trafficCall).min(1, { error: 'expected at least one kind of call' }).meta({
+        description:
+          'Kinds of call, picked by weight; {agent} in a path or body stands for an agent drawn from those at start within one hop of the platform called.',
+      }),
+    })
+    .optional()
+    .meta({ description: 'Generated calls, drawn from the seed, besides the listed ones.' }),
   calls: z
     .array(
       z
@@ -145,7 +183,7 @@ export const opacaClientRole = z.strictObject({
         })
         .refine((c) => c.body === undefined || c.raw === undefined, { error: 'expected body or raw, not both', path: ['raw'] }),
     )
-    .min(1, { error: 'expected at least one call' }),
+    .default([]),
 });
 
 /** Can `v` be written as JSON as it is (finite numbers, plain objects and arrays)? */
@@ -155,6 +193,40 @@ function isJsonValue(v: unknown): boolean {
   if (Array.isArray(v)) return v.every(isJsonValue);
   if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v).every(isJsonValue);
   return false;
+}
+
+/**
+ * Ping-pong metrics: rounds, offers heard and jobs given (by the Pong invoke's status) in all; with at
+ * most ten pingers also offers per pinger and the agents each gave its jobs to.
+ */
+function pingPongMetrics(per: Record<string, { rounds: number; offers: number; jobs: Record<string, number> }>): Record<string, unknown> {
+  const pingers = Object.keys(per).sort();
+  if (pingers.length === 0) return {};
+  const jobsByStatus: Record<string, number> = {};
+  for (const p of pingers)
+    for (const [job, n] of Object.entries(per[p].jobs)) {
+      const status = job.split(' ')[1];
+      jobsByStatus[status] = (jobsByStatus[status] ?? 0) + n;
+    }
+  const total = (k: 'rounds' | 'offers'): number => pingers.reduce((sum, p) => sum + per[p][k], 0);
+  return {
+    pingPong: { pingers: pingers.length, rounds: total('rounds'), offers: total('offers') },
+    pongJobsByStatus: jobsByStatus,
+    ...(pingers.length <= 10
+      ? {
+          offersByPinger: Object.fromEntries(pingers.map((p) => [p, per[p].offers])),
+          jobsByPinger: Object.fromEntries(
+            pingers.map((p) => [
+              p,
+              Object.keys(per[p].jobs)
+                .map((j) => j.split(' ')[0])
+                .sort()
+                .join(', '),
+            ]),
+          ),
+        }
+      : {}),
+  };
 }
 
 /** An agent's actor name: its container's, a dot, its id. */
@@ -183,15 +255,25 @@ export const opacaFamily: ProtocolFamily = {
     const platforms = ctx.actors.filter((a) => a.role === 'opaca.platform');
     const containers = ctx.actors.filter((a) => a.role === 'opaca.container');
     const clients = ctx.actors.filter((a) => a.role === 'opaca.client');
+    const platformNames = new Set(platforms.map((p) => p.name));
+    /** The platforms a selector names (selections cached: thousands of containers may share one). */
+    const selected = new Map<string, string[]>();
+    const platformsOf = (sel: string, path: (string | number)[]): string[] => {
+      const known = selected.get(sel);
+      if (known) return known;
+      const names = ctx.select(sel, path).filter((n) => platformNames.has(n));
+      selected.set(sel, names);
+      return names;
+    };
     /** The one platform a selector names (undefined, with the problem reported, otherwise). */
     const one = (sel: string, path: (string | number)[]): string | undefined => {
-      const matched = ctx.select(sel, path);
-      if (matched.length === 0) return undefined; // select said so
-      const names = matched.filter((n) => platforms.some((p) => p.name === n));
+      const names = platformsOf(sel, path);
       if (names.length === 1) return names[0];
       ctx.fail(path, `expected one platform, got ${names.length === 0 ? 'none' : names.join(', ')}`);
       return undefined;
     };
+    /** Each container entry's next index (containers of an entry go round-robin over its platforms). */
+    const nth = new Map<string, number>();
 
     // Containers per platform, and their /info.
     const hosted = new Map<string, { actor: string; info: AgentContainer }[]>(platforms.map((p) => [p.name, []]));
@@ -199,22 +281,36 @@ export const opacaFamily: ProtocolFamily = {
     const pools = new Map<string, Record<string, string[]>>();
     const containerInputs: ContainerInput[] = [];
     const agentInputs: AgentInput[] = [];
+    /** Agent ids at start, per platform (what `{agent}` in generated traffic draws from). */
+    const startAgents = new Map<string, string[]>();
     for (const c of containers) {
       const r = c.params as ContainerRole;
-      const platform = one(r.platform, [...c.path, 'platform']);
-      if (platform === undefined) continue;
-      /** Agent ids may name their container (`{container}`), so containers of one kind host distinct agents. */
-      const idOf = (id: string): string => id.replaceAll('{container}', c.name);
+      const entry = c.path.join('.');
+      const k = nth.get(entry) ?? 0;
+      nth.set(entry, k + 1);
+      const hosts = platformsOf(r.platform, [...c.path, 'platform']);
+      if (hosts.length === 0) {
+        if (k === 0) ctx.fail([...c.path, 'platform'], `expected a platform, got ${JSON.stringify(r.platform)}`);
+        continue;
+      }
+      const platform = hosts[k % hosts.length];
+      /** Agent ids may name their container (`{container}`) and, with count, their index (`{i}`). */
+      const idOf = (id: string, i = 0): string => id.replaceAll('{container}', c.name).replaceAll('{i}', String(i));
+      const agents = r.agents.flatMap((a, j) => {
+        if (a.count > 1 && !a.id.includes('{i}') && k === 0)
+          ctx.fail([...c.path, 'agents', j, 'id'], `expected {i} in the id of ${a.count} agents`);
+        return Array.from({ length: a.count }, (_, i) => ({ ...a, id: idOf(a.id, i) }));
+      });
       const imageName = r.image ?? `${r.name ?? 'container'}-image`;
       const info: AgentContainer = {
         containerId: c.name,
         image: { imageName, requires: r.requires, provides: [], apiPort: 8082, parameters: [] },
         arguments: {},
-        agents: r.agents.map((a) => {
+        agents: agents.map((a) => {
           const actions = a.actions.map(actionOf);
           // A ponger offers the Pong action (a pinger's job for the best offer).
           if (a.behaviour === 'ponger' && !actions.some((x) => x.name === 'Pong')) actions.push(structuredClone(PONG_ACTION) as Action);
-          return { agentId: idOf(a.id), agentType: a.behaviour, actions, streams: [] };
+          return { agentId: a.id, agentType: a.behaviour, actions, streams: [] };
         }),
         owner: 'scenario',
         runningSince: 0,
@@ -224,10 +320,11 @@ export const opacaFamily: ProtocolFamily = {
         const images = pools.get(platform) ?? pools.set(platform, {}).get(platform)!;
         (images[imageName] ??= []).push(c.name);
       }
-      for (const a of r.agents)
+      if (r.deployed) (startAgents.get(platform) ?? startAgents.set(platform, []).get(platform)!).push(...agents.map((a) => a.id));
+      for (const a of agents)
         agentInputs.push({
-          name: agentActor(c.name, idOf(a.id)),
-          agentId: idOf(a.id),
+          name: agentActor(c.name, a.id),
+          agentId: a.id,
           container: c.name,
           behaviour: a.behaviour,
           ...(a.delay !== undefined ? { delayMs: ms(a.delay) } : {}),
@@ -247,22 +344,33 @@ export const opacaFamily: ProtocolFamily = {
         name: c.name,
         info,
         ...(r.deployed ? { platform } : { deployable: r.startup === 'never' ? {} : { startupMs: ms(r.startup) } }),
-        agents: Object.fromEntries(r.agents.map((a) => [idOf(a.id), agentActor(c.name, idOf(a.id))])),
+        agents: Object.fromEntries(agents.map((a) => [a.id, agentActor(c.name, a.id)])),
         changes: r.changes.map((ch) => ({ atMs: ms(ch.at), agent: idOf(ch.agent), action: actionOf(ch.action), notify: ch.notify })),
       });
     }
 
     // Connections at start, both ways.
     const links = new Map<string, Set<string>>(platforms.map((p) => [p.name, new Set()]));
+    const link = (a: string, b: string): void => {
+      if (a === b || !links.has(b)) return;
+      links.get(a)!.add(b);
+      links.get(b)!.add(a);
+    };
+    const rings = new Map<string, { n: number; names: string[] }>();
     for (const p of platforms) {
       const r = p.params as PlatformRole;
-      if (r.connect === undefined) continue;
-      for (const q of ctx.select(r.connect, [...p.path, 'connect'])) {
-        if (q === p.name || !links.has(q)) continue;
-        links.get(p.name)!.add(q);
-        links.get(q)!.add(p.name);
+      if (r.ring !== undefined) {
+        const ring = rings.get(p.path.join('.')) ?? rings.set(p.path.join('.'), { n: r.ring, names: [] }).get(p.path.join('.'))!;
+        ring.names.push(p.name);
       }
+      if (r.connect === undefined) continue;
+      for (const q of ctx.select(r.connect, [...p.path, 'connect'])) link(p.name, q);
     }
+    // Rings: each platform of the entry connected to the next n of it.
+    for (const { n, names } of rings.values())
+      names.forEach((name, i) => {
+        for (let d = 1; d <= Math.min(n, names.length - 1); d++) link(name, names[(i + d) % names.length]);
+      });
     const infoOf = (p: string): RuntimePlatform => ({
       platformId: p,
       baseUrl: url(p),
@@ -324,6 +432,53 @@ export const opacaFamily: ProtocolFamily = {
         input: token ? { ...input, token } : input,
       });
     }
+    /**
+     * Generated calls: Poisson arrivals at `rate`, each to a platform and of a kind drawn by weight;
+     * `{agent}` in a path or body stands for an agent drawn from those running at start on the platform
+     * called or on one connected to it (one hop: within reach).
+     */
+    const nearCache = new Map<string, string[]>();
+    const nearAgents = (platform: string): string[] =>
+      nearCache.get(platform) ??
+      nearCache
+        .set(
+          platform,
+          [platform, ...links.get(platform)!].flatMap((p) => startAgents.get(p) ?? []),
+        )
+        .get(platform)!;
+    const trafficOf = (t: NonNullable<ClientRole['traffic']>, name: string, path: (string | number)[]): ClientCall[] => {
+      const sels = Array.isArray(t.to) ? t.to : [t.to];
+      const targets = [...new Set(sels.flatMap((x, i) => platformsOf(x, Array.isArray(t.to) ? [...path, 'to', i] : [...path, 'to'])))];
+      if (targets.length === 0) return [];
+      const rng = new RandomStream(ctx.seed, `opaca.traffic:${name}`);
+      const total = t.mix.reduce((sum, m) => sum + m.weight, 0);
+      const texts = t.mix.map((m) => (m.body === undefined ? undefined : JSON.stringify(m.body)));
+      const out: ClientCall[] = [];
+      const endMs = ms(t.start) + ms(t.for);
+      for (
+        let atMs = ms(t.start) - (Math.log(1 - rng.next()) * 1000) / t.rate;
+        atMs < endMs;
+        atMs -= (Math.log(1 - rng.next()) * 1000) / t.rate
+      ) {
+        let pick = rng.int(total);
+        const i = t.mix.findIndex((m) => (pick -= m.weight) < 0);
+        const m = t.mix[i];
+        const platform = targets[rng.int(targets.length)];
+        const near = nearAgents(platform);
+        const agent = near.length > 0 ? near[rng.int(near.length)] : 'nobody';
+        const fill = (text: string): string => text.replaceAll('{agent}', agent);
+        const body = texts[i];
+        out.push({
+          atMs: Math.round(atMs * 1000) / 1000,
+          platform,
+          method: m.method,
+          path: fill(m.path),
+          ...(m.query ? { query: m.query } : {}),
+          ...(body !== undefined ? { body: fill(body) } : {}),
+        });
+      }
+      return out;
+    };
     let expected = 0;
     for (const c of clients) {
       const r = c.params as ClientRole;
@@ -343,12 +498,15 @@ export const opacaFamily: ProtocolFamily = {
         };
         return Array.from({ length: x.times }, () => made);
       });
+      if (r.traffic) for (const x of trafficOf(r.traffic, c.name, [...c.path, 'traffic'])) calls.push(x);
+      if (calls.length === 0) ctx.fail(c.path, 'expected calls or traffic');
       expected += calls.length;
-      const input: ClientInput = { name: c.name, calls };
+      const input: ClientInput = { name: c.name, calls, timeoutMs: ms(r.timeout) };
       made.set(c.name, { name: c.name, role: c.role, machine: clientMachine, input });
     }
     const actors: ActorDefinition[] = ctx.actors.flatMap((a) => made.get(a.name) ?? []);
-    for (const input of agentInputs) actors.push({ name: input.name, role: 'opaca.agent', machine: agentMachine, input });
+    for (const input of agentInputs)
+      actors.push({ name: input.name, role: 'opaca.agent', machine: agentMachine, input, host: input.container });
     // A platform talks most with its containers, and they with their agents: kept on one shard when there are enough groups.
     const affinity = platforms.map((p) => [
       p.name,
@@ -372,6 +530,7 @@ export const opacaFamily: ProtocolFamily = {
     const answers: Record<string, number> = {};
     const deliveries: Record<string, number> = {};
     let answered = 0;
+    let unanswered = 0;
     let forwards = 0;
     /** Ping-pong, per pinger: rounds played, offers heard, jobs given (agent and the invoke's status). */
     const pingPong: Record<string, { rounds: number; offers: number; jobs: Record<string, number> }> = {};
@@ -380,7 +539,8 @@ export const opacaFamily: ProtocolFamily = {
         const o = obs as ClientObservation | AgentObservation | PlatformObservation;
         if (o.kind === 'opaca.client.answer') {
           answered++;
-          answers[o.status] = (answers[o.status] ?? 0) + 1;
+          if (o.status === 0) unanswered++;
+          else answers[o.status] = (answers[o.status] ?? 0) + 1;
         } else if (o.kind === 'opaca.delivered') deliveries[o.how] = (deliveries[o.how] ?? 0) + 1;
         else if (o.kind === 'opaca.pingpong') {
           const p = (pingPong[_actor] ??= { rounds: 0, offers: 0, jobs: {} });
@@ -400,9 +560,10 @@ export const opacaFamily: ProtocolFamily = {
       metrics: () => ({
         calls: expected,
         answersByStatus: { ...answers },
+        ...(unanswered > 0 ? { unanswered } : {}),
         deliveries: { ...deliveries },
         forwards,
-        ...(Object.keys(pingPong).length > 0 ? { pingPong: structuredClone(pingPong) } : {}),
+        ...pingPongMetrics(pingPong),
       }),
     };
   },
