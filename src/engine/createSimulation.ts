@@ -45,8 +45,10 @@ export interface ActorDefinition {
    */
   restartInput?: (incarnation: number, durable: unknown) => unknown;
   /**
-   * The actor it lives inside (an OPACA agent in its container's process): a scenario's faults aimed
-   * at the host — crash, restart, pause, partition, hold, skew — take it along.
+   * The actor it lives inside (an OPACA agent in its container's process): messages between the two
+   * are in process (delivered at once, never lost, duplicated or cut), the two share a shard in a
+   * parallel run, and a scenario's faults aimed at the host — crash, restart, pause, partition,
+   * hold, skew — take it along.
    */
   host?: string;
 }
@@ -428,6 +430,8 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   names.forEach((n, i) => {
     indexByName.set(n, i);
   });
+  /** Each actor's host (the actor it lives inside), or -1. */
+  const hostOf = Int32Array.from(opts.actors, (a) => (a.host === undefined ? -1 : (indexByName.get(a.host) ?? -1)));
   const network = new Network(opts.network, opts.seed, names);
   const queue = new EventQueue();
   // In a shard, observer calls become entries of the current event's group.
@@ -577,6 +581,19 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       return;
     }
     record('send', fromName, toName, msg.type, msg);
+    if (via >= 0 && (hostOf[via] === to || hostOf[to] === via)) {
+      // Between an actor and its host: in process, not over the network — no latency, loss,
+      // duplication, partition or hold.
+      enqueue({
+        time: now,
+        kind: EventKind.Message,
+        target: to,
+        origin: from,
+        originSeq,
+        payload: { from, via, fromName, to, msg, sentUs: now },
+      });
+      return;
+    }
     if (via >= 0 && network.partitioned(via, to)) {
       drop('partition', fromName, toName, msg);
       return;

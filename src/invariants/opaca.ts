@@ -6,13 +6,13 @@
  * `GET /history` and pushed to subscribers) and 9 (`includeConnected` is one hop, never transitive). Each call is followed across hops by
  * its trace id (the CALL event's id where it was first made).
  */
-import type { AgentObservation } from '../actors/opaca/agent.machine.js';
+import type { ContainerObservation } from '../actors/opaca/container.machine.js';
 import type { PlatformObservation } from '../actors/opaca/platform.machine.js';
 import type { FaultAction, TraceRecord } from '../engine/createSimulation.js';
 import type { Envelope } from '../protocol/host.js';
 import type { OpacaEvent, OpacaMode, OpacaPush, OpacaRequest, OpacaResponse } from '../protocol/opaca.js';
 import type { Role } from '../protocol/opaca.js';
-import { DEFAULT_HISTORY_SIZE, parseRoute, roleAtLeast, routeRole } from '../protocol/opaca.js';
+import { DEFAULT_HISTORY_SIZE, requestRole, roleAtLeast } from '../protocol/opaca.js';
 import type { InvariantChecker, InvariantInfo } from './types.js';
 import { InvariantLedger } from './types.js';
 
@@ -111,23 +111,28 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
    */
   const deploys = new Map<string, { deadlineUs: number; answeredUs?: number; failed?: boolean; stoppedUs?: number }>();
   const infoAsked = new Set<string>();
-  /** Tokens each platform issued: role and expiry. Requests to auth platforms being answered → what the answer must be. */
+  /**
+   * Tokens each platform issued: role and expiry on that platform's clock. Requests to auth platforms
+   * being answered → what the answer must be. Each actor's clock skew (from skew faults).
+   */
   const tokens = new Map<string, Map<string, { role: Role; expiresUs: number }>>();
+  const skew = new Map<string, number>();
+  const clockOf = (actor: string, t: number): number => t + (skew.get(actor) ?? 0);
   const authAsked = new Map<string, { status: 401 | 403 | 'runs'; what: string }>();
 
   /** Invariant 8: what a request to a platform with auth on must get, from its token and the route's threshold. */
   const judgeAuth = (t: number, platform: string, from: string, m: OpacaRequest): void => {
     if (!opts.auth?.has(platform)) return;
-    const parsed = parseRoute(m);
-    if (!parsed.ok) return;
-    const threshold = routeRole(parsed.route);
+    // The role from method and path alone: a body that does not parse does not lower the bar.
+    const threshold = requestRole(m.method, m.path);
     if (threshold === undefined) return;
     const what = `${m.method} ${m.path} from ${from}`;
     const key = `${platform}|${from}|${m.rid}`;
     const held = m.token === undefined ? undefined : tokens.get(platform)?.get(m.token);
     if (held === undefined) return void authAsked.set(key, { status: 401, what: `${what} without a valid token` });
-    if (Math.abs(t - held.expiresUs) < EXPIRY_GRACE_US) return;
-    if (t > held.expiresUs) return void authAsked.set(key, { status: 401, what: `${what} with an expired token` });
+    const now = clockOf(platform, t);
+    if (Math.abs(now - held.expiresUs) < EXPIRY_GRACE_US) return;
+    if (now > held.expiresUs) return void authAsked.set(key, { status: 401, what: `${what} with an expired token` });
     if (!roleAtLeast(held.role, threshold))
       return void authAsked.set(key, { status: 403, what: `${what} as ${held.role} (needs ${threshold})` });
     authAsked.set(key, { status: 'runs', what: `${what} as ${held.role}` });
@@ -259,7 +264,7 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       case 'opaca.token': {
         const own = tokens.get(actor) ?? new Map<string, { role: Role; expiresUs: number }>();
         tokens.set(actor, own);
-        own.set(o.token, { role: o.role, expiresUs: t + o.lifetimeUs });
+        own.set(o.token, { role: o.role, expiresUs: o.expiresUs });
         if (o.via !== 'login') return;
         L.check('opaca.auth');
         const role = opts.auth?.get(actor)?.get(o.subject);
@@ -286,6 +291,7 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
     switch (o.kind) {
       case 'opaca.call': {
         if (!o.forwarded) {
+          if (o.route !== 'send' && o.route !== 'broadcast' && o.route !== 'invoke') return;
           calls.set(o.callId, { origin: actor, route: o.route, platforms: new Set([actor]), agents: new Map(), deliveries: 0 });
           return;
         }
@@ -339,7 +345,7 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
 
   return {
     onObserve(t, actor, obs) {
-      const o = obs as PlatformObservation | AgentObservation;
+      const o = obs as PlatformObservation | ContainerObservation;
       if (o.kind === 'opaca.delivered') {
         const c = calls.get(o.callId);
         if (!c) return;
@@ -404,7 +410,20 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
     },
     onFault(_t, action: FaultAction, names) {
       if (action.kind === 'crash' || action.kind === 'shutdown') for (const n of names) down.add(n);
-      if (action.kind === 'restart') for (const n of names) down.delete(n);
+      if (action.kind === 'skew') for (const n of names) skew.set(n, (skew.get(n) ?? 0) + action.byUs);
+      if (action.kind !== 'restart') return;
+      // A restarted platform starts from its input: what it knew in memory is gone (it announces
+      // its connections, views and tokens at start again), and so is any call it was serving.
+      for (const n of names) {
+        down.delete(n);
+        lists.delete(n);
+        views.delete(n);
+        tokens.delete(n);
+        closedBy.delete(n);
+        listed.delete(n);
+        for (const key of [...deploys.keys()]) if (key.startsWith(`${n}|`)) deploys.delete(key);
+        for (const [id, c] of [...calls]) if (c.origin === n) calls.delete(id);
+      }
     },
     /** Invariant 5, at the end: views of reachable peers that have been quiet long enough. */
     onEnd(t) {

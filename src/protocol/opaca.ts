@@ -175,6 +175,8 @@ export interface ErrorResponse {
 export const DEFAULT_HISTORY_SIZE = 50;
 /** Deploy: `/info` polled every second until this timeout, then 502 and cleanup. */
 export const DEFAULT_DEPLOY_TIMEOUT_S = 10;
+/** Request ids per incarnation of a simulated actor (answers meant for a crashed incarnation match nothing after its restart). */
+export const INCARNATION_SPAN = 1_000_000_000;
 /** The container library's invoke timeout when none is given. */
 export const DEFAULT_INVOKE_TIMEOUT_S = 30;
 
@@ -347,6 +349,34 @@ export function routeRole(route: Route): Role | undefined {
     case 'disconnect':
     case 'notifyPlatform':
       return 'ADMIN';
+    default:
+      return 'GUEST';
+  }
+}
+
+/**
+ * The role a request needs with auth on, from its method and first path segment alone — so a body
+ * that does not parse is refused for the role first, as the implementation's security filter runs
+ * before its controllers. Agrees with {@link routeRole} on every route; a path no route serves
+ * needs GUEST (any valid token).
+ */
+export function requestRole(method: string, path: string): Role | undefined {
+  const segments = path.split('/').filter((s) => s !== '');
+  const head = segments[0] ?? '';
+  if (method === 'POST' && head === 'login' && segments.length === 1) return undefined;
+  switch (head) {
+    case 'send':
+    case 'broadcast':
+    case 'invoke':
+    case 'stream':
+    case 'token':
+      return 'USER';
+    case 'history':
+      return 'USER';
+    case 'containers':
+      return method === 'GET' ? 'GUEST' : 'CONTRIBUTOR';
+    case 'connections':
+      return method === 'GET' ? 'USER' : 'ADMIN';
     default:
       return 'GUEST';
   }

@@ -523,10 +523,27 @@ function togetherOf(
 ): { members: number[]; why: string }[] {
   if (built.world) return [{ members: built.actors.map((_, i) => i), why: 'a bulk world delivers to all its actors at once' }];
   const out: { members: number[]; why: string }[] = [];
+  // An actor and the actors living inside it talk in process (0 µs).
+  for (const [h, g] of guestsOf(built.actors as readonly ActorDefinition[]))
+    out.push({ members: [h, ...g], why: 'an actor and the actors living inside it' });
   for (const f of faults) {
     if (f.action.kind === 'hold') out.push({ members: [...f.action.from, ...f.action.to], why: `both sides of ${f.label}` });
   }
   return out;
+}
+
+/** The actors living inside each actor (`ActorDefinition.host`), by index. */
+function guestsOf(actors: readonly ActorDefinition[]): Map<number, number[]> {
+  const index = new Map(actors.map((a, i) => [a.name, i]));
+  const guests = new Map<number, number[]>();
+  actors.forEach((a, i) => {
+    const h = a.host === undefined ? undefined : index.get(a.host);
+    if (h === undefined) return;
+    const list = guests.get(h);
+    if (list) list.push(i);
+    else guests.set(h, [i]);
+  });
+  return guests;
 }
 
 /**
@@ -534,12 +551,7 @@ function togetherOf(
  * crashing a container crashes its agents; a partition puts them on their host's side.
  */
 function withHostedActors(actors: readonly ActorDefinition[], faults: ScheduledFault[]): void {
-  const index = new Map(actors.map((a, i) => [a.name, i]));
-  const guests = new Map<number, number[]>();
-  actors.forEach((a, i) => {
-    const h = a.host === undefined ? undefined : index.get(a.host);
-    if (h !== undefined) guests.set(h, [...(guests.get(h) ?? []), i]);
-  });
+  const guests = guestsOf(actors);
   if (guests.size === 0) return;
   const widen = (set: Set<number>): void => {
     for (const m of [...set]) for (const g of guests.get(m) ?? []) set.add(g);

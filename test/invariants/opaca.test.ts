@@ -286,12 +286,12 @@ describe('OPACA invariants, each broken on purpose', () => {
   });
 
   it('8 auth: a route served below its role, a valid token refused, an expired token served, a login token with the wrong role', () => {
-    const token = (t: string, role: string, lifetimeUs = 3_600_000_000, via = 'login', subject = 'uma'): Obs => ({
+    const token = (t: string, role: string, expiresUs = 3_600_000_000, via = 'login', subject = 'uma'): Obs => ({
       kind: 'opaca.token',
       token: t,
       subject,
       role,
-      lifetimeUs,
+      expiresUs,
       via,
     });
     /** Platform P (auth on; uma is a USER) issues `issued` at 0, then answers one request at `at` with `status`. */

@@ -5,7 +5,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Action } from '../../src/protocol/opaca.js';
-import { argumentProblem, normaliseUrl, parseOpacaRequest, parseRoute, roleAtLeast, routeRole } from '../../src/protocol/opaca.js';
+import {
+  argumentProblem,
+  normaliseUrl,
+  parseOpacaRequest,
+  parseRoute,
+  requestRole,
+  roleAtLeast,
+  routeRole,
+} from '../../src/protocol/opaca.js';
 
 const add: Action = {
   name: 'Add',
@@ -133,6 +141,37 @@ describe('URLs, roles and requests from outside', () => {
     expect(routeRole({ kind: 'undeploy', containerId: 'c' })).toBe('CONTRIBUTOR');
     expect(routeRole({ kind: 'connect', request: { url: 'http://b', connectBack: false } })).toBe('ADMIN');
     expect(routeRole({ kind: 'login', username: 'u', password: 'p' })).toBeUndefined();
+  });
+
+  it('gives a request its role from method and path alone, as routeRole does for every route it parses', () => {
+    const requests: [string, string, string?][] = [
+      ['GET', '/info'],
+      ['GET', '/agents'],
+      ['GET', '/agents/a1'],
+      ['POST', '/send/a1', '{"payload":1,"replyTo":""}'],
+      ['POST', '/broadcast/ch', '{"payload":1,"replyTo":""}'],
+      ['POST', '/invoke/Add/a1', '{}'],
+      ['GET', '/containers'],
+      ['GET', '/containers/c1'],
+      ['POST', '/containers', '{"image":{"imageName":"x"}}'],
+      ['DELETE', '/containers/c1'],
+      ['POST', '/containers/notify', '"c1"'],
+      ['GET', '/connections'],
+      ['POST', '/connections', '{"url":"http://b:8000"}'],
+      ['DELETE', '/connections', '"http://b:8000"'],
+      ['POST', '/connections/notify', '"http://b:8000"'],
+      ['GET', '/history'],
+      ['POST', '/login', '{"username":"u","password":"p"}'],
+      ['GET', '/token'],
+    ];
+    for (const [method, path, body] of requests) {
+      const r = parseRoute({ method: method as 'GET', path, ...(body !== undefined ? { body } : {}) });
+      expect(r.ok, `${method} ${path}`).toBe(true);
+      if (r.ok) expect(requestRole(method, path), `${method} ${path}`).toBe(routeRole(r.route));
+    }
+    // A body that does not parse does not lower the bar: still CONTRIBUTOR, ADMIN.
+    expect(requestRole('POST', '/containers')).toBe('CONTRIBUTOR');
+    expect(requestRole('POST', '/connections')).toBe('ADMIN');
   });
 
   it('validates a request message and names its first problem', () => {

@@ -14,14 +14,14 @@
  * - `ponger`: on a Ping it sends its offer (a number drawn from its id and the round, deterministic)
  *   to the pinger; its `Pong` action accepts the job.
  *
- * Each message and action call it gets is observed with the call's trace id, so a checker can count
- * how many agents a call reached. Pure protocol logic: its container (and through it the platform)
- * carries everything it says.
+ * Its container observes each message and action call it hands it, with the call's trace id (so a
+ * checker can count how many agents a call reached). Pure protocol logic: its container (and
+ * through it the platform) carries everything it says.
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
 import type { OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
-import { digestOf, OPACA_STATUS } from '../../protocol/opaca.js';
+import { digestOf, INCARNATION_SPAN, OPACA_STATUS } from '../../protocol/opaca.js';
 
 export const AGENT_BEHAVIOURS = ['echo', 'compute', 'slow', 'failing', 'pinger', 'ponger'] as const;
 export type AgentBehaviour = (typeof AGENT_BEHAVIOURS)[number];
@@ -49,6 +49,8 @@ export interface AgentInput {
   delayMs?: number;
   /** pinger: how it plays. */
   ping?: PingPlan;
+  /** Its restarts so far: request ids differ between incarnations. */
+  incarnation?: number;
 }
 
 /** Container → agent: a message (a send, or a broadcast through the broker). */
@@ -67,15 +69,8 @@ export type AgentAnswer = { type: 'AgentAnswer'; re: number; status: number; bod
 export type AgentCall = { type: 'AgentCall'; rid: number; method: OpacaRequest['method']; path: string; body?: string };
 
 export type AgentObservation =
-  | {
-      kind: 'opaca.delivered';
-      how: 'send' | 'broadcast' | 'invoke';
-      agent: string;
-      /** The id of the call at the platform it was first made to. */
-      callId: string;
-    }
   /** A pinger's round, at its end: offers heard, the agent chosen (with its offer), and the invoke's status. */
-  | { kind: 'opaca.pingpong'; round: number; offers: number; chosen?: string; offer?: number; status?: number };
+  { kind: 'opaca.pingpong'; round: number; offers: number; chosen?: string; offer?: number; status?: number };
 
 interface AgentContext {
   cfg: AgentInput;
@@ -123,7 +118,6 @@ export const agentMachine = setup({
     hear: enqueueActions(({ context, event, enqueue }) => {
       const m = (event as Extract<AgentEvent, { type: 'AgentTell' }>).msg;
       const cfg = context.cfg;
-      enqueue.emit(effect.observe<AgentObservation>({ kind: 'opaca.delivered', how: m.how, agent: cfg.agentId, callId: m.callId }));
       const p = m.payload as { ping?: unknown; pong?: unknown; offer?: unknown; agent?: unknown } | null;
       if (cfg.behaviour === 'ponger' && m.how === 'broadcast' && typeof p?.ping === 'number' && m.replyTo !== '') {
         const offer = offerOf(cfg.agentId, p.ping);
@@ -148,7 +142,6 @@ export const agentMachine = setup({
       const e = event as Extract<AgentEvent, { type: 'AgentAsk' }>;
       const m = e.msg;
       const cfg = context.cfg;
-      enqueue.emit(effect.observe<AgentObservation>({ kind: 'opaca.delivered', how: 'invoke', agent: cfg.agentId, callId: m.callId }));
       const reply = (status: number, body: unknown): AgentAnswer => ({ type: 'AgentAnswer', re: m.rid, status, body });
       if (cfg.behaviour === 'failing')
         return void enqueue.emit(
@@ -241,7 +234,15 @@ export const agentMachine = setup({
   },
 }).createMachine({
   id: 'opaca.agent',
-  context: ({ input }) => ({ cfg: input, waiting: new Map(), nextWait: 0, calls: new Map(), rid: 0, round: 0, offers: new Map() }),
+  context: ({ input }) => ({
+    cfg: input,
+    waiting: new Map(),
+    nextWait: 0,
+    calls: new Map(),
+    rid: (input.incarnation ?? 0) * INCARNATION_SPAN,
+    round: 0,
+    offers: new Map(),
+  }),
   initial: 'living',
   states: {
     living: {

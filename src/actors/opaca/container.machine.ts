@@ -15,8 +15,17 @@
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
 import type { Action, AgentContainer, OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
-import { OPACA_STATUS, parseRoute } from '../../protocol/opaca.js';
+import { INCARNATION_SPAN, OPACA_STATUS, parseRoute } from '../../protocol/opaca.js';
 import type { AgentAnswer, AgentAsk, AgentCall, AgentTell } from './agent.machine.js';
+
+/** A call handed to one of its agents (a tell or an ask), with the call's trace id: what a checker counts. */
+export type ContainerObservation = {
+  kind: 'opaca.delivered';
+  how: 'send' | 'broadcast' | 'invoke';
+  agent: string;
+  /** The id of the call at the platform it was first made to. */
+  callId: string;
+};
 
 export interface ContainerInput {
   name: string;
@@ -27,6 +36,8 @@ export interface ContainerInput {
   platform?: string;
   /** Its token at that platform, when auth is on (a container token, 24 h). */
   token?: string;
+  /** Its restarts so far: request ids differ between incarnations. */
+  incarnation?: number;
   /** Actions its agents gain at run time; with `notify`, it tells its platform (which pulls `/info`). */
   changes?: { atMs: number; agent: string; action: Action; notify: boolean }[];
   /**
@@ -79,7 +90,7 @@ export const containerMachine = setup({
     context: {} as ContainerContext,
     events: {} as ContainerEvent,
     input: {} as ContainerInput,
-    emitted: {} as ReturnType<typeof effect.send>,
+    emitted: {} as ReturnType<typeof effect.send> | ReturnType<typeof effect.observe<ContainerObservation>>,
   },
   actions: {
     serve: enqueueActions(({ context, event, enqueue }) => {
@@ -106,6 +117,7 @@ export const containerMachine = setup({
           ...(channel !== undefined ? { channel } : {}),
         };
         enqueue.emit(effect.send(actor, msg));
+        enqueue.emit(effect.observe<ContainerObservation>({ kind: 'opaca.delivered', how, agent: agentId, callId }));
       };
       switch (route.kind) {
         case 'info':
@@ -132,6 +144,7 @@ export const containerMachine = setup({
           const rid = ++context.rid;
           context.asks.set(rid, { to: e.from, re: req.rid });
           enqueue.emit(effect.send(actor, { type: 'AgentAsk', rid, action: route.action, args: route.args, callId } satisfies AgentAsk));
+          enqueue.emit(effect.observe<ContainerObservation>({ kind: 'opaca.delivered', how: 'invoke', agent: agent.agentId, callId }));
           return;
         }
         default:
@@ -197,7 +210,9 @@ export const containerMachine = setup({
     }),
     start: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<ContainerEvent, { type: 'OpacaStart' }>;
-      if (context.up !== 'down') return;
+      // A start is a fresh container, whatever ran before (a stop that never arrived included).
+      context.asks.clear();
+      context.outgoing.clear();
       context.platform = e.from;
       context.token = e.msg.token;
       context.up = 'booting';
@@ -226,7 +241,7 @@ export const containerMachine = setup({
     boot: 0,
     asks: new Map(),
     outgoing: new Map(),
-    rid: 0,
+    rid: (input.incarnation ?? 0) * INCARNATION_SPAN,
   }),
   initial: 'running',
   states: {

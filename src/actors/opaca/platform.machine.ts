@@ -59,10 +59,11 @@ import {
   DEFAULT_DEPLOY_TIMEOUT_S,
   DEFAULT_HISTORY_SIZE,
   digestOf,
+  INCARNATION_SPAN,
   OPACA_STATUS,
   parseRoute,
+  requestRole,
   roleAtLeast,
-  routeRole,
   recordsEvents,
   TOKEN_LIFETIME_S,
 } from '../../protocol/opaca.js';
@@ -97,7 +98,13 @@ export interface PlatformInput {
   auth?: PlatformAuth;
   /** Tokens it holds for other platforms (base URL → token), for calls it makes to them. */
   tokens?: Record<string, string>;
+  /** Its restarts so far (0 at first): event ids, token names and request ids differ between incarnations. */
+  incarnation?: number;
 }
+
+/** Its event ids and token names: `<platformId>` in its first incarnation, `<platformId>~<n>` after n restarts. */
+const idPrefix = (ctx: PlatformContext): string =>
+  ctx.cfg.incarnation ? `${ctx.cfg.platformId}~${ctx.cfg.incarnation}` : ctx.cfg.platformId;
 
 /** A platform's users and the tokens it issued before the run (auth on). */
 export interface PlatformAuth {
@@ -122,13 +129,13 @@ export type PlatformObservation =
   | { kind: 'opaca.disconnectedBoth'; url: string; peer: string }
   /** Its own `/info` changed (and at start): the digest other platforms' views must reach, its containers and agents. */
   | { kind: 'opaca.info'; digest: string; containers: string[]; agents: string[] }
-  /** It issued a token (auth on): at a login, a renewal, a connect-back or a deploy; valid `lifetimeUs` from now. */
+  /** It issued a token (auth on): at a login, a renewal, a connect-back or a deploy (or before the run); valid until `expiresUs` on its clock. */
   | {
       kind: 'opaca.token';
       token: string;
       subject: string;
       role: Role;
-      lifetimeUs: number;
+      expiresUs: number;
       via: 'login' | 'renew' | 'connection' | 'container';
     }
   /** A deploy started (with the time the container has to answer `/info`), listed it, failed; or a container was removed. */
@@ -216,7 +223,7 @@ interface PlatformContext {
   /** Calls being served, by their CALL event id here. */
   calls: Map<string, Call>;
   /** Dispatch request id → the call it serves (its CALL event id). */
-  dispatches: Map<number, string>;
+  dispatches: Map<number, { eventId: string; toPlatform: boolean }>;
   rid: number;
   events: OpacaEvent[];
   nextEvent: number;
@@ -250,7 +257,7 @@ function record(
   eventType: OpacaEvent['eventType'],
   fields: Pick<OpacaEvent, 'senderId' | 'receiver' | 'statusCode' | 'relatedId'>,
 ): string {
-  const id = `${ctx.cfg.platformId}-${++ctx.nextEvent}`;
+  const id = `${idPrefix(ctx)}-${++ctx.nextEvent}`;
   if (!recordsEvents(req.method, req.path)) return id;
   const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
   ctx.events.push({ id, timestamp: Math.floor(nowUs / 1000), eventType, route: routeText(req), ...defined });
@@ -285,11 +292,13 @@ function finish(ctx: PlatformContext, call: Call, nowUs: number, status: number,
 
 /** Sends the call to `target` (a forward carries forward=false) and starts its timeout. */
 function dispatch(ctx: PlatformContext, call: Call, target: Target, nowUs: number, enqueue: Enqueue): void {
-  const rid = ++ctx.rid;
-  ctx.dispatches.set(rid, call.eventId);
-  call.open++;
   const toPlatform = target.kind === 'platform';
-  const actor = toPlatform ? ctx.connected.get(target.url)!.actor : ctx.containers.get(target.containerId)!.actor;
+  const actor = toPlatform ? ctx.connected.get(target.url)?.actor : ctx.containers.get(target.containerId)?.actor;
+  // Gone since the call came in (removed, disconnected): unreachable, as the implementation would find it.
+  if (actor === undefined) return void call.unreachable++;
+  const rid = ++ctx.rid;
+  ctx.dispatches.set(rid, { eventId: call.eventId, toPlatform });
+  call.open++;
   const query: Record<string, string> = { ...(call.req.query ?? {}) };
   if (toPlatform) query.forward = 'false';
   else delete query.forward;
@@ -313,8 +322,10 @@ function advance(ctx: PlatformContext, call: Call, nowUs: number, enqueue: Enque
       call.next = targets.length;
       for (const t of targets) dispatch(ctx, call, t, nowUs, enqueue);
     }
-  } else if (call.successes === 0 && call.failure === undefined && call.next < targets.length && call.open === 0) {
-    dispatch(ctx, call, targets[call.next++], nowUs, enqueue);
+  } else {
+    // The next target, skipping any that is gone by now.
+    while (call.successes === 0 && call.failure === undefined && call.next < targets.length && call.open === 0)
+      dispatch(ctx, call, targets[call.next++], nowUs, enqueue);
   }
   if (call.open > 0) return;
   const none = targets.length === 0;
@@ -403,9 +414,11 @@ function issue(
         : via === 'container'
           ? TOKEN_LIFETIME_S.container
           : TOKEN_LIFETIME_S.connection;
-  const token = `${ctx.cfg.platformId}.${via}.${++ctx.nextToken}`;
+  const token = `${idPrefix(ctx)}.${via}.${++ctx.nextToken}`;
   ctx.issued.set(token, { subject, role, expiresUs: nowUs + lifetimeS * 1_000_000 });
-  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.token', token, subject, role, lifetimeUs: lifetimeS * 1_000_000, via }));
+  enqueue.emit(
+    effect.observe<PlatformObservation>({ kind: 'opaca.token', token, subject, role, expiresUs: nowUs + lifetimeS * 1_000_000, via }),
+  );
   return token;
 }
 
@@ -444,8 +457,9 @@ const DEPLOY_POLL_MS = 1000;
 
 /** Polls a starting container's `/info` (every second, until the deploy's deadline). */
 function poll(ctx: PlatformContext, op: Extract<Op, { kind: 'deployPoll' }>, nowUs: number, enqueue: Enqueue): void {
-  const leftMs = Math.ceil((op.deadlineUs - nowUs) / 1000);
-  ask(ctx, op.actor, { method: 'GET', path: '/info' }, op, enqueue, Math.max(1, Math.min(DEPLOY_POLL_MS, leftMs)));
+  // The last poll ends at the deadline exactly (delays are whole microseconds).
+  const leftMs = (op.deadlineUs - nowUs) / 1000;
+  ask(ctx, op.actor, { method: 'GET', path: '/info' }, op, enqueue, Math.max(0.001, Math.min(DEPLOY_POLL_MS, leftMs)));
 }
 
 /** Stops a container and gives its actor back to its image's pool. */
@@ -461,7 +475,7 @@ function stopContainer(ctx: PlatformContext, actor: string, image: string | unde
 /** Its containers changed: `/containers` subscribers are told (they pull its `/info` again). */
 function containersChanged(ctx: PlatformContext, nowUs: number, route: string, enqueue: Enqueue): void {
   const event: OpacaEvent = {
-    id: `${ctx.cfg.platformId}-${++ctx.nextEvent}`,
+    id: `${idPrefix(ctx)}-${++ctx.nextEvent}`,
     timestamp: Math.floor(nowUs / 1000),
     eventType: 'SUCCESS',
     route,
@@ -560,7 +574,11 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
     case 'pullContainer': {
       const c = ctx.containers.get(op.containerId);
       if (ok && c) c.info = res!.body as AgentContainer;
-      else ctx.containers.delete(op.containerId);
+      else if (c) {
+        // Unreachable: removed, and (a container of an image it can start) stopped and free to start again.
+        ctx.containers.delete(op.containerId);
+        if (ctx.cfg.images?.[c.info.image.imageName]?.includes(c.actor)) stopContainer(ctx, c.actor, c.info.image.imageName, enqueue);
+      }
       ctx.view = undefined;
       containersChanged(ctx, nowUs, `${ok ? 'PUT' : 'DELETE'} /containers`, enqueue);
       return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, ok && c !== undefined, enqueue);
@@ -586,7 +604,7 @@ export const platformMachine = setup({
             token: t.token,
             subject: t.subject,
             role: t.role,
-            lifetimeUs: t.lifetimeS * 1_000_000,
+            expiresUs: t.lifetimeS * 1_000_000,
             via: t.via,
           }),
         );
@@ -604,22 +622,28 @@ export const platformMachine = setup({
       const parsed = parseRoute(req);
       const forwarded = req.callId !== undefined;
       const route = parsed.ok ? parsed.route : undefined;
-      enqueue.emit(
-        effect.observe<PlatformObservation>({
-          kind: 'opaca.call',
-          callId: req.callId ?? callId,
-          route: route?.kind ?? 'info',
-          forward: route !== undefined && 'forward' in route ? route.forward : false,
-          from: e.from,
-          forwarded,
-        }),
-      );
+      // A call to route (send, broadcast, invoke) is followed by the checker: where it is made, once it
+      // passes auth and parses; wherever it is forwarded to, on arrival.
+      const routed = route?.kind === 'send' || route?.kind === 'broadcast' || route?.kind === 'invoke';
+      const observeCall = (): void =>
+        void enqueue.emit(
+          effect.observe<PlatformObservation>({
+            kind: 'opaca.call',
+            callId: req.callId ?? callId,
+            route: route?.kind ?? 'info',
+            forward: route !== undefined && 'forward' in route ? route.forward : false,
+            from: e.from,
+            forwarded,
+          }),
+        );
+      if (forwarded) observeCall();
       const quick = (status: number, body: unknown): void => respond(context, client, e.now, status, body, q);
       const notFound = (message: string): void => quick(OPACA_STATUS.notFound, { statusCode: 404, message });
       // Auth on: a valid token first (any role for a request it cannot parse), then the route's role.
-      const auth = authorise(context, req, parsed.ok ? routeRole(parsed.route) : 'GUEST', e.now);
+      const auth = authorise(context, req, requestRole(req.method, req.path), e.now);
       if (!auth.ok) return quick(auth.status, { statusCode: auth.status, message: auth.message });
       if (!parsed.ok) return quick(parsed.status, parsed.error);
+      if (routed && !forwarded) observeCall();
       const r = parsed.route;
       const view = viewOf(context);
       switch (r.kind) {
@@ -790,17 +814,23 @@ export const platformMachine = setup({
         if (!timedOut) enqueue.cancel(`call:${rid}`);
         return onOp(context, op, res, nowUs, q);
       }
-      const callId = context.dispatches.get(rid);
-      if (callId === undefined) return;
+      const sent = context.dispatches.get(rid);
+      if (sent === undefined) return;
       context.dispatches.delete(rid);
       if (!timedOut) enqueue.cancel(`call:${rid}`);
-      const call = context.calls.get(callId);
+      const call = context.calls.get(sent.eventId);
       if (!call) return;
       call.open--;
       if (res?.status === OPACA_STATUS.ok) {
         call.successes++;
         call.lastBody = res.body;
-      } else if (res === undefined || res.status === OPACA_STATUS.badGateway) call.unreachable++;
+      } else if (
+        res === undefined ||
+        res.status === OPACA_STATUS.badGateway ||
+        // A platform refusing this one's token: the link is unusable, not the caller's credentials (their 401/403 is this platform's to give).
+        (sent.toPlatform && (res.status === OPACA_STATUS.unauthorized || res.status === OPACA_STATUS.forbidden))
+      )
+        call.unreachable++;
       else if (call.failure === undefined) call.failure = res;
       advance(context, call, nowUs, q);
     }),
@@ -840,7 +870,8 @@ export const platformMachine = setup({
     ops: new Map(),
     calls: new Map(),
     dispatches: new Map(),
-    rid: 0,
+    // Each incarnation its own range of request ids: an answer meant for the last one is not taken for a new request's.
+    rid: (input.incarnation ?? 0) * INCARNATION_SPAN,
     events: [],
     nextEvent: 0,
   }),

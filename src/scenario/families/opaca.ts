@@ -11,7 +11,7 @@ import type { ClientCall, ClientInput, ClientObservation } from '../../actors/op
 import { AGENT_BEHAVIOURS, agentMachine, PONG_ACTION } from '../../actors/opaca/agent.machine.js';
 import type { AgentInput, AgentObservation } from '../../actors/opaca/agent.machine.js';
 import { containerMachine } from '../../actors/opaca/container.machine.js';
-import type { ContainerInput } from '../../actors/opaca/container.machine.js';
+import type { ContainerInput, ContainerObservation } from '../../actors/opaca/container.machine.js';
 import { platformMachine } from '../../actors/opaca/platform.machine.js';
 import type { PlatformAuth, PlatformInput, PlatformObservation } from '../../actors/opaca/platform.machine.js';
 import { createOpacaChecker, OPACA_INVARIANTS } from '../../invariants/opaca.js';
@@ -229,6 +229,14 @@ function pingPongMetrics(per: Record<string, { rounds: number; offers: number; j
   };
 }
 
+/**
+ * A restart's input: the first one's, with the incarnation (nothing of the run survives a crash: a
+ * platform's connections and tokens, a container's state live in memory).
+ */
+const again =
+  <T extends object>(input: T) =>
+  (incarnation: number): T & { incarnation: number } => ({ ...input, incarnation });
+
 /** An agent's actor name: its container's, a dot, its id. */
 const agentActor = (container: string, agentId: string): string => `${container}.${agentId}`;
 
@@ -301,6 +309,15 @@ export const opacaFamily: ProtocolFamily = {
           ctx.fail([...c.path, 'agents', j, 'id'], `expected {i} in the id of ${a.count} agents`);
         return Array.from({ length: a.count }, (_, i) => ({ ...a, id: idOf(a.id, i) }));
       });
+      // Agent ids are unique within a container (a call names its agent by id).
+      if (k === 0) {
+        const seen = new Set<string>();
+        for (const a of agents)
+          if (seen.has(a.id)) {
+            ctx.fail([...c.path, 'agents'], `expected distinct agent ids in a container, got ${a.id} twice`);
+            break;
+          } else seen.add(a.id);
+      }
       const imageName = r.image ?? `${r.name ?? 'container'}-image`;
       const info: AgentContainer = {
         containerId: c.name,
@@ -421,15 +438,17 @@ export const opacaFamily: ProtocolFamily = {
         ...(r.auth ? { auth: { users: r.auth.users, issued: issued.get(p.name)! } } : {}),
         tokens: held.get(p.name)!,
       };
-      made.set(p.name, { name: p.name, role: p.role, machine: platformMachine, input });
+      made.set(p.name, { name: p.name, role: p.role, machine: platformMachine, input, restartInput: again(input) });
     }
     for (const input of containerInputs) {
       const token = containerToken.get(input.name);
+      const withToken = token ? { ...input, token } : input;
       made.set(input.name, {
         name: input.name,
         role: 'opaca.container',
         machine: containerMachine,
-        input: token ? { ...input, token } : input,
+        input: withToken,
+        restartInput: again(withToken),
       });
     }
     /**
@@ -506,7 +525,14 @@ export const opacaFamily: ProtocolFamily = {
     }
     const actors: ActorDefinition[] = ctx.actors.flatMap((a) => made.get(a.name) ?? []);
     for (const input of agentInputs)
-      actors.push({ name: input.name, role: 'opaca.agent', machine: agentMachine, input, host: input.container });
+      actors.push({
+        name: input.name,
+        role: 'opaca.agent',
+        machine: agentMachine,
+        input,
+        restartInput: again(input),
+        host: input.container,
+      });
     // A platform talks most with its containers, and they with their agents: kept on one shard when there are enough groups.
     const affinity = platforms.map((p) => [
       p.name,
@@ -536,7 +562,7 @@ export const opacaFamily: ProtocolFamily = {
     const pingPong: Record<string, { rounds: number; offers: number; jobs: Record<string, number> }> = {};
     const metricsObserver = {
       onObserve(_t: number, _actor: string, obs: { kind: string }) {
-        const o = obs as ClientObservation | AgentObservation | PlatformObservation;
+        const o = obs as ClientObservation | AgentObservation | ContainerObservation | PlatformObservation;
         if (o.kind === 'opaca.client.answer') {
           answered++;
           if (o.status === 0) unanswered++;
