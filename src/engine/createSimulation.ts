@@ -51,6 +51,12 @@ export interface ActorDefinition {
    * hold, skew — take it along.
    */
   host?: string;
+  /**
+   * A server that refuses connections while it is down: a request sent to it then (a message with a
+   * `rid`) is answered by `{ type: 'host.refused', re: rid }`, which travels back over the network as
+   * a closed port's reset would — a caller learns at once, instead of by waiting out a timeout.
+   */
+  refuses?: boolean;
 }
 
 /**
@@ -939,6 +945,8 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       const p = ev.payload as MessagePayload;
       if (!a.alive || a.halted) {
         drop(a.alive ? 'halted' : 'down', p.fromName, a.def.name, p.msg);
+        if (!a.alive && a.def.refuses && p.from >= 0 && p.msg.rid !== undefined)
+          transmit(a.index, a.index, a.def.name, p.fromName, { type: 'host.refused', re: p.msg.rid }, ++a.seq);
         return;
       }
       // A message that was in flight while a partition cut its link is lost, healed or not.

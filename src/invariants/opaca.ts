@@ -42,7 +42,8 @@ export const OPACA_INVARIANTS: readonly InvariantInfo[] = [
   {
     id: 'opaca.view-consistency',
     number: 5,
-    title: 'once notifications settle, a platform’s view of a reachable connected platform equals that platform’s /info',
+    title:
+      'once notifications settle, a platform’s view of a reachable connected platform equals that platform’s /info (its containers, agents and actions)',
   },
   {
     id: 'opaca.event-log',
@@ -110,7 +111,8 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
    * `/info` since, and how it ended. `/info` requests to containers being answered (container|platform|rid).
    */
   const deploys = new Map<string, { deadlineUs: number; answeredUs?: number; failed?: boolean; stoppedUs?: number }>();
-  const infoAsked = new Set<string>();
+  /** The platform's polls of a deploying container's `/info` (container|platform|rid) → the platform's clock when it polled. */
+  const infoAsked = new Map<string, number>();
   /**
    * Tokens each platform issued: role and expiry on that platform's clock. Requests to auth platforms
    * being answered → what the answer must be. Each actor's clock skew (from skew faults).
@@ -153,13 +155,14 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       if (d.failed) L.violate('opaca.deploy', t, [platform, id], `${platform} lists ${id}, whose deploy failed`);
       else if (d.answeredUs === undefined) L.violate('opaca.deploy', t, [platform, id], `${platform} lists ${id} before it answered /info`);
       else if (d.answeredUs > d.deadlineUs)
-        L.violate('opaca.deploy', t, [platform, id], `${platform} lists ${id}, which answered /info only after the deploy timeout`);
+        L.violate('opaca.deploy', t, [platform, id], `${platform} lists ${id}, listed on a poll of /info made after the deploy timeout`);
     }
   };
 
   const deploy = (t: number, platform: string, o: Extract<PlatformObservation, { kind: 'opaca.deploy' }>): void => {
     const key = `${platform}|${o.containerId}`;
-    if (o.phase === 'started') return void deploys.set(key, { deadlineUs: t + (o.timeoutUs ?? 0) });
+    // Deadlines and polls on the platform's clock, as it keeps them (a clock set back gives a deploy longer).
+    if (o.phase === 'started') return void deploys.set(key, { deadlineUs: clockOf(platform, t) + (o.timeoutUs ?? 0) });
     const d = deploys.get(key);
     if (o.phase === 'removed') return void deploys.delete(key);
     if (!d || o.phase !== 'failed') return;
@@ -366,7 +369,6 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
       judgeAuth(t, to, from, m);
       if (m.method !== 'GET') return;
       const path = m.path.replace(/\/+$/, '');
-      if (path === '/info' && deploys.has(`${from}|${to}`)) infoAsked.add(`${to}|${from}|${m.rid}`);
       if (path === '/history') historyAsked.add(`${to}|${from}|${m.rid}`);
       else if (path === '/agents' && m.query?.includeConnected === 'true') agentsAsked.add(`${to}|${from}|${m.rid}`);
     },
@@ -387,11 +389,18 @@ export function createOpacaChecker(opts: OpacaCheckerOptions): InvariantChecker 
               `${from} answered ${m.status} to ${auth.what}; it must be ${auth.status === 'runs' ? 'served' : auth.status}`,
             );
         }
-        if (infoAsked.delete(key)) {
+        const polled = infoAsked.get(key);
+        if (polled !== undefined) {
+          infoAsked.delete(key);
+          // Answered: a poll it made by the deadline (an answer in flight then still counts, as in the implementation).
           const d = deploys.get(`${to}|${from}`);
-          if (d && m.status === 200 && d.answeredUs === undefined) d.answeredUs = t;
+          if (d && m.status === 200 && d.answeredUs === undefined) d.answeredUs = polled;
         } else if (historyAsked.delete(key) && m.status === 200) history(t, from, m.body as OpacaEvent[]);
         else if (agentsAsked.delete(key) && m.status === 200) includeConnected(t, from, m.body as { agentId: string }[]);
+      } else if (env.type === 'OpacaRequest') {
+        const m = env as OpacaRequest;
+        if (m.method === 'GET' && m.path === '/info' && deploys.has(`${from}|${to}`))
+          infoAsked.set(`${to}|${from}|${m.rid}`, clockOf(from, t));
       } else if (env.type === 'OpacaStop') {
         const d = deploys.get(`${from}|${to}`);
         if (d) d.stoppedUs = t;

@@ -57,6 +57,13 @@ export interface MessageEvent<M extends Envelope = Envelope> extends HostEventBa
   msg: M;
 }
 
+/** A request reached a server that is down and refuses connections (`ActorDefinition.refuses`): `re` is the request's `rid`. */
+export interface RefusedEvent extends HostEventBase {
+  type: 'host.refused';
+  from: string;
+  msg: { type: 'host.refused'; re: number };
+}
+
 /** The host asks the actor to shut down gracefully. */
 export interface ShutdownEvent extends HostEventBase {
   type: 'host.shutdown';

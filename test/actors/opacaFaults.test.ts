@@ -40,10 +40,10 @@ actors:
       - { at: 3s, method: DELETE, to: A, path: /containers/c2 }
       - { at: 8s, method: GET, to: A, path: /info }
 faults:
-  - { at: 500ms, crash: c1 }
+  - { at: 500ms, partition: [[c1], rest] }
 `);
     expect(s.actorErrors).toEqual([]);
-    // c1 silent for the call timeout, c2 gone by then: every target unreachable, 502.
+    // c1 cut off (silent for the call timeout), c2 gone by then: every target unreachable, 502.
     expect(metrics.answersByStatus).toEqual({ '200': 2, '502': 1 });
     expect(violated).toEqual([]);
   });

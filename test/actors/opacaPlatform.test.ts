@@ -70,6 +70,7 @@ function world(
     actors.push({
       name: p,
       role: 'opaca.platform',
+      refuses: true,
       machine: platformMachine,
       input: {
         name: p,
@@ -86,6 +87,7 @@ function world(
       actors.push({
         name: b.id,
         role: 'opaca.container',
+        refuses: true,
         machine: containerMachine,
         input: {
           name: b.id,

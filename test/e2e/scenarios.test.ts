@@ -382,6 +382,12 @@ describe('OPACA scenarios (shared/protocols/opaca.md, "Scenario ideas")', () => 
     },
   );
 
+  it('nested timeouts: a forwarded invoke whose remote platform was slow, not dead, runs twice — and invariant 2 says so', () => {
+    const s = run('nested-timeouts.yaml', 'opaca');
+    expect(s.metrics.deliveries).toEqual({ invoke: 2 });
+    expect(s.invariants.find((i) => i.id === 'opaca.deliveries')?.status).toBe('violated');
+  });
+
   it('concurrent mutual connects end with each listing the other once; a disconnect with connect-back leaves neither', () => {
     const s = run('mutual-connect.yaml', 'opaca');
     expect(s.metrics.answersByStatus).toEqual({ '200': 6, '400': 1, '404': 1 });

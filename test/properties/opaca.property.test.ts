@@ -165,3 +165,120 @@ test.prop([view, want], sample(300))('the agent index routes exactly as a scan o
   if (byScan.targets.length === 0) expect(invokeTargets({ ...v }, wanted).mismatch).toBe(byScan.mismatch);
   expect(sendTargets({ ...v }, wanted).targets).toEqual(sendTargetsByScan(v, wanted).targets);
 });
+
+// ---- auth, deploys, restarts and skew --------------------------------------------------------------
+
+const ROLE_USERS = [
+  ['ada', 'ADMIN'],
+  ['carl', 'CONTRIBUTOR'],
+  ['uma', 'USER'],
+  ['gus', 'GUEST'],
+] as const;
+
+const busyWorld = fc.record({
+  seed: fc.nat(1_000_000),
+  platforms: fc.array(fc.record({ auth: fc.boolean(), deployTimeoutS: fc.integer({ min: 1, max: 10 }) }), { minLength: 1, maxLength: 3 }),
+  chain: fc.boolean(),
+  images: fc.array(fc.record({ on: fc.nat(2), startup: fc.constantFrom('500ms', '3s', '12s', 'never') }), { maxLength: 4 }),
+  calls: fc.array(
+    fc.record({
+      to: fc.nat(2),
+      what: fc.constantFrom('login', 'invoke', 'send', 'deploy', 'undeploy', 'history', 'agents', 'connect', 'renew'),
+      user: fc.nat(3),
+      credential: fc.constantFrom('own', 'own', 'own', 'none', 'forged', 'wrong-password'),
+      image: fc.nat(3),
+      atMs: fc.integer({ min: 1, max: 90_000 }),
+    }),
+    { minLength: 1, maxLength: 14 },
+  ),
+  restart: fc.option(
+    fc.record({ platform: fc.nat(2), atMs: fc.integer({ min: 1, max: 60_000 }), downMs: fc.integer({ min: 1, max: 5_000 }) }),
+    {
+      nil: undefined,
+    },
+  ),
+  skew: fc.option(fc.record({ platform: fc.nat(2), atMs: fc.integer({ min: 1, max: 60_000 }), byMin: fc.integer({ min: -90, max: 90 }) }), {
+    nil: undefined,
+  }),
+});
+type BusyWorld = typeof busyWorld extends fc.Arbitrary<infer T> ? T : never;
+
+function busyYamlOf(w: BusyWorld): string {
+  const n = w.platforms.length;
+  const p = (i: number) => `P${i % n}`;
+  const users = `{ users: [${ROLE_USERS.map(([name, role]) => `{ name: ${name}, password: ${name}-pw, role: ${role} }`).join(', ')}] }`;
+  const platforms = w.platforms.map((x, i) => {
+    const connect = w.chain && i + 1 < n ? `, connect: P${i + 1}` : '';
+    return `  - { role: opaca.platform, name: P${i}${connect}, callTimeout: 2s, deployTimeout: ${x.deployTimeoutS}s${x.auth ? `, auth: ${users}` : ''} }`;
+  });
+  const containers = w.platforms.map(
+    (_, i) => `  - { role: opaca.container, name: c${i}, platform: P${i}, agents: [{ id: calc${i}, behaviour: compute, actions: [Add] }] }`,
+  );
+  const images = w.images.map(
+    (m, i) =>
+      `  - { role: opaca.container, name: img${i}, platform: ${p(m.on)}, deployed: false, image: image${i % 2}, startup: ${m.startup}, agents: [{ id: d${i}, actions: [Echo] }] }`,
+  );
+  const calls = w.calls.map((c) => {
+    const [user] = ROLE_USERS[c.user];
+    const to = p(c.to);
+    const cred = c.credential === 'own' ? `, as: ${user}` : c.credential === 'forged' ? `, token: ${to}.login.999` : '';
+    const base = `at: ${c.atMs}ms, to: ${to}`;
+    switch (c.what) {
+      case 'login': {
+        const pw = c.credential === 'wrong-password' ? 'nope' : `${user}-pw`;
+        return `      - { ${base}, path: /login, body: { username: ${user}, password: ${pw} } }`;
+      }
+      case 'renew':
+        return `      - { ${base}, method: GET, path: /token${cred} }`;
+      case 'invoke':
+        return `      - { ${base}, path: /invoke/Add/calc${c.image % n}, body: { x: 1, y: 2 }${cred} }`;
+      case 'send':
+        return `      - { ${base}, path: /send/calc${c.image % n}, body: { payload: hi, replyTo: user }${cred} }`;
+      case 'deploy':
+        return `      - { ${base}, path: /containers, body: { image: { imageName: image${c.image % 2} } }${cred} }`;
+      case 'undeploy':
+        return `      - { ${base}, method: DELETE, path: /containers/img${c.image}${cred} }`;
+      case 'history':
+        return `      - { ${base}, method: GET, path: /history${cred} }`;
+      case 'agents':
+        return `      - { ${base}, method: GET, path: /agents, query: { includeConnected: 'true' }${cred} }`;
+      default:
+        return `      - { ${base}, path: /connections, body: { url: 'http://${p(c.to + 1)}:8000', connectBack: true }${cred} }`;
+    }
+  });
+  const faults = [
+    ...(w.restart ? [`{ at: ${w.restart.atMs}ms, crash: ${p(w.restart.platform)}, restart: ${w.restart.atMs + w.restart.downMs}ms }`] : []),
+    ...(w.skew ? [`{ at: ${w.skew.atMs}ms, skew: ${p(w.skew.platform)}, by: ${w.skew.byMin}m }`] : []),
+  ];
+  return `
+name: busy-world
+protocol: opaca
+seed: ${w.seed}
+duration: 10m
+stopWhen: complete
+network: { latency: { dist: uniform, min: 1ms, max: 20ms } }
+actors:
+${[...platforms, ...containers, ...images].join('\n')}
+  - role: opaca.client
+    name: user
+    timeout: 30s
+    calls:
+${calls.join('\n')}
+faults: [${faults.join(', ')}]
+`;
+}
+
+test.prop([busyWorld], sample(25))(
+  'auth, deploys, connects, a restart and a skewed clock: no invariant is violated, every call is answered or given up',
+  (w) => {
+    const s = runScenario(parseScenario(busyYamlOf(w), 'busy.yaml'));
+    const m = s.metrics as { calls: number; answersByStatus: Record<string, number>; unanswered?: number };
+    const answered = Object.values(m.answersByStatus).reduce((a, b) => a + b, 0) + (m.unanswered ?? 0);
+    expect({
+      violated: s.invariants.filter((i) => i.status === 'violated').map((i) => `${i.id}: ${i.violations[0].message}`),
+      errors: s.actorErrors,
+      answered,
+      stopped: s.stoppedBecause,
+    }).toEqual({ violated: [], errors: [], answered: m.calls, stopped: 'complete' });
+  },
+);

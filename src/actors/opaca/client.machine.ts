@@ -6,6 +6,7 @@
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
+import type { RefusedEvent } from '../../protocol/host.js';
 import type { OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
 
 export interface ClientCall {
@@ -28,7 +29,7 @@ export interface ClientInput {
   timeoutMs: number;
 }
 
-/** An answer (status 0: none came within the timeout, the call is given up). */
+/** An answer (status 0: none came within the timeout, or the platform is down and refused the connection — the call is given up). */
 export type ClientObservation = { kind: 'opaca.client.answer'; rid: number; path: string; status: number; body: unknown };
 
 interface ClientContext {
@@ -44,6 +45,7 @@ interface ClientContext {
 type ClientEvent =
   | { type: 'opaca.callDue'; index: number; now: number }
   | { type: 'opaca.giveUp'; rid: number; now: number }
+  | RefusedEvent
   | { type: 'OpacaResponse'; from: string; msg: OpacaResponse; now: number }
   | { type: 'host.shutdown'; now: number };
 
@@ -113,12 +115,23 @@ export const clientMachine = setup({
         effect.observe<ClientObservation>({ kind: 'opaca.client.answer', rid: m.re, path: c.path, status: m.status, body: m.body }),
       );
     }),
+    /** No answer in time, or the platform is down and refused the connection: the call is given up. */
     giveUp: enqueueActions(({ context, event, enqueue }) => {
-      const rid = (event as { rid: number }).rid;
+      const refused = event.type === 'host.refused';
+      const rid = refused ? (event as RefusedEvent).msg.re : (event as { rid: number }).rid;
       const c = context.asked.get(rid);
       if (c === undefined) return;
       context.asked.delete(rid);
-      enqueue.emit(effect.observe<ClientObservation>({ kind: 'opaca.client.answer', rid, path: c.path, status: 0, body: 'no answer' }));
+      if (refused) enqueue.cancel(`give-up:${rid}`);
+      enqueue.emit(
+        effect.observe<ClientObservation>({
+          kind: 'opaca.client.answer',
+          rid,
+          path: c.path,
+          status: 0,
+          body: refused ? 'refused' : 'no answer',
+        }),
+      );
     }),
   },
 }).createMachine({
@@ -134,7 +147,12 @@ export const clientMachine = setup({
   states: {
     calling: {
       entry: 'schedule',
-      on: { 'opaca.callDue': { actions: 'call' }, OpacaResponse: { actions: 'take' }, 'opaca.giveUp': { actions: 'giveUp' } },
+      on: {
+        'opaca.callDue': { actions: 'call' },
+        OpacaResponse: { actions: 'take' },
+        'opaca.giveUp': { actions: 'giveUp' },
+        'host.refused': { actions: 'giveUp' },
+      },
     },
   },
 });

@@ -43,6 +43,7 @@
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
+import type { RefusedEvent } from '../../protocol/host.js';
 import type {
   AgentContainer,
   OpacaEvent,
@@ -235,6 +236,8 @@ type PlatformEvent =
   | { type: 'OpacaPush'; from: string; msg: OpacaPush; now: number }
   | { type: 'OpacaResponse'; from: string; msg: OpacaResponse; now: number }
   | { type: 'opaca.callTimeout'; rid: number; now: number }
+  | { type: 'opaca.restarted'; now: number }
+  | RefusedEvent
   | { type: 'host.shutdown'; now: number };
 
 type Emit = ReturnType<typeof effect.send> | ReturnType<typeof effect.observe<PlatformObservation>>;
@@ -484,12 +487,19 @@ function containersChanged(ctx: PlatformContext, nowUs: number, route: string, e
   enqueue.emit(effect.observe<PlatformObservation>(infoObservation(ctx)));
 }
 
+/**
+ * The part of a platform's `/info` views are judged on: its containers (with their agents and
+ * actions) — what notifications keep fresh and routing uses. Nothing in the protocol tells peers
+ * when a platform's own connections change, so that field of a view may lag for good.
+ */
+const viewDigest = (info: RuntimePlatform): string => digestOf(info.containers);
+
 /** What it observes of its own `/info`: the digest and the agents it hosts. */
 function infoObservation(ctx: PlatformContext): Extract<PlatformObservation, { kind: 'opaca.info' }> {
   const info = infoOf(ctx);
   return {
     kind: 'opaca.info',
-    digest: digestOf(info),
+    digest: viewDigest(info),
     containers: info.containers.map((c) => c.containerId),
     agents: info.containers.flatMap((c) => c.agents.map((a) => a.agentId)),
   };
@@ -499,7 +509,7 @@ function infoObservation(ctx: PlatformContext): Extract<PlatformObservation, { k
 function store(ctx: PlatformContext, url: string, actor: string, info: RuntimePlatform, enqueue: Enqueue): void {
   ctx.connected.set(url, { actor, info });
   ctx.view = undefined;
-  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: actor, digest: digestOf(info) }));
+  enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: actor, digest: viewDigest(info) }));
 }
 
 function drop(ctx: PlatformContext, url: string, enqueue: Enqueue): void {
@@ -610,9 +620,23 @@ export const platformMachine = setup({
         );
       for (const [url, c] of context.connected) {
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.connected', url, peer: c.actor, connectBack: false }));
-        enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: c.actor, digest: digestOf(c.info) }));
+        enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: c.actor, digest: viewDigest(c.info) }));
+        // After a restart, what it was given at start may be old: it pulls each peer's /info again.
+        if (context.cfg.incarnation)
+          ask(
+            context,
+            c.actor,
+            withToken(context, url, { method: 'GET', path: '/info' }),
+            { kind: 'pullPlatform', url },
+            enqueue as unknown as Enqueue,
+          );
       }
+      // After a restart its containers are what it was given at start: its subscribers hear of the change.
+      if (context.cfg.incarnation) enqueue.raise({ type: 'opaca.restarted', now: 0 }, { id: 'restarted', delay: 0 });
     }),
+    restarted: enqueueActions(({ context, event, enqueue }) =>
+      containersChanged(context, (event as { now: number }).now, 'PUT /containers', enqueue as unknown as Enqueue),
+    ),
     serve: enqueueActions(({ context, event, enqueue }) => {
       const e = event as Extract<PlatformEvent, { type: 'OpacaRequest' }>;
       const req = e.msg;
@@ -806,7 +830,8 @@ export const platformMachine = setup({
       const q = enqueue as unknown as Enqueue;
       const timedOut = event.type === 'opaca.callTimeout';
       const rid = timedOut ? (event as { rid: number }).rid : (event as { msg: OpacaResponse }).msg.re;
-      const res = timedOut ? undefined : (event as { msg: OpacaResponse }).msg;
+      // No answer in time, or a refused connection (the target is down): unreachable either way.
+      const res = timedOut || event.type === 'host.refused' ? undefined : (event as { msg: OpacaResponse }).msg;
       const nowUs = (event as { now: number }).now;
       const op = context.ops.get(rid);
       if (op) {
@@ -883,8 +908,10 @@ export const platformMachine = setup({
         OpacaRequest: { actions: 'serve' },
         OpacaResponse: { actions: 'collect' },
         'opaca.callTimeout': { actions: 'collect' },
+        'host.refused': { actions: 'collect' },
         OpacaSubscribe: { actions: 'subscription' },
         OpacaPush: { actions: 'repull' },
+        'opaca.restarted': { actions: 'restarted' },
       },
     },
   },

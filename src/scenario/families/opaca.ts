@@ -438,7 +438,8 @@ export const opacaFamily: ProtocolFamily = {
         ...(r.auth ? { auth: { users: r.auth.users, issued: issued.get(p.name)! } } : {}),
         tokens: held.get(p.name)!,
       };
-      made.set(p.name, { name: p.name, role: p.role, machine: platformMachine, input, restartInput: again(input) });
+      // Platforms and containers are HTTP servers: while down, they refuse connections (the caller learns at once).
+      made.set(p.name, { name: p.name, role: p.role, machine: platformMachine, input, restartInput: again(input), refuses: true });
     }
     for (const input of containerInputs) {
       const token = containerToken.get(input.name);
@@ -449,6 +450,7 @@ export const opacaFamily: ProtocolFamily = {
         machine: containerMachine,
         input: withToken,
         restartInput: again(withToken),
+        refuses: true,
       });
     }
     /**
