@@ -43,6 +43,8 @@ describe.skipIf(!haveDeno)('Node and Deno (skipped without Deno: npm install --n
     ['scenarios/virdi/rates.yaml'],
     ['scenarios/virdi/leaving-virdi.yaml', '--core', 'js'],
     ['scenarios/manager-worker/partition.yaml'],
+    ['scenarios/opaca/ping-pong-3.yaml'],
+    ['scenarios/opaca/auth-roles.yaml'],
   ])('%s gives the same trace hash on both runtimes', (file, ...extra) => {
     const node = hashOf('node', file, ...extra);
     const deno = hashOf('deno', file, ...extra);
