@@ -455,6 +455,17 @@ const withToken = (ctx: PlatformContext, url: string, req: Ask): Ask => {
   return token === undefined ? req : { ...req, token };
 };
 
+/** Pulls a connected platform's `/info` (with its token there); `client`, when a notify asked for it, gets the outcome. */
+function pullPeer(ctx: PlatformContext, url: string, actor: string, enqueue: Enqueue, client?: Client): void {
+  ask(
+    ctx,
+    actor,
+    withToken(ctx, url, { method: 'GET', path: '/info' }),
+    { kind: 'pullPlatform', url, ...(client ? { client } : {}) },
+    enqueue,
+  );
+}
+
 /** How often a deploy polls the new container's `/info`. */
 const DEPLOY_POLL_MS = 1000;
 
@@ -622,14 +633,7 @@ export const platformMachine = setup({
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.connected', url, peer: c.actor, connectBack: false }));
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: c.actor, digest: viewDigest(c.info) }));
         // After a restart, what it was given at start may be old: it pulls each peer's /info again.
-        if (context.cfg.incarnation)
-          ask(
-            context,
-            c.actor,
-            withToken(context, url, { method: 'GET', path: '/info' }),
-            { kind: 'pullPlatform', url },
-            enqueue as unknown as Enqueue,
-          );
+        if (context.cfg.incarnation) pullPeer(context, url, c.actor, enqueue as unknown as Enqueue);
       }
       // After a restart its containers are what it was given at start: its subscribers hear of the change.
       if (context.cfg.incarnation) enqueue.raise({ type: 'opaca.restarted', now: 0 }, { id: 'restarted', delay: 0 });
@@ -782,13 +786,7 @@ export const platformMachine = setup({
           if (r.url === context.cfg.baseUrl) return quick(OPACA_STATUS.ok, false);
           const c = context.connected.get(r.url);
           if (!c) return notFound(`not connected to ${r.url}`);
-          return ask(
-            context,
-            c.actor,
-            withToken(context, r.url, { method: 'GET', path: '/info' }),
-            { kind: 'pullPlatform', client, url: r.url },
-            q,
-          );
+          return pullPeer(context, r.url, c.actor, q, client);
         }
         case 'notifyContainer': {
           const c = context.containers.get(r.containerId);
@@ -870,13 +868,7 @@ export const platformMachine = setup({
       const e = event as Extract<PlatformEvent, { type: 'OpacaPush' }>;
       const url = [...context.connected].find(([, c]) => c.actor === e.from)?.[0];
       if (url === undefined) return;
-      ask(
-        context,
-        e.from,
-        withToken(context, url, { method: 'GET', path: '/info' }),
-        { kind: 'pullPlatform', url },
-        enqueue as unknown as Enqueue,
-      );
+      pullPeer(context, url, e.from, enqueue as unknown as Enqueue);
     }),
   },
 }).createMachine({
