@@ -394,6 +394,8 @@ interface MessagePayload {
   to: number;
   msg: Envelope;
   sentUs: number;
+  /** Between an actor and its host: in process, so no partition or hold applies on delivery either. */
+  local?: boolean;
 }
 
 interface TimerPayload {
@@ -596,7 +598,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         target: to,
         origin: from,
         originSeq,
-        payload: { from, via, fromName, to, msg, sentUs: now },
+        payload: { from, via, fromName, to, msg, sentUs: now, local: true },
       });
       return;
     }
@@ -950,11 +952,11 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         return;
       }
       // A message that was in flight while a partition cut its link is lost, healed or not.
-      if (p.via >= 0 && network.cutDuring(p.via, p.to, p.sentUs, now)) {
+      if (!p.local && p.via >= 0 && network.cutDuring(p.via, p.to, p.sentUs, now)) {
         drop('partition', p.fromName, a.def.name, p.msg);
         return;
       }
-      const hold = p.via >= 0 ? network.held(p.via, p.to) : undefined;
+      const hold = !p.local && p.via >= 0 ? network.held(p.via, p.to) : undefined;
       if (hold) {
         heldMessages.push({ cutId: hold.id, payload: p, originSeq: ev.originSeq });
         return;

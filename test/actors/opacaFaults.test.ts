@@ -179,4 +179,62 @@ actors:
     expect(s.messages.dropped).toEqual({});
     expect(violated).toEqual([]);
   });
+
+  it('a platform restarted while its peer is still down keeps the peer, and reaches it once it is back', () => {
+    const { violated, metrics, answers } = run(`duration: 1m
+stopWhen: complete
+actors:
+  - { role: opaca.platform, name: A, connect: B }
+  - { role: opaca.platform, name: B }
+  - { role: opaca.container, name: c, platform: B, agents: [{ id: calc, behaviour: compute, actions: [Add] }] }
+  - role: opaca.client
+    name: op
+    calls:
+      - { at: 20s, to: A, path: /invoke/Add, body: { x: 1, y: 2 } }
+      - { at: 21s, method: GET, to: A, path: /connections }
+faults:
+  - { at: 5s, crash: A, restart: 6s }
+  - { at: 5s, crash: B, restart: 7s }
+`);
+    // A's re-sync pull at 6 s is refused (B is still down); A keeps B and forwards to it later.
+    expect(metrics.answersByStatus).toEqual({ '200': 2 });
+    expect(answers.find((a) => a.rid === 2)?.body).toEqual(['http://B:8000']);
+    expect(violated).toEqual([]);
+  });
+
+  it('a deploy polls a container that refuses connections once a second, not as fast as refusals come back', () => {
+    const { s, metrics } = run(`duration: 1m
+stopWhen: complete
+actors:
+  - { role: opaca.platform, name: A }
+  - { role: opaca.container, name: calc, platform: A, deployed: false, image: calc-image, agents: [{ id: calc, actions: [Echo] }] }
+  - role: opaca.client
+    name: op
+    calls:
+      - { at: 1s, to: A, path: /containers, body: { image: { imageName: calc-image } } }
+faults:
+  - { at: 0s, crash: calc }
+`);
+    expect(metrics.answersByStatus).toEqual({ '502': 1 });
+    // 10 s of deploy timeout: one poll a second, each refused.
+    expect(s.messages.byType['host.refused']).toBe(10);
+  });
+
+  it('a hold between containers does not hold what a container says to its own agents', () => {
+    const { violated, metrics } = run(`duration: 1m
+stopWhen: complete
+actors:
+  - { role: opaca.platform, name: P }
+  - { role: opaca.container, name: c1, platform: P, agents: [{ id: calc, behaviour: compute, actions: [Add] }] }
+  - { role: opaca.container, name: c2, platform: P, agents: [{ id: calc2, behaviour: compute, actions: [Add] }] }
+  - role: opaca.client
+    name: user
+    calls:
+      - { at: 1s, to: P, path: /invoke/Add/calc, body: { x: 2, y: 3 } }
+faults:
+  - { at: 0s, hold: { from: [c1, c2], to: [c1, c2] }, release: 30s }
+`);
+    expect(metrics.answersByStatus).toEqual({ '200': 1 });
+    expect(violated).toEqual([]);
+  });
 });

@@ -14,6 +14,7 @@
  */
 import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
+import type { RefusedEvent } from '../../protocol/host.js';
 import type { Action, AgentContainer, OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
 import { INCARNATION_SPAN, OPACA_STATUS, parseRoute } from '../../protocol/opaca.js';
 import type { AgentAnswer, AgentAsk, AgentCall, AgentTell } from './agent.machine.js';
@@ -80,6 +81,7 @@ type ContainerEvent =
   | { type: 'opaca.change'; index: number; now: number }
   | { type: 'AgentAnswer'; from: string; msg: AgentAnswer; now: number }
   | { type: 'AgentCall'; from: string; msg: AgentCall; now: number }
+  | RefusedEvent
   | { type: 'host.shutdown'; now: number };
 
 const answer = (re: number, status: number, body: unknown): OpacaResponse => ({ type: 'OpacaResponse', re, status, body });
@@ -176,9 +178,18 @@ export const containerMachine = setup({
         } satisfies OpacaRequest),
       );
     }),
-    /** The platform answered: an agent's call goes back to it; a notify's answer needs nothing. */
+    /**
+     * The platform answered: an agent's call goes back to it; a notify's answer needs nothing. A
+     * platform that is down refuses the connection: the agent gets a 502.
+     */
     callBack: enqueueActions(({ context, event, enqueue }) => {
-      const m = (event as Extract<ContainerEvent, { type: 'OpacaResponse' }>).msg;
+      const refused = event.type === 'host.refused';
+      const m = refused
+        ? answer((event as RefusedEvent).msg.re, OPACA_STATUS.badGateway, {
+            statusCode: 502,
+            message: 'the platform refused the connection',
+          })
+        : (event as Extract<ContainerEvent, { type: 'OpacaResponse' }>).msg;
       const out = context.outgoing.get(m.re);
       if (!out) return;
       context.outgoing.delete(m.re);
@@ -252,6 +263,7 @@ export const containerMachine = setup({
         AgentAnswer: { actions: 'answered' },
         AgentCall: { actions: 'callOut' },
         OpacaResponse: { actions: 'callBack' },
+        'host.refused': { actions: 'callBack' },
         'opaca.change': { actions: 'change' },
         OpacaStart: { actions: 'start' },
         OpacaStop: { actions: 'stop' },

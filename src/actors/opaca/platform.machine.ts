@@ -196,9 +196,18 @@ type Op =
       role?: Role;
     }
   | { kind: 'disconnectBack'; client: Client; url: string; actor: string }
-  | { kind: 'pullPlatform'; client?: Client; url: string }
+  | { kind: 'pullPlatform'; client?: Client; url: string; resync?: boolean }
   | { kind: 'pullContainer'; client: Client; containerId: string }
-  | { kind: 'deployPoll'; client: Client; actor: string; image: string; deadlineUs: number };
+  | {
+      kind: 'deployPoll';
+      client: Client;
+      actor: string;
+      image: string;
+      deadlineUs: number;
+      /** When it last polled (its clock), and whether it is now only waiting for the next poll's time. */
+      polledUs?: number;
+      waiting?: boolean;
+    };
 
 /** A request it makes, with its token for the platform called (auth on there). */
 type Ask = Omit<OpacaRequest, 'type' | 'rid'>;
@@ -456,14 +465,9 @@ const withToken = (ctx: PlatformContext, url: string, req: Ask): Ask => {
 };
 
 /** Pulls a connected platform's `/info` (with its token there); `client`, when a notify asked for it, gets the outcome. */
-function pullPeer(ctx: PlatformContext, url: string, actor: string, enqueue: Enqueue, client?: Client): void {
-  ask(
-    ctx,
-    actor,
-    withToken(ctx, url, { method: 'GET', path: '/info' }),
-    { kind: 'pullPlatform', url, ...(client ? { client } : {}) },
-    enqueue,
-  );
+function pullPeer(ctx: PlatformContext, url: string, actor: string, enqueue: Enqueue, client?: Client, resync = false): void {
+  const op: Op = { kind: 'pullPlatform', url, ...(client ? { client } : {}), ...(resync ? { resync } : {}) };
+  ask(ctx, actor, withToken(ctx, url, { method: 'GET', path: '/info' }), op, enqueue);
 }
 
 /** How often a deploy polls the new container's `/info`. */
@@ -473,7 +477,20 @@ const DEPLOY_POLL_MS = 1000;
 function poll(ctx: PlatformContext, op: Extract<Op, { kind: 'deployPoll' }>, nowUs: number, enqueue: Enqueue): void {
   // The last poll ends at the deadline exactly (delays are whole microseconds).
   const leftMs = (op.deadlineUs - nowUs) / 1000;
-  ask(ctx, op.actor, { method: 'GET', path: '/info' }, op, enqueue, Math.max(0.001, Math.min(DEPLOY_POLL_MS, leftMs)));
+  const next = { ...op, polledUs: nowUs, waiting: false };
+  ask(ctx, op.actor, { method: 'GET', path: '/info' }, next, enqueue, Math.max(0.001, Math.min(DEPLOY_POLL_MS, leftMs)));
+}
+
+/**
+ * A poll failed before its second was up (a refused connection comes back at once): it waits for
+ * the next second (or the deadline) before polling again — polls go out once a second.
+ */
+function pollLater(ctx: PlatformContext, op: Extract<Op, { kind: 'deployPoll' }>, nowUs: number, enqueue: Enqueue): void {
+  const nextUs = Math.min((op.polledUs ?? nowUs) + DEPLOY_POLL_MS * 1000, op.deadlineUs);
+  if (nextUs <= nowUs) return poll(ctx, op, nowUs, enqueue);
+  const rid = ++ctx.rid;
+  ctx.ops.set(rid, { ...op, waiting: true });
+  enqueue.raise({ type: 'opaca.callTimeout', rid, now: 0 }, { id: `call:${rid}`, delay: (nextUs - nowUs) / 1000 });
 }
 
 /** Stops a container and gives its actor back to its image's pool. */
@@ -563,7 +580,8 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
       // The pull, not the notice, proves the data came from that platform.
       const c = ctx.connected.get(op.url);
       if (ok && c) store(ctx, op.url, c.actor, res!.body as RuntimePlatform, enqueue);
-      else drop(ctx, op.url, enqueue);
+      // A re-sync after its own restart that fails keeps the peer (it may be restarting too; its next push pulls again).
+      else if (!op.resync) drop(ctx, op.url, enqueue);
       if (op.client) respond(ctx, op.client, nowUs, OPACA_STATUS.ok, ok && c !== undefined, enqueue);
       return;
     }
@@ -579,7 +597,8 @@ function onOp(ctx: PlatformContext, op: Op, res: OpacaResponse | undefined, nowU
         containersChanged(ctx, nowUs, 'POST /containers', enqueue);
         return respond(ctx, op.client, nowUs, OPACA_STATUS.ok, info.containerId, enqueue);
       }
-      if (res === undefined && nowUs < op.deadlineUs) return poll(ctx, op, nowUs, enqueue);
+      if (res === undefined && nowUs < op.deadlineUs)
+        return op.waiting ? poll(ctx, op, nowUs, enqueue) : pollLater(ctx, op, nowUs, enqueue);
       // Timed out (or it answered with an error): stopped, nothing left behind.
       stopContainer(ctx, op.actor, op.image, enqueue);
       deploy('failed');
@@ -633,7 +652,7 @@ export const platformMachine = setup({
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.connected', url, peer: c.actor, connectBack: false }));
         enqueue.emit(effect.observe<PlatformObservation>({ kind: 'opaca.view', peer: c.actor, digest: viewDigest(c.info) }));
         // After a restart, what it was given at start may be old: it pulls each peer's /info again.
-        if (context.cfg.incarnation) pullPeer(context, url, c.actor, enqueue as unknown as Enqueue);
+        if (context.cfg.incarnation) pullPeer(context, url, c.actor, enqueue as unknown as Enqueue, undefined, true);
       }
       // After a restart its containers are what it was given at start: its subscribers hear of the change.
       if (context.cfg.incarnation) enqueue.raise({ type: 'opaca.restarted', now: 0 }, { id: 'restarted', delay: 0 });
