@@ -374,4 +374,26 @@ describe('kernel edge cases on shards', () => {
     expect(plan.shardOf[0]).not.toBe(plan.shardOf[1]);
     expect(() => createShardedSimulation(opts, plan)).toThrow(/hold: both sides of a hold must share a shard/);
   });
+
+  it('refuses an actor placed on another shard than its host (they talk in process, in 0 µs)', () => {
+    const actors = ring(4, 1);
+    actors[1] = { ...actors[1], host: actors[0].name };
+    const opts: SimulationOptions = {
+      seed: 1,
+      actors,
+      network: { defaults: { latency: { dist: 'constant', valueUs: 1000 }, loss: 0, duplicate: 0, ordering: 'ordered' }, links: [] },
+      untilUs: 100_000,
+    };
+    const plan = planShards({ actors: opts.actors.map(() => ({})), network: opts.network, workers: 2 });
+    expect(plan.shardOf[0]).not.toBe(plan.shardOf[1]);
+    expect(() => createShardedSimulation(opts, plan)).toThrow(/lives in .* but is placed on another shard/);
+    // Placed together, it runs.
+    const together = planShards({
+      actors: opts.actors.map(() => ({})),
+      network: opts.network,
+      workers: 2,
+      together: [{ members: [0, 1], why: 'host' }],
+    });
+    expect(() => createShardedSimulation(opts, together)).not.toThrow();
+  });
 });
