@@ -278,6 +278,9 @@ export interface OpacaResponse {
   body: unknown;
 }
 
+/** An answer to request `re`: `body` is the JSON value, or an ErrorResponse when `status` ≠ 200. */
+export const opacaAnswer = (re: number, status: number, body: unknown): OpacaResponse => ({ type: 'OpacaResponse', re, status, body });
+
 /**
  * The `/subscribe` WebSocket, as simulator messages: a platform subscribes to another's topic
  * (`/containers`) and is pushed that topic's SUCCESS events.

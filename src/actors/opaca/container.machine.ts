@@ -16,7 +16,7 @@ import { enqueueActions, setup } from 'xstate';
 import { effect } from '../../protocol/host.js';
 import type { RefusedEvent } from '../../protocol/host.js';
 import type { Action, AgentContainer, OpacaRequest, OpacaResponse } from '../../protocol/opaca.js';
-import { INCARNATION_SPAN, OPACA_STATUS, parseRoute } from '../../protocol/opaca.js';
+import { INCARNATION_SPAN, OPACA_STATUS, opacaAnswer, parseRoute } from '../../protocol/opaca.js';
 import type { AgentAnswer, AgentAsk, AgentCall, AgentTell } from './agent.machine.js';
 
 /** A call handed to one of its agents (a tell or an ask), with the call's trace id: what a checker counts. */
@@ -84,8 +84,7 @@ type ContainerEvent =
   | RefusedEvent
   | { type: 'host.shutdown'; now: number };
 
-const answer = (re: number, status: number, body: unknown): OpacaResponse => ({ type: 'OpacaResponse', re, status, body });
-const error = (re: number, status: number, message: string): OpacaResponse => answer(re, status, { statusCode: status, message });
+const error = (re: number, status: number, message: string): OpacaResponse => opacaAnswer(re, status, { statusCode: status, message });
 
 export const containerMachine = setup({
   types: {
@@ -103,7 +102,7 @@ export const containerMachine = setup({
       const callId = req.callId ?? `${context.cfg.name}:${req.rid}`;
       const reply = (r: OpacaResponse): void => void enqueue.emit(effect.send(e.from, r));
       const parsed = parseRoute(req);
-      if (!parsed.ok) return reply(answer(req.rid, parsed.status, parsed.error));
+      if (!parsed.ok) return reply(opacaAnswer(req.rid, parsed.status, parsed.error));
       const route = parsed.route;
       const agents = context.info.agents;
       const actorOf = (agentId: string): string | undefined => context.cfg.agents[agentId];
@@ -123,20 +122,20 @@ export const containerMachine = setup({
       };
       switch (route.kind) {
         case 'info':
-          return reply(answer(req.rid, OPACA_STATUS.ok, context.info));
+          return reply(opacaAnswer(req.rid, OPACA_STATUS.ok, context.info));
         case 'agents':
-          return reply(answer(req.rid, OPACA_STATUS.ok, agents));
+          return reply(opacaAnswer(req.rid, OPACA_STATUS.ok, agents));
         case 'send': {
           if (!agents.some((a) => a.agentId === route.agent))
             return reply(error(req.rid, OPACA_STATUS.notFound, `no agent ${route.agent}`));
           // A tell is delivered to the agent's mailbox: the call is answered at once.
           tell(route.agent, 'send', route.message);
-          return reply(answer(req.rid, OPACA_STATUS.ok, null));
+          return reply(opacaAnswer(req.rid, OPACA_STATUS.ok, null));
         }
         case 'broadcast':
           // The broker publishes on the channel: every agent hears it.
           for (const a of agents) tell(a.agentId, 'broadcast', route.message, route.channel);
-          return reply(answer(req.rid, OPACA_STATUS.ok, null));
+          return reply(opacaAnswer(req.rid, OPACA_STATUS.ok, null));
         case 'invoke': {
           const agent = agents.find(
             (a) => (route.agent === undefined || a.agentId === route.agent) && a.actions.some((x) => x.name === route.action),
@@ -159,7 +158,7 @@ export const containerMachine = setup({
       const ask = context.asks.get(m.re);
       if (!ask || context.up !== 'up') return;
       context.asks.delete(m.re);
-      enqueue.emit(effect.send(ask.to, answer(ask.re, m.status, m.body)));
+      enqueue.emit(effect.send(ask.to, opacaAnswer(ask.re, m.status, m.body)));
     }),
     /** An agent calls the platform's API: the container makes the call, with its token. */
     callOut: enqueueActions(({ context, event, enqueue }) => {
@@ -185,7 +184,7 @@ export const containerMachine = setup({
     callBack: enqueueActions(({ context, event, enqueue }) => {
       const refused = event.type === 'host.refused';
       const m = refused
-        ? answer((event as RefusedEvent).msg.re, OPACA_STATUS.badGateway, {
+        ? opacaAnswer((event as RefusedEvent).msg.re, OPACA_STATUS.badGateway, {
             statusCode: 502,
             message: 'the platform refused the connection',
           })

@@ -36,7 +36,7 @@
  *
  * - **Auth** (when its input has users): `POST /login` gives a token (1 h; a wrong password is 403),
  *   `GET /token` a renewed one (10 h, same role); every other route needs a valid token (401) of a
- *   role at or above the route's (403; `routeRole`). A connect-back hands the other platform a fresh
+ *   role at or above the route's (403; `requestRole`, from method and path). A connect-back hands the other platform a fresh
  *   7-day token with the caller's role; a deploy gives the container a 24-hour token with the
  *   deployer's. Calls to connected platforms carry the token held for that platform, never the caller's.
  * The context is owned, mutable state (see the manager/worker machines).
@@ -61,6 +61,7 @@ import {
   DEFAULT_HISTORY_SIZE,
   digestOf,
   INCARNATION_SPAN,
+  opacaAnswer,
   OPACA_STATUS,
   parseRoute,
   requestRole,
@@ -256,8 +257,6 @@ type Enqueue = {
   cancel: (id: string) => void;
 };
 
-const answer = (re: number, status: number, body: unknown): OpacaResponse => ({ type: 'OpacaResponse', re, status, body });
-
 /**
  * Records an event in the implementation's shape (absent fields left out) when its route is one the
  * implementation records; returns the id either way (a call's id for the trace and the checker).
@@ -288,7 +287,7 @@ function finish(ctx: PlatformContext, call: Call, nowUs: number, status: number,
     ...(status === OPACA_STATUS.ok ? {} : { statusCode: status }),
     relatedId: call.eventId,
   });
-  enqueue.emit(effect.send(call.from, answer(call.rid, status, body)));
+  enqueue.emit(effect.send(call.from, opacaAnswer(call.rid, status, body)));
   enqueue.emit(
     effect.observe<PlatformObservation>({
       kind: 'opaca.answered',
@@ -391,7 +390,7 @@ function respond(ctx: PlatformContext, client: Client, nowUs: number, status: nu
     ...(status === OPACA_STATUS.ok ? {} : { statusCode: status }),
     relatedId: client.eventId,
   });
-  enqueue.emit(effect.send(client.from, answer(client.rid, status, body)));
+  enqueue.emit(effect.send(client.from, opacaAnswer(client.rid, status, body)));
 }
 
 /** Sends a request of its own to `actor` and starts its timeout. */

@@ -563,7 +563,7 @@ export const opacaFamily: ProtocolFamily = {
     /** Ping-pong, per pinger: rounds played, offers heard, jobs given (agent and the invoke's status). */
     const pingPong: Record<string, { rounds: number; offers: number; jobs: Record<string, number> }> = {};
     const metricsObserver = {
-      onObserve(_t: number, _actor: string, obs: { kind: string }) {
+      onObserve(_t: number, actor: string, obs: { kind: string }) {
         const o = obs as ClientObservation | AgentObservation | ContainerObservation | PlatformObservation;
         if (o.kind === 'opaca.client.answer') {
           answered++;
@@ -571,7 +571,7 @@ export const opacaFamily: ProtocolFamily = {
           else answers[o.status] = (answers[o.status] ?? 0) + 1;
         } else if (o.kind === 'opaca.delivered') deliveries[o.how] = (deliveries[o.how] ?? 0) + 1;
         else if (o.kind === 'opaca.pingpong') {
-          const p = (pingPong[_actor] ??= { rounds: 0, offers: 0, jobs: {} });
+          const p = (pingPong[actor] ??= { rounds: 0, offers: 0, jobs: {} });
           p.rounds++;
           p.offers += o.offers;
           if (o.chosen !== undefined) p.jobs[`${o.chosen} ${o.status}`] = (p.jobs[`${o.chosen} ${o.status}`] ?? 0) + 1;
