@@ -43,9 +43,48 @@ export function rngNext(slot: i32): f64 {
   return (hi * 67108864.0 + lo) / 9007199254740992.0;
 }
 
-/** A uniform integer in [0, n), as RandomStream.int(n). */
+/** A uniform integer in [0, n), as RandomStream.int(n) (see nextInt). */
 export function rngInt(slot: i32, n: i32): i32 {
-  return <i32>Math.floor(rngNext(slot) * <f64>n);
+  return nextInt(slot, n);
+}
+
+/**
+ * rngInt, inlined where it is called (the shuffle's hot path): rngNext's two draws with the state in
+ * locals, and its division by 2⁵³ as a product with 2⁻⁵³ (exact both ways: a power of two only
+ * moves the exponent). (AssemblyScript's @inline on a function is not TypeScript syntax: Prettier
+ * skips this file, see .prettierignore.)
+ */
+// @ts-ignore: decorator
+@inline
+export function nextInt(slot: i32, n: i32): i32 {
+  const o = slot << 2;
+  let a = unchecked(state[o]);
+  let b = unchecked(state[o + 1]);
+  let c = unchecked(state[o + 2]);
+  let d = unchecked(state[o + 3]);
+  const r1 = rotl<u32>(b * 5, 7) * 9;
+  let t = b << 9;
+  c ^= a;
+  d ^= b;
+  b ^= c;
+  a ^= d;
+  c ^= t;
+  d = rotl<u32>(d, 11);
+  const r2 = rotl<u32>(b * 5, 7) * 9;
+  t = b << 9;
+  c ^= a;
+  d ^= b;
+  b ^= c;
+  a ^= d;
+  c ^= t;
+  d = rotl<u32>(d, 11);
+  unchecked((state[o] = a));
+  unchecked((state[o + 1] = b));
+  unchecked((state[o + 2] = c));
+  unchecked((state[o + 3] = d));
+  const x = (<f64>(r1 >>> 5) * 67108864.0 + <f64>(r2 >>> 6)) * (1.0 / 9007199254740992.0);
+  // x·n is in [0, n): truncation is the floor.
+  return <i32>(x * <f64>n);
 }
 
 /** The state words of stream `slot` (for tests: `which` 0..3). */

@@ -21,7 +21,7 @@
 //   changed that amount;
 // - conditional updates are lane selects rather than branches where the outcome is data-dependent.
 // Float sums (free room, delivered) are still added one term at a time in the reference's order.
-import { rngInt } from './rng';
+import { nextInt } from './rng';
 
 // Field numbers in the address table (src/buffers/layout.ts, FIELDS).
 const G_AMOUNT = 0;
@@ -86,9 +86,6 @@ function setI32(base: usize, i: i32, v: i32): void {
 
 let nEvents: i32 = 0;
 
-// Consumers per chunk of the consumer loop, and the chunk's send sizes (see step, 3).
-const CHUNK: i32 = 256;
-const wantBuf: usize = memory.data(CHUNK * 8, 16);
 function emit(events: usize, kind: i32, index: i32): void {
   setI32(events, nEvents++, kind);
   setI32(events, nEvents++, index);
@@ -99,12 +96,84 @@ let activeCount: i32 = 0;
 let roomCount: i32 = 0;
 
 /**
- * Free room of the connected consumers in memList[start, end); sets activeCount and roomCount. Two
- * members at a time when they are neighbours in memory (the terms are still added one by one, in
- * order; a member without room adds +0, which leaves the sum's bits as they are: it starts at +0 and
- * only grows).
+ * Free room of the connected consumers in memList[start, end); sets activeCount and roomCount.
+ * When the members are a run of slots, freeRoomRun; else two members at a time when they are
+ * neighbours in memory (the terms are added one by one, in order; a member without room adds +0,
+ * which leaves the sum's bits as they are: it starts at +0 and only grows).
  */
 function freeRoom(memList: usize, active: usize, server: usize, limits: usize, start: i32, end: i32): f64 {
+  if (end > start) {
+    const first = i32At(memList, start);
+    if (i32At(memList, end - 1) - first == end - 1 - start) {
+      const free = freeRoomRun(active, server, limits, first, first + (end - start));
+      if (free >= 0) return free;
+    }
+  }
+  return freeRoomOrdered(memList, active, server, limits, start, end);
+}
+
+/** 2⁵³: below it, sums of whole numbers are exact. */
+const EXACT: f64 = 9007199254740992.0;
+
+/**
+ * Free room of the connected consumers in slots [from, to), four at a time in two f64x2 sums, with
+ * activeCount and roomCount; or −1 when that sum might differ from the reference's (the terms added
+ * one by one in slot order). It cannot differ when every term is a whole number and the total is
+ * below 2⁵³: every partial sum, in any order, is then a whole number below 2⁵³, so exact — and
+ * exact sums of the same terms are equal.
+ */
+function freeRoomRun(active: usize, server: usize, limits: usize, from: i32, to: i32): f64 {
+  const zero = f64x2.splat(0);
+  let acc0 = zero;
+  let acc1 = zero;
+  let whole = i64x2.splat(-1);
+  let nActive: i32 = 0;
+  let nRoom: i32 = 0;
+  let c = from;
+  for (; c + 3 < to; c += 4) {
+    const o8 = (<usize>c) << 3;
+    const a = v128.load(active + ((<usize>c) << 2));
+    const on0 = i64x2.ne(i64x2.extend_low_i32x4_s(a), zero);
+    const on1 = i64x2.ne(i64x2.extend_high_i32x4_s(a), zero);
+    const s0 = v128.load(server + o8);
+    const s1 = v128.load(server + o8, 16);
+    const l0 = v128.load(limits + o8);
+    const l1 = v128.load(limits + o8, 16);
+    const room0 = v128.and(on0, f64x2.lt(s0, l0));
+    const room1 = v128.and(on1, f64x2.lt(s1, l1));
+    const d0 = v128.and(f64x2.sub(l0, s0), room0);
+    const d1 = v128.and(f64x2.sub(l1, s1), room1);
+    acc0 = f64x2.add(acc0, d0);
+    acc1 = f64x2.add(acc1, d1);
+    whole = v128.and(whole, v128.and(f64x2.eq(f64x2.floor(d0), d0), f64x2.eq(f64x2.floor(d1), d1)));
+    nActive += popcnt(i64x2.bitmask(on0) | (i64x2.bitmask(on1) << 2));
+    nRoom += popcnt(i64x2.bitmask(room0) | (i64x2.bitmask(room1) << 2));
+  }
+  let rest: f64 = 0;
+  for (; c < to; c++) {
+    if (i32At(active, c) != 0) {
+      nActive++;
+      const s = f64At(server, c);
+      const l = f64At(limits, c);
+      if (s < l) {
+        const d = l - s;
+        if (Math.floor(d) != d) return -1;
+        rest += d;
+        nRoom++;
+      }
+    }
+  }
+  if (!i64x2.all_true(whole)) return -1;
+  const total =
+    f64x2.extract_lane(acc0, 0) + f64x2.extract_lane(acc0, 1) + f64x2.extract_lane(acc1, 0) + f64x2.extract_lane(acc1, 1) + rest;
+  if (!(total < EXACT)) return -1;
+  activeCount = nActive;
+  roomCount = nRoom;
+  return total;
+}
+
+/** Free room of the connected consumers in memList[start, end), added in order (see freeRoom). */
+function freeRoomOrdered(memList: usize, active: usize, server: usize, limits: usize, start: i32, end: i32): f64 {
   const zero = f64x2.splat(0);
   let free: f64 = 0;
   let nActive: i32 = 0;
@@ -198,7 +267,7 @@ function distribute(t: usize, r: i32, start: i32, end: i32, nActive: i32, nRoom:
       if (share == 0 && extra == 0) break;
       if (k == count) k = 0;
       if (k == shuffled) {
-        const j = k + rngInt(r, count - k);
+        const j = k + nextInt(r, count - k);
         const x = i32At(order, k);
         setI32(order, k, i32At(order, j));
         setI32(order, j, x);
@@ -271,12 +340,11 @@ let aCSent: usize = 0;
 /** Units sent in this step so far. */
 let stepDelivered: f64 = 0;
 
-/** Steps the consumers in [from, to) (see step, 3). */
-function consumerRange(from: i32, to: i32, dtMs: f64): void {
+/** Steps the consumers in [from, to), all members of resource `r` (see step, 3). */
+function consumerRange(r: i32, from: i32, to: i32, dtMs: f64): void {
   const gAmount = aGAmount;
   const events = aEvents;
   const cActive = aCActive;
-  const cResource = aCResource;
   const cMaxRate = aCMaxRate;
   const cLimit = aCLimit;
   const cServer = aCServer;
@@ -285,14 +353,11 @@ function consumerRange(from: i32, to: i32, dtMs: f64): void {
   const cDrain = aCDrain;
   const cFlags = aCFlags;
   const cSent = aCSent;
-  // 3. Consumers, a chunk at a time in two passes. Pass A (no dependence between consumers, two at a
-  // time in f64x2 lanes): the decayed estimate and the drained client buffer of every connected
-  // consumer are written back, and the size of its send — 0 when it sends nothing — goes to
-  // `wantBuf`. Pass B, in consumer order: units are taken from the global buffer (`gR`'s amount is
-  // held in `gVal`, written back when the resource changes and at the end), then the flags and edges.
-  // Pass B takes two consumers at a time too when both are connected and share a resource.
-  let gR: i32 = -1;
-  let gVal: f64 = 0;
+  // 3. Consumers in order, two at a time in f64x2 lanes when both are connected (else one at a
+  // time, the reference's code). The decay, the drain and whether a send is due have no dependence
+  // between consumers; the units are taken from the global buffer in consumer order (its amount is
+  // held in `gVal`, written back at the end and around the one-at-a-time code).
+  let gVal: f64 = f64At(gAmount, r);
   let delivered: f64 = 0;
   let n = nEvents;
   const zero = f64x2.splat(0);
@@ -300,179 +365,160 @@ function consumerRange(from: i32, to: i32, dtMs: f64): void {
   const dt = f64x2.splat(dtMs);
   const scale = f64x2.splat(SCALE);
   const k45000 = f64x2.splat(45000.0);
-  for (let c0 = from; c0 < to; c0 += CHUNK) {
-    const c1 = c0 + CHUNK < to ? c0 + CHUNK : to;
-    // Pass A.
-    for (let c = c0; c < c1; c += 2) {
-      const o4 = (<usize>c) << 2;
-      const o8 = (<usize>c) << 3;
-      const w8 = wantBuf + ((<usize>(c - c0)) << 3);
-      if (c + 1 < c1) {
-        const on = i64x2.ne(v128.load_ext<i32>(cActive + o4), zero);
-        const est0 = v128.load(cEstimate + o8);
-        const client0 = v128.load(cClient + o8);
-        let est = f64x2.sub(est0, f64x2.mul(v128.load(cMaxRate + o8), dt));
-        est = v128.bitselect(zero, est, f64x2.lt(est, zero));
-        let client = f64x2.sub(client0, f64x2.mul(v128.load(cDrain + o8), dt));
-        client = v128.bitselect(zero, client, f64x2.lt(client, zero));
-        v128.store(cEstimate + o8, v128.bitselect(est, est0, on));
-        v128.store(cClient + o8, v128.bitselect(client, client0, on));
-        const limit = v128.load(cLimit + o8);
-        const due = v128.and(f64x2.le(f64x2.mul(est, four), f64x2.mul(limit, scale)), on);
-        // Most consumers are not due on a given step: the division is skipped for them.
-        if (v128.any_true(due)) {
-          const want = f64x2.floor(f64x2.div(f64x2.sub(f64x2.mul(limit, k45000), est), scale));
-          v128.store(w8, v128.and(want, v128.and(due, f64x2.gt(want, zero))));
-        } else v128.store(w8, zero);
-      } else if (load<i32>(cActive + o4) != 0) {
-        let est = load<f64>(cEstimate + o8) - load<f64>(cMaxRate + o8) * dtMs;
-        if (est < 0) est = 0;
-        let client = load<f64>(cClient + o8) - load<f64>(cDrain + o8) * dtMs;
-        if (client < 0) client = 0;
-        store<f64>(cEstimate + o8, est);
-        store<f64>(cClient + o8, client);
-        const limit = load<f64>(cLimit + o8);
-        let w: f64 = 0;
-        if (est * 4 <= limit * SCALE) {
-          const want = Math.floor((limit * 45000.0 - est) / SCALE);
-          if (want > 0) w = want;
-        }
-        store<f64>(w8, w);
-      }
+  const small = f64x2.splat(68719476736.0); // 2³⁶: times SCALE, below 2⁵³
+  let c = from;
+  for (; c + 1 < to; c += 2) {
+    const o4 = (<usize>c) << 2;
+    const o8 = (<usize>c) << 3;
+    if (load<i32>(cActive + o4) == 0 || load<i32>(cActive + o4, 4) == 0) {
+      setF64(gAmount, r, gVal);
+      nEvents = n;
+      delivered += consumerOne(c, dtMs);
+      delivered += consumerOne(c + 1, dtMs);
+      n = nEvents;
+      gVal = f64At(gAmount, r);
+      continue;
     }
-    // Pass B.
-    for (let c = c0; c < c1; c += 2) {
-      const o4 = (<usize>c) << 2;
-      const o8 = (<usize>c) << 3;
-      const w8 = wantBuf + ((<usize>(c - c0)) << 3);
-      const r = load<i32>(cResource + o4);
-      if (c + 1 < c1 && load<i32>(cActive + o4) != 0 && load<i32>(cActive + o4, 4) != 0 && load<i32>(cResource + o4, 4) == r) {
-        if (r != gR) {
-          if (gR >= 0) setF64(gAmount, gR, gVal);
-          gR = r;
-          gVal = f64At(gAmount, r);
-        }
-        const want = v128.load(w8);
-        const send = f64x2.gt(want, zero);
-        const held = v128.load(cServer + o8);
-        // Units are taken from the global buffer in consumer order: lane 1 sees what lane 0 left.
-        // Both lanes are computed from gVal; only when a send changed it (bit for bit) is lane 1
-        // computed again from what lane 0 left, and gVal updated.
-        const g = gVal;
-        let gv = f64x2.splat(g);
-        let avail = f64x2.add(gv, held);
-        let take = v128.bitselect(want, avail, f64x2.lt(want, avail));
-        let pos = v128.and(send, f64x2.gt(take, zero));
-        let fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
-        let newG = f64x2.sub(gv, fromG);
-        if (v128.any_true(v128.andnot(pos, i64x2.eq(newG, gv)))) {
-          const g1 = i64x2.extract_lane(pos, 0) != 0 ? f64x2.extract_lane(newG, 0) : g;
-          gv = f64x2.replace_lane(gv, 1, g1);
-          avail = f64x2.add(gv, held);
-          take = v128.bitselect(want, avail, f64x2.lt(want, avail));
-          pos = v128.and(send, f64x2.gt(take, zero));
-          fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
-          newG = f64x2.sub(gv, fromG);
-          gVal = i64x2.extract_lane(pos, 1) != 0 ? f64x2.extract_lane(newG, 1) : g1;
-        }
-        v128.store(cServer + o8, v128.bitselect(f64x2.sub(held, f64x2.sub(take, fromG)), held, pos));
-        const add = f64x2.mul(take, scale);
-        const est = v128.load(cEstimate + o8);
-        const client = v128.bitselect(f64x2.add(v128.load(cClient + o8), add), v128.load(cClient + o8), pos);
-        v128.store(cEstimate + o8, v128.bitselect(f64x2.add(est, add), est, pos));
-        v128.store(cClient + o8, client);
-        const sent = v128.bitselect(take, zero, pos);
-        // Adding +0 for a consumer that got nothing leaves the sum's bits as they are.
-        delivered += f64x2.extract_lane(sent, 0);
-        delivered += f64x2.extract_lane(sent, 1);
-        v128.store(cSent + o8, sent);
-        // Flags, lane by lane: Starved is set when a send found nothing, cleared when units flowed;
-        // ClientFull follows the client's buffer. Edges go out in consumer order.
-        const pm = i64x2.bitmask(pos);
-        const sm = i64x2.bitmask(send);
-        const fm = i64x2.bitmask(f64x2.ge(client, f64x2.mul(v128.load(cLimit + o8), scale)));
-        const f0 = load<i32>(cFlags + o4);
-        const f1 = load<i32>(cFlags + o4, 4);
-        const starve = sm & ~pm;
-        const set0 = (starve & 1) | ((fm & 1) << 1);
-        const set1 = ((starve >> 1) & 1) | (fm & 2);
-        store<i32>(cFlags + o4, (f0 & ~(((pm | sm) & 1) | CLIENT_FULL)) | set0);
-        store<i32>(cFlags + o4, (f1 & ~((((pm | sm) >> 1) & 1) | CLIENT_FULL)) | set1, 4);
-        const edges0 = set0 & ~f0;
-        const edges1 = set1 & ~f1;
-        if ((edges0 | edges1) != 0) {
-          if ((edges0 & STARVED) != 0) {
-            setI32(events, n++, EDGE_STARVED);
-            setI32(events, n++, c);
-          }
-          if ((edges0 & CLIENT_FULL) != 0) {
-            setI32(events, n++, EDGE_CLIENT_FULL);
-            setI32(events, n++, c);
-          }
-          if ((edges1 & STARVED) != 0) {
-            setI32(events, n++, EDGE_STARVED);
-            setI32(events, n++, c + 1);
-          }
-          if ((edges1 & CLIENT_FULL) != 0) {
-            setI32(events, n++, EDGE_CLIENT_FULL);
-            setI32(events, n++, c + 1);
-          }
-        }
-        continue;
+    let est = f64x2.sub(v128.load(cEstimate + o8), f64x2.mul(v128.load(cMaxRate + o8), dt));
+    est = v128.bitselect(zero, est, f64x2.lt(est, zero));
+    let client = f64x2.sub(v128.load(cClient + o8), f64x2.mul(v128.load(cDrain + o8), dt));
+    client = v128.bitselect(zero, client, f64x2.lt(client, zero));
+    const limit = v128.load(cLimit + o8);
+    const limitScaled = f64x2.mul(limit, scale);
+    // The send's size is floor(x / SCALE) with x = limit·45000 − est, divided only when there are
+    // units to take; it is positive exactly when x ≥ SCALE (a quotient below 1 never rounds up to 1).
+    const x = f64x2.sub(f64x2.mul(limit, k45000), est);
+    const send = v128.and(f64x2.le(f64x2.mul(est, four), limitScaled), f64x2.ge(x, scale));
+    const held = v128.load(cServer + o8);
+    let pm: i32 = 0;
+    if ((gVal == 0 && !v128.any_true(held)) || !v128.any_true(send)) {
+      // Nothing to take, or nothing asked for (the common cases): no unit moves.
+      v128.store(cSent + o8, zero);
+    } else {
+      // Units are taken in consumer order: lane 1 sees what lane 0 left. Both lanes are computed
+      // from gVal; only when a send changed it (bit for bit) is lane 1 computed again from what
+      // lane 0 left, and gVal updated.
+      const g = gVal;
+      let gv = f64x2.splat(g);
+      let avail = f64x2.add(gv, held);
+      // take = min(want, avail), want = floor(x / SCALE). The division is needed only where want
+      // may be below avail: when x ≥ m·SCALE with m = ceil(avail) (a product of whole numbers below
+      // 2⁵³, so exact), x / SCALE ≥ m and want ≥ m ≥ avail, so take = avail — also for lane 1's
+      // smaller avail after lane 0 took from the global buffer.
+      const m = f64x2.ceil(avail);
+      const sure = v128.and(f64x2.ge(x, f64x2.mul(m, scale)), f64x2.le(avail, small));
+      const want = v128.and(v128.any_true(v128.andnot(send, sure)) ? f64x2.floor(f64x2.div(x, scale)) : avail, send);
+      let take = v128.bitselect(want, avail, f64x2.lt(want, avail));
+      let pos = v128.and(send, f64x2.gt(take, zero));
+      let fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
+      let newG = f64x2.sub(gv, fromG);
+      if (v128.any_true(v128.andnot(pos, i64x2.eq(newG, gv)))) {
+        const g1 = i64x2.extract_lane(pos, 0) != 0 ? f64x2.extract_lane(newG, 0) : g;
+        gv = f64x2.replace_lane(gv, 1, g1);
+        avail = f64x2.add(gv, held);
+        take = v128.bitselect(want, avail, f64x2.lt(want, avail));
+        pos = v128.and(send, f64x2.gt(take, zero));
+        fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
+        newG = f64x2.sub(gv, fromG);
+        gVal = i64x2.extract_lane(pos, 1) != 0 ? f64x2.extract_lane(newG, 1) : g1;
       }
-      // One consumer at a time: the reference's code from the send on.
-      const last = c + 1 < c1 ? c + 1 : c;
-      for (let i = c; i <= last; i++) {
-        if (i32At(cActive, i) == 0) continue;
-        let est = f64At(cEstimate, i);
-        let client = f64At(cClient, i);
-        const limit = f64At(cLimit, i);
-        const want = f64At(wantBuf, i - c0);
-        let flag = i32At(cFlags, i);
-        let sent: f64 = 0;
-        if (want > 0) {
-          const ri = i32At(cResource, i);
-          if (ri != gR) {
-            if (gR >= 0) setF64(gAmount, gR, gVal);
-            gR = ri;
-            gVal = f64At(gAmount, ri);
-          }
-          const g = gVal;
-          const held = f64At(cServer, i);
-          const avail = g + held;
-          const take = want < avail ? want : avail;
-          if (take > 0) {
-            const fromG = take < g ? take : g;
-            gVal = g - fromG;
-            setF64(cServer, i, held - (take - fromG));
-            est += take * SCALE;
-            client += take * SCALE;
-            sent = take;
-            delivered += take;
-            flag &= ~STARVED;
-          } else if ((flag & STARVED) == 0) {
-            flag |= STARVED;
-            setI32(events, n++, EDGE_STARVED);
-            setI32(events, n++, i);
-          }
-        }
-        if (client >= limit * SCALE) {
-          if ((flag & CLIENT_FULL) == 0) {
-            flag |= CLIENT_FULL;
-            setI32(events, n++, EDGE_CLIENT_FULL);
-            setI32(events, n++, i);
-          }
-        } else flag &= ~CLIENT_FULL;
-        setF64(cSent, i, sent);
-        setF64(cEstimate, i, est);
-        setF64(cClient, i, client);
-        setI32(cFlags, i, flag);
+      v128.store(cServer + o8, v128.bitselect(f64x2.sub(held, f64x2.sub(take, fromG)), held, pos));
+      const add = v128.and(f64x2.mul(take, scale), pos);
+      // Adding +0 to a consumer that got nothing leaves its bits as they are (est, client ≥ +0).
+      est = v128.bitselect(f64x2.add(est, add), est, pos);
+      client = v128.bitselect(f64x2.add(client, add), client, pos);
+      const sent = v128.bitselect(take, zero, pos);
+      delivered += f64x2.extract_lane(sent, 0);
+      delivered += f64x2.extract_lane(sent, 1);
+      v128.store(cSent + o8, sent);
+      pm = i64x2.bitmask(pos);
+    }
+    v128.store(cEstimate + o8, est);
+    v128.store(cClient + o8, client);
+    // Flags, lane by lane: Starved is set when a send found nothing, cleared when units flowed;
+    // ClientFull follows the client's buffer. Edges go out in consumer order.
+    const sm = i64x2.bitmask(send);
+    const fm = i64x2.bitmask(f64x2.ge(client, limitScaled));
+    const f0 = load<i32>(cFlags + o4);
+    const f1 = load<i32>(cFlags + o4, 4);
+    const starve = sm & ~pm;
+    const set0 = (starve & 1) | ((fm & 1) << 1);
+    const set1 = ((starve >> 1) & 1) | (fm & 2);
+    store<i32>(cFlags + o4, (f0 & ~(((pm | sm) & 1) | CLIENT_FULL)) | set0);
+    store<i32>(cFlags + o4, (f1 & ~((((pm | sm) >> 1) & 1) | CLIENT_FULL)) | set1, 4);
+    const edges0 = set0 & ~f0;
+    const edges1 = set1 & ~f1;
+    if ((edges0 | edges1) != 0) {
+      if ((edges0 & STARVED) != 0) {
+        setI32(events, n++, EDGE_STARVED);
+        setI32(events, n++, c);
+      }
+      if ((edges0 & CLIENT_FULL) != 0) {
+        setI32(events, n++, EDGE_CLIENT_FULL);
+        setI32(events, n++, c);
+      }
+      if ((edges1 & STARVED) != 0) {
+        setI32(events, n++, EDGE_STARVED);
+        setI32(events, n++, c + 1);
+      }
+      if ((edges1 & CLIENT_FULL) != 0) {
+        setI32(events, n++, EDGE_CLIENT_FULL);
+        setI32(events, n++, c + 1);
       }
     }
   }
-  if (gR >= 0) setF64(gAmount, gR, gVal);
+  setF64(gAmount, r, gVal);
   nEvents = n;
+  if (c < to) delivered += consumerOne(c, dtMs);
   stepDelivered += delivered;
+}
+
+/**
+ * Steps consumer `c` alone, the reference's code (where two cannot go together); returns the units
+ * sent. Reads and writes the global buffers and the edge count in memory.
+ */
+function consumerOne(c: i32, dtMs: f64): f64 {
+  if (i32At(aCActive, c) == 0) return 0;
+  let est = f64At(aCEstimate, c) - f64At(aCMaxRate, c) * dtMs;
+  if (est < 0) est = 0;
+  let client = f64At(aCClient, c) - f64At(aCDrain, c) * dtMs;
+  if (client < 0) client = 0;
+  const limit = f64At(aCLimit, c);
+  let flag = i32At(aCFlags, c);
+  let sent: f64 = 0;
+  if (est * 4 <= limit * SCALE) {
+    const want = Math.floor((limit * 45000.0 - est) / SCALE);
+    if (want > 0) {
+      const r = i32At(aCResource, c);
+      const g = f64At(aGAmount, r);
+      const held = f64At(aCServer, c);
+      const avail = g + held;
+      const take = want < avail ? want : avail;
+      if (take > 0) {
+        const fromG = take < g ? take : g;
+        setF64(aGAmount, r, g - fromG);
+        setF64(aCServer, c, held - (take - fromG));
+        est += take * SCALE;
+        client += take * SCALE;
+        sent = take;
+        flag &= ~STARVED;
+      } else if ((flag & STARVED) == 0) {
+        flag |= STARVED;
+        emit(aEvents, EDGE_STARVED, c);
+      }
+    }
+  }
+  if (client >= limit * SCALE) {
+    if ((flag & CLIENT_FULL) == 0) {
+      flag |= CLIENT_FULL;
+      emit(aEvents, EDGE_CLIENT_FULL, c);
+    }
+  } else flag &= ~CLIENT_FULL;
+  setF64(aCSent, c, sent);
+  setF64(aCEstimate, c, est);
+  setF64(aCClient, c, client);
+  setI32(aCFlags, c, flag);
+  return sent;
 }
 
 /**
@@ -591,8 +637,8 @@ export function step(table: usize, nr: i32, np: i32, nc: i32, dtMs: f64, flags: 
     const mCount = i32At(memCount, r);
     if (mCount > 0) {
       const first = i32At(memList, mStart);
-      if (i32At(memList, mStart + mCount - 1) - first == mCount - 1) consumerRange(first, first + mCount, dtMs);
-      else for (let k = mStart; k < mStart + mCount; k++) consumerRange(i32At(memList, k), i32At(memList, k) + 1, dtMs);
+      if (i32At(memList, mStart + mCount - 1) - first == mCount - 1) consumerRange(r, first, first + mCount, dtMs);
+      else for (let k = mStart; k < mStart + mCount; k++) consumerRange(r, i32At(memList, k), i32At(memList, k) + 1, dtMs);
     }
 
     // 4. Not-full edge.

@@ -18,43 +18,68 @@ type Op =
   | { op: 'openProducer'; p: number }
   | { op: 'closeProducer'; p: number };
 
-const configArb = fc
-  .record({
-    nr: fc.integer({ min: 1, max: 4 }),
-    np: fc.integer({ min: 0, max: 6 }),
-    nc: fc.integer({ min: 0, max: 14 }),
-  })
-  .chain(({ nr, np, nc }) =>
-    fc.record({
-      seed: fc.nat(),
-      flags: fc.integer({ min: 0, max: 3 }),
-      resources: fc.array(
-        fc.record({
-          name: fc.constantFrom('iron', 'gold', 'wood', 'x'),
-          limit: fc.integer({ min: 1, max: 200 }),
-          initial: fc.nat(400),
-        }),
-        { minLength: nr, maxLength: nr },
-      ),
-      producers: fc.array(
-        fc.record({
-          resource: fc.nat(nr - 1),
-          chunk: fc.integer({ min: 1, max: 60 }),
-          intervalMs: fc.integer({ min: 100, max: 4000 }),
-        }),
-        { minLength: np, maxLength: np },
-      ),
-      consumers: fc.array(fc.record({ resource: fc.nat(nr - 1) }), { minLength: nc, maxLength: nc }),
-    }),
-  )
-  .map(({ seed, ...c }) => ({
-    ...c,
-    stream: (name: string) => new RandomStream(seed, name),
-    resources: c.resources.map((r, i) => ({ ...r, name: `${r.name}-${i}` })),
-    kind: 'js' as const,
-  }));
+/**
+ * A whole number in [min, max]; with `wide`, also tenths (their float sums depend on the order of
+ * the terms: the WebAssembly core must take its ordered paths) and huge values (sums at 2⁵³ and beyond, sends of more
+ * than 2³⁶ units).
+ */
+function amount(min: number, max: number, wide: boolean): fc.Arbitrary<number> {
+  const whole = fc.integer({ min, max });
+  if (!wide) return whole;
+  return fc.oneof(
+    { arbitrary: whole, weight: 4 },
+    fc.integer({ min: Math.max(1, 10 * min), max: 10 * max }).map((q) => q / 10),
+    fc.constantFrom(2 ** 36 + 0.5, 2 ** 52, 2 ** 53 - 1, 1e17),
+  );
+}
 
-function opsArb(config: Omit<CoreConfig, 'kind'>): fc.Arbitrary<Op[]> {
+/**
+ * Random configurations. `wide`: more consumers, laid out by resource half of the time (as the
+ * simulation lays them out: a resource's members are then a run of slots, the WebAssembly core's
+ * two-at-a-time paths), and fractional and huge amounts.
+ */
+function configArb(wide: boolean) {
+  return fc
+    .record({
+      nr: fc.integer({ min: 1, max: 4 }),
+      np: fc.integer({ min: 0, max: 6 }),
+      nc: fc.integer({ min: 0, max: wide ? 40 : 14 }),
+      grouped: fc.boolean(),
+    })
+    .chain(({ nr, np, nc, grouped }) =>
+      fc.record({
+        seed: fc.nat(),
+        flags: fc.integer({ min: 0, max: 3 }),
+        resources: fc.array(
+          fc.record({
+            name: fc.constantFrom('iron', 'gold', 'wood', 'x'),
+            limit: amount(1, 200, wide),
+            initial: amount(0, 400, wide),
+          }),
+          { minLength: nr, maxLength: nr },
+        ),
+        producers: fc.array(
+          fc.record({
+            resource: fc.nat(nr - 1),
+            chunk: amount(1, 60, wide),
+            intervalMs: fc.integer({ min: 100, max: 4000 }),
+          }),
+          { minLength: np, maxLength: np },
+        ),
+        consumers: fc
+          .array(fc.record({ resource: fc.nat(nr - 1) }), { minLength: nc, maxLength: nc })
+          .map((cs) => (wide && grouped ? [...cs].sort((a, b) => a.resource - b.resource) : cs)),
+      }),
+    )
+    .map(({ seed, ...c }) => ({
+      ...c,
+      stream: (name: string) => new RandomStream(seed, name),
+      resources: c.resources.map((r, i) => ({ ...r, name: `${r.name}-${i}` })),
+      kind: 'js' as const,
+    }));
+}
+
+function opsArb(config: Omit<CoreConfig, 'kind'>, wide: boolean): fc.Arbitrary<Op[]> {
   const nc = config.consumers.length;
   const np = config.producers.length;
   const choices: fc.Arbitrary<Op>[] = [fc.record({ op: fc.constant('step' as const), dtMs: fc.integer({ min: 1, max: 5000 }) })];
@@ -63,10 +88,10 @@ function opsArb(config: Omit<CoreConfig, 'kind'>): fc.Arbitrary<Op[]> {
       fc.record({
         op: fc.constant('openConsumer' as const),
         c: fc.nat(nc - 1),
-        maxRate: fc.integer({ min: 0, max: 1200 }),
-        limit: fc.integer({ min: 1, max: 700 }),
-        current: fc.nat(900),
-        drainRate: fc.nat(1500),
+        maxRate: amount(0, 1200, wide),
+        limit: amount(1, 700, wide),
+        current: amount(0, 900, wide),
+        drainRate: amount(0, 1500, wide),
       }),
       fc.record({ op: fc.constant('closeConsumer' as const), c: fc.nat(nc - 1), keep: fc.boolean() }),
     );
@@ -80,7 +105,8 @@ function opsArb(config: Omit<CoreConfig, 'kind'>): fc.Arbitrary<Op[]> {
   return fc.array(fc.oneof({ arbitrary: choices[0], weight: 3 }, ...choices.slice(1)), { minLength: 1, maxLength: 60 });
 }
 
-const scenarioArb = configArb.chain((config) => fc.record({ config: fc.constant(config), ops: opsArb(config) }));
+const scenarioArb = configArb(false).chain((config) => fc.record({ config: fc.constant(config), ops: opsArb(config, false) }));
+const wideScenarioArb = configArb(true).chain((config) => fc.record({ config: fc.constant(config), ops: opsArb(config, true) }));
 
 /** A core of `kind` with the global buffers already holding their initial units. */
 type TestConfig = Omit<CoreConfig, 'kind' | 'resources'> & { resources: { name: string; limit: number; initial: number }[] };
@@ -117,23 +143,31 @@ function bytes(a: Float64Array | Int32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/** Runs `ops` on a WebAssembly core and a reference core; fails at the first array or edge count that differs. */
+function expectSameRun(config: TestConfig, ops: Op[]): void {
+  const js = coreOf(config, 'js');
+  const wasm = coreOf(config, 'wasm');
+  for (const op of ops) {
+    const a = apply(js, op);
+    const b = apply(wasm, op);
+    expect(b).toBe(a);
+    for (const [name] of FIELDS) {
+      if (!Buffer.from(bytes(js.views[name])).equals(Buffer.from(bytes(wasm.views[name])))) {
+        expect.fail(`${name} differs after ${JSON.stringify(op)}: js ${js.views[name].join()} wasm ${wasm.views[name].join()}`);
+      }
+    }
+  }
+}
+
 describe('buffer/rate core', () => {
   test.prop([scenarioArb], sample(300))(
     'WebAssembly and the TypeScript reference: identical state and identical edges, bit for bit',
-    ({ config, ops }) => {
-      const js = coreOf(config, 'js');
-      const wasm = coreOf(config, 'wasm');
-      for (const op of ops) {
-        const a = apply(js, op);
-        const b = apply(wasm, op);
-        expect(b).toBe(a);
-        for (const [name] of FIELDS) {
-          if (!Buffer.from(bytes(js.views[name])).equals(Buffer.from(bytes(wasm.views[name])))) {
-            expect.fail(`${name} differs after ${JSON.stringify(op)}: js ${js.views[name].join()} wasm ${wasm.views[name].join()}`);
-          }
-        }
-      }
-    },
+    ({ config, ops }) => expectSameRun(config, ops),
+  );
+
+  test.prop([wideScenarioArb], sample(300))(
+    'the same with runs of slots per resource, more consumers, fractional and huge amounts',
+    ({ config, ops }) => expectSameRun(config, ops),
   );
 
   test.prop([scenarioArb], sample(200))(
@@ -174,6 +208,31 @@ describe('buffer/rate core', () => {
       }
     },
   );
+
+  it('free room whose float sum depends on the order of its terms: WebAssembly adds them in slot order too', () => {
+    // Eight consumers in a run of slots; their limits in slot order add up to 2182.7999999999997,
+    // in any other grouping (four at a time, say) to 2182.8. The producer's 3000 units fill them all
+    // and leave 3000 − free room in the global buffer.
+    const limits = [367.7, 340.6, 313.5, 286.4, 259.3, 232.2, 205.1, 178];
+    expect(limits.reduce((a, b) => a + b, 0)).toBe(2182.7999999999997);
+    const config: TestConfig = {
+      stream: (name: string) => new RandomStream(3, name),
+      flags: StepFlag.Fair,
+      resources: [{ name: 'iron', limit: 1e6, initial: 0 }],
+      producers: [{ resource: 0, chunk: 3000, intervalMs: 1000 }],
+      consumers: limits.map(() => ({ resource: 0 })),
+    };
+    const ops: Op[] = [
+      { op: 'openProducer', p: 0 },
+      ...limits.map((limit, c) => ({ op: 'openConsumer' as const, c, maxRate: 0, limit, current: limit * SCALE, drainRate: 0 })),
+      { op: 'step', dtMs: 1000 },
+      { op: 'step', dtMs: 1000 },
+    ];
+    expectSameRun(config, ops);
+    const wasm = coreOf(config, 'wasm');
+    for (const op of ops.slice(0, -1)) apply(wasm, op);
+    expect(wasm.views.gAmount[0]).toBe(3000 - 2182.7999999999997);
+  });
 
   it('with the defaults a consumer gets a first burst of 0.75 × max_rate, then 0.5 × max_rate every 30 s', () => {
     for (const kind of ['js', 'wasm'] as const) {
