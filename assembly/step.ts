@@ -404,10 +404,12 @@ function consumerRange(r: i32, from: i32, to: i32, dtMs: f64): void {
       // take = min(want, avail), want = floor(x / SCALE). The division is needed only where want
       // may be below avail: when x ≥ m·SCALE with m = ceil(avail) (a product of whole numbers below
       // 2⁵³, so exact), x / SCALE ≥ m and want ≥ m ≥ avail, so take = avail — also for lane 1's
-      // smaller avail after lane 0 took from the global buffer.
+      // avail after lane 0 took from the global buffer, which is no larger when the global amount
+      // is not negative. (It can be: whole extra units out of a fractional chunk overshoot it.)
       const m = f64x2.ceil(avail);
       const sure = v128.and(f64x2.ge(x, f64x2.mul(m, scale)), f64x2.le(avail, small));
-      const want = v128.and(v128.any_true(v128.andnot(send, sure)) ? f64x2.floor(f64x2.div(x, scale)) : avail, send);
+      const divide = v128.any_true(v128.andnot(send, sure)) || !(g >= 0);
+      const want = v128.and(divide ? f64x2.floor(f64x2.div(x, scale)) : avail, send);
       let take = v128.bitselect(want, avail, f64x2.lt(want, avail));
       let pos = v128.and(send, f64x2.gt(take, zero));
       let fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));

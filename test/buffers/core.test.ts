@@ -234,6 +234,28 @@ describe('buffer/rate core', () => {
     expect(wasm.views.gAmount[0]).toBe(3000 - 2182.7999999999997);
   });
 
+  it('a negative global buffer (whole extra units out of a fractional chunk): the next consumer sees what the previous one put back', () => {
+    // 16.4 units for two consumers with room: 9 and 8 go out, the global buffer is left at −0.6.
+    // Consumer 8 then takes its 61 back down to 60.4 and brings the global buffer up to 0, so
+    // consumer 9 has 8 units to take, not the 7.4 it had before consumer 8's turn.
+    const config: TestConfig = {
+      stream: (name: string) => new RandomStream(1470684232, name),
+      flags: StepFlag.RefuseWhenFull,
+      resources: [{ name: 'wood-0', limit: 34, initial: 52 }],
+      producers: [
+        { resource: 0, chunk: 16.4, intervalMs: 3040 },
+        { resource: 0, chunk: 28, intervalMs: 3475 },
+      ],
+      consumers: Array.from({ length: 10 }, () => ({ resource: 0 })),
+    };
+    expectSameRun(config, [
+      { op: 'openConsumer', c: 8, maxRate: 0, limit: 82, current: 0, drainRate: 0 },
+      { op: 'openProducer', p: 0 },
+      { op: 'openConsumer', c: 9, maxRate: 0, limit: 68719476736.5, current: 0, drainRate: 68719476736.5 },
+      { op: 'step', dtMs: 1 },
+    ]);
+  });
+
   it('with the defaults a consumer gets a first burst of 0.75 × max_rate, then 0.5 × max_rate every 30 s', () => {
     for (const kind of ['js', 'wasm'] as const) {
       const core = new BufferCore({
