@@ -391,16 +391,17 @@ function consumerRange(r: i32, from: i32, to: i32, dtMs: f64): void {
     const send = v128.and(f64x2.le(f64x2.mul(est, four), limitScaled), f64x2.ge(x, scale));
     const held = v128.load(cServer + o8);
     let pm: i32 = 0;
-    if ((gVal == 0 && !v128.any_true(held)) || !v128.any_true(send)) {
-      // Nothing to take, or nothing asked for (the common cases): no unit moves.
+    const g = gVal;
+    let gv = f64x2.splat(g);
+    let avail = f64x2.add(gv, held);
+    if (!v128.any_true(v128.and(send, f64x2.gt(avail, zero)))) {
+      // No consumer that asks has units to take (the common cases): no unit moves — lane 0 takes
+      // nothing, so lane 1's units stay as they are.
       v128.store(cSent + o8, zero);
     } else {
       // Units are taken in consumer order: lane 1 sees what lane 0 left. Both lanes are computed
       // from gVal; only when a send changed it (bit for bit) is lane 1 computed again from what
       // lane 0 left, and gVal updated.
-      const g = gVal;
-      let gv = f64x2.splat(g);
-      let avail = f64x2.add(gv, held);
       // take = min(want, avail), want = floor(x / SCALE). The division is needed only where want
       // may be below avail: when x ≥ m·SCALE with m = ceil(avail) (a product of whole numbers below
       // 2⁵³, so exact), x / SCALE ≥ m and want ≥ m ≥ avail, so take = avail — also for lane 1's
