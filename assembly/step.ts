@@ -354,7 +354,9 @@ function consumerRange(r: i32, from: i32, to: i32, dtMs: f64): void {
   const cFlags = aCFlags;
   const cSent = aCSent;
   // 3. Consumers in order, two at a time in f64x2 lanes when both are connected (else one at a
-  // time, the reference's code). The decay, the drain and whether a send is due have no dependence
+  // time, the reference's code). The reference's `x < 0 ? 0 : x` is pmax(x, 0) and `a < b ? a : b`
+  // is pmin(b, a), lane by lane (pmin(p, q) = q < p ? q : p; pmax(p, q) = p < q ? q : p), to the
+  // bit, signed zeros and NaN included. The decay, the drain and whether a send is due have no dependence
   // between consumers; the units are taken from the global buffer in consumer order (its amount is
   // held in `gVal`, written back at the end and around the one-at-a-time code).
   let gVal: f64 = f64At(gAmount, r);
@@ -380,9 +382,9 @@ function consumerRange(r: i32, from: i32, to: i32, dtMs: f64): void {
       continue;
     }
     let est = f64x2.sub(v128.load(cEstimate + o8), f64x2.mul(v128.load(cMaxRate + o8), dt));
-    est = v128.bitselect(zero, est, f64x2.lt(est, zero));
+    est = f64x2.pmax(est, zero);
     let client = f64x2.sub(v128.load(cClient + o8), f64x2.mul(v128.load(cDrain + o8), dt));
-    client = v128.bitselect(zero, client, f64x2.lt(client, zero));
+    client = f64x2.pmax(client, zero);
     const limit = v128.load(cLimit + o8);
     const limitScaled = f64x2.mul(limit, scale);
     // The send's size is floor(x / SCALE) with x = limit·45000 − est, divided only when there are
@@ -411,17 +413,17 @@ function consumerRange(r: i32, from: i32, to: i32, dtMs: f64): void {
       const sure = v128.and(f64x2.ge(x, f64x2.mul(m, scale)), f64x2.le(avail, small));
       const divide = v128.any_true(v128.andnot(send, sure)) || !(g >= 0);
       const want = v128.and(divide ? f64x2.floor(f64x2.div(x, scale)) : avail, send);
-      let take = v128.bitselect(want, avail, f64x2.lt(want, avail));
+      let take = f64x2.pmin(avail, want);
       let pos = v128.and(send, f64x2.gt(take, zero));
-      let fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
+      let fromG = f64x2.pmin(gv, take);
       let newG = f64x2.sub(gv, fromG);
       if (v128.any_true(v128.andnot(pos, i64x2.eq(newG, gv)))) {
         const g1 = i64x2.extract_lane(pos, 0) != 0 ? f64x2.extract_lane(newG, 0) : g;
         gv = f64x2.replace_lane(gv, 1, g1);
         avail = f64x2.add(gv, held);
-        take = v128.bitselect(want, avail, f64x2.lt(want, avail));
+        take = f64x2.pmin(avail, want);
         pos = v128.and(send, f64x2.gt(take, zero));
-        fromG = v128.bitselect(take, gv, f64x2.lt(take, gv));
+        fromG = f64x2.pmin(gv, take);
         newG = f64x2.sub(gv, fromG);
         gVal = i64x2.extract_lane(pos, 1) != 0 ? f64x2.extract_lane(newG, 1) : g1;
       }
