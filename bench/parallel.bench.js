@@ -1,7 +1,9 @@
 // Parallel runs (--workers): wall time, messages per second, the speed-up over one thread, and how
 // the shards spent their time — running events, or waiting (at the window barriers, or for the
-// coordinator's merge). Each case runs the CLI once in its own process; wallMs is the run, with the
-// worker threads' start and their build of the scenario (the process's own start-up excluded).
+// coordinator's merge). Each case runs the CLI once in its own process. Two wall times: the run
+// (wallMs: from the end of the plan to the end of the run, with what is left of the worker threads. start
+// and their build of the scenario; bin/protosim.js starts them before the plan), and the whole
+// process (processMs: from spawn to exit, Node's own start-up included).
 //
 // A 2-worker run is in local mode when the shards can run on their own (no message crosses them),
 // else in windows; `--windows` cases force the windows, to show what they cost.
@@ -70,11 +72,13 @@ for (const c of cases) {
   const row = { name: c.name, runs: {} };
   const times = c.args?.includes('--windows') ? 1 : repeat;
   const walls = { 1: [], 2: [] };
+  const processes = { 1: [], 2: [] };
   for (let round = 0; round < times; round++) {
     for (const workers of [1, 2]) {
       const out = join(scratch, `out-${results.length}-${workers}-${round}`);
       // A million actors need a bigger heap than V8's default.
       const heap = million ? ['--max-old-space-size=16000'] : [];
+      const started = performance.now();
       const r = spawnSync(
         process.execPath,
         [...heap, 'bin/protosim.js', 'run', c.file, '--json', ...(c.args ?? []), '--out', out, '--workers', String(workers)],
@@ -84,10 +88,12 @@ for (const c of cases) {
           maxBuffer: 1 << 28,
         },
       );
+      const processMs = performance.now() - started;
       if (r.status !== 0) throw new Error(`${c.name} at ${workers} workers: exit ${r.status}\n${r.stderr}`);
       const s = JSON.parse(r.stdout);
       const p = s.parallel;
       walls[workers].push(s.wallMs);
+      processes[workers].push(processMs);
       const run = {
         wallMs: s.wallMs,
         events: s.events,
@@ -125,9 +131,12 @@ for (const c of cases) {
     const x = row.runs[w];
     x.wallsMs = walls[w];
     x.wallMs = median(walls[w]);
+    x.processesMs = processes[w];
+    x.processMs = median(processes[w]);
     x.messagesPerSecond = Math.round((x.messages / x.wallMs) * 1000);
   }
   row.speedup = row.runs[1].wallMs / row.runs[2].wallMs;
+  row.processSpeedup = row.runs[1].processMs / row.runs[2].processMs;
   results.push(row);
 }
 rmSync(scratch, { recursive: true, force: true });
@@ -136,13 +145,15 @@ const cpu = cpus()[0]?.model ?? 'unknown';
 console.log(
   `\n${cpu}, ${cpus().length} cores, Node ${process.version}${quick ? ', --quick' : ''}; medians of ${repeat} runs (--windows: 1)\n`,
 );
-console.log('| load | workers | shards | mode | wall | messages/s | speed-up | windows or calls | shards running events (rest: waiting) |');
-console.log('|---|---:|---:|---|---:|---:|---:|---:|---|');
+console.log(
+  '| load | workers | shards | mode | wall (run) | messages/s | speed-up | wall (process) | speed-up | windows or calls | shards running events (rest: waiting) |',
+);
+console.log('|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|');
 for (const r of results) {
   for (const w of [1, 2]) {
     const x = r.runs[w];
     console.log(
-      `| ${w === 1 ? r.name : ''} | ${w} | ${x.shards} | ${x.mode ?? '—'} | ${(x.wallMs / 1000).toFixed(1)} s | ${x.messagesPerSecond.toLocaleString('en-US')} | ${w === 2 ? `${r.speedup.toFixed(2)}×` : ''} | ${x.windows?.toLocaleString('en-US') ?? ''} | ${x.busyShare ? x.busyShare.map((b) => `${Math.round(100 * b)} %`).join(' / ') : ''} |`,
+      `| ${w === 1 ? r.name : ''} | ${w} | ${x.shards} | ${x.mode ?? '—'} | ${(x.wallMs / 1000).toFixed(1)} s | ${x.messagesPerSecond.toLocaleString('en-US')} | ${w === 2 ? `${r.speedup.toFixed(2)}×` : ''} | ${(x.processMs / 1000).toFixed(1)} s | ${w === 2 ? `${r.processSpeedup.toFixed(2)}×` : ''} | ${x.windows?.toLocaleString('en-US') ?? ''} | ${x.busyShare ? x.busyShare.map((b) => `${Math.round(100 * b)} %`).join(' / ') : ''} |`,
     );
   }
 }

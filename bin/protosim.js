@@ -1,11 +1,23 @@
 #!/usr/bin/env node
 // The protosim command. The TypeScript sources are built to dist/ by `npm install` (prepare).
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 const entry = new URL('../dist/cli/main.js', import.meta.url);
 if (!existsSync(entry)) {
   process.stderr.write('protosim: dist/ is missing; run `npm install` (or `npm run build`) first\n');
   process.exit(3);
 }
+const argv = process.argv.slice(2);
+// `run … --workers N`: start the shards' threads now, so they load their modules while this thread
+// loads its own (dist/threads/nodeThread.js). The CLI checks the option itself; a count it refuses
+// starts nothing here. No more warm threads than cores: the plan may make fewer shards.
+if (argv[0] === 'run') {
+  const at = argv.findIndex((a) => a === '--workers' || a.startsWith('--workers='));
+  const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
+  const cores = availableParallelism();
+  const count = value === 'auto' ? cores : /^[1-9]\d{0,2}$/.test(value ?? '') ? Math.min(Number(value), cores) : 0;
+  if (count > 1) (await import('../dist/threads/nodeThread.js')).prestartThreads(count);
+}
 const { main } = await import(entry.href);
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(argv);

@@ -20,7 +20,8 @@ import { formatDurationUs, parseDurationUs } from '../engine/time.js';
 import { loadScenario } from '../scenario/loadScenario.js';
 import { planScenario, runPlannedAsync } from '../scenario/runScenario.js';
 import type { RunSummary } from '../scenario/runScenario.js';
-import { spawnThreadShards } from '../threads/shardThreads.js';
+import { releaseWarmThreads, warmThreadCount } from '../threads/nodeThread.js';
+import { prepareWarmThreads, spawnThreadShards } from '../threads/shardThreads.js';
 import { createProgressBar } from './progressBar.js';
 import type { ProgressBar } from './progressBar.js';
 import { summaryText } from './summaryText.js';
@@ -138,8 +139,11 @@ async function runCommand(args: string[], io: Io): Promise<number> {
 
   // Load and plan every file first: a mistake in the third file must not cost the first two runs,
   // and no run folder is made for a scenario that cannot run.
-  const prepared = positionals.map((file) => {
+  const prepared = positionals.map((file, i) => {
     const loaded = loadScenario(file);
+    // Threads started warm (bin/protosim.js) build the first run's scenario while this one plans it.
+    if (i === 0 && warmThreadCount() > 0)
+      prepareWarmThreads({ text: loaded.text, file: loaded.file, overrides: { seed, untilUs, backend, core } });
     const io2: { trace?: TraceFile; bar?: ProgressBar } = {};
     const plan = planScenario(loaded, {
       seed,
@@ -160,6 +164,9 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     }
     return { loaded, plan, io: io2 };
   });
+  // The first run takes the warm threads it has shards for (none on one kernel); the rest stop.
+  const first = prepared[0]?.plan.shardPlan;
+  await releaseWarmThreads(first && first.shards > 1 && workers !== undefined && workers > 1 ? first.shards : 0);
   const summaries: RunSummary[] = [];
   let code: number = EXIT.OK;
   for (const { loaded: l, plan, io: run } of prepared) {

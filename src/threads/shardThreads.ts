@@ -16,7 +16,16 @@ import type { ShardHandle, ShardStep } from '../engine/parallel.js';
 import { ownedBy, shardFailure } from '../engine/parallel.js';
 import type { ShardPlan } from '../engine/partition.js';
 import type { LocalObserved, ShardSpec } from '../scenario/runScenario.js';
-import { nodePortEndpoint } from './threadPort.js';
+import type { Thread } from './nodeThread.js';
+import { nodeThread, peekWarmThreads, takeWarmThread, workerUrl } from './nodeThread.js';
+
+/** What a shard's worker needs to build the scenario before it knows its shard (see prepareWarmThreads). */
+export type PrepareSpec = Pick<ShardSpec, 'text' | 'file' | 'overrides'>;
+
+/** The same build asked for twice: the key a worker compares (the spec's own fields, in one order). */
+export function prepareKey(p: PrepareSpec): string {
+  return JSON.stringify([p.file, p.overrides.seed, p.overrides.untilUs, p.overrides.backend, p.overrides.core, p.text]);
+}
 
 export interface ShardInit extends ShardSpec {
   index: number;
@@ -27,6 +36,8 @@ export interface ShardInit extends ShardSpec {
 
 /** The control calls a shard's worker answers through comlink (shardWorker.ts). */
 export interface ShardWorkerApi {
+  /** Builds the scenario ahead of init (a warm thread); init uses it when its spec asks for the same build. */
+  prepare(spec: PrepareSpec): void;
   init(spec: ShardInit): void;
   /** Takes the port the window calls come through. */
   connect(port: WindowPort): void;
@@ -65,19 +76,6 @@ export function unpackEvents(bytes: ArrayBuffer): QueuedEvent[] {
   return JSON.parse(new TextDecoder().decode(bytes)) as QueuedEvent[];
 }
 
-/** A worker thread as the coordinator needs it, whatever the runtime. */
-interface Thread {
-  endpoint: Endpoint;
-  /** Calls `cb` once if the thread throws or exits (not after terminate). */
-  onDeath(cb: (cause: string) => void): void;
-  terminate(): Promise<void>;
-}
-
-// Worker entries must be JavaScript: run from the TypeScript sources (the tests), the built one in dist/.
-const workerUrl = import.meta.url.endsWith('.ts')
-  ? new URL('../../dist/threads/shardWorker.js', import.meta.url)
-  : new URL('./shardWorker.js', import.meta.url);
-
 interface DenoGlobal {
   Deno?: { version?: { deno?: string } };
 }
@@ -94,30 +92,6 @@ export function envVar(name: string): string | undefined {
  * actor stuck in a loop, or a thread gone without a word (Deno reports only uncaught errors).
  */
 const WATCHDOG_MS = Number(envVar('PROTOSIM_SHARD_WATCHDOG_MS') ?? 60_000);
-
-/** Node: worker_threads, with comlink's message port shape. */
-async function nodeThread(): Promise<Thread> {
-  const { Worker } = await import('node:worker_threads');
-  const w = new Worker(workerUrl);
-  let ended = false;
-  return {
-    endpoint: nodePortEndpoint(w),
-    onDeath(cb) {
-      w.on('error', (err) => {
-        if (!ended) cb(err instanceof Error ? err.message : String(err));
-        ended = true;
-      });
-      w.on('exit', (code) => {
-        if (!ended) cb(`its thread exited with code ${code}`);
-        ended = true;
-      });
-    },
-    async terminate() {
-      ended = true;
-      await w.terminate();
-    },
-  };
-}
 
 /** The Web Worker API as Deno has it. */
 interface WebWorker {
@@ -147,6 +121,22 @@ function denoThread(): Thread {
   };
 }
 
+/** The thread's comlink proxy (one per thread: a warm thread already has one). */
+function proxyOf(thread: Thread): Comlink.Remote<ShardWorkerApi> {
+  thread.proxy ??= Comlink.wrap<ShardWorkerApi>(thread.endpoint);
+  return thread.proxy as Comlink.Remote<ShardWorkerApi>;
+}
+
+/**
+ * Has the warm threads (nodeThread.ts) build `spec`'s scenario now, while the main thread plans the
+ * run: init then finds it built, if it asks for the same build (else it builds its own).
+ */
+export function prepareWarmThreads(spec: PrepareSpec): void {
+  for (const t of peekWarmThreads()) {
+    t.then((thread) => proxyOf(thread).prepare(spec)).catch(() => undefined);
+  }
+}
+
 /** Starts one worker per shard of `plan` and builds its kernel there. */
 export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names: readonly string[]): Promise<ShardHandle[]> {
   // The threads build their shards at the same time; if one fails, the others are stopped.
@@ -160,7 +150,7 @@ export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names:
 }
 
 async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, names: readonly string[]): Promise<ShardHandle> {
-  const thread = onDeno ? denoThread() : await nodeThread();
+  const thread = (await takeWarmThread()) ?? (onDeno ? denoThread() : await nodeThread());
   const progress = new SharedArrayBuffer(24);
   const where = new Float64Array(progress);
   where[1] = -1;
@@ -174,7 +164,7 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
     const actor = where[1] >= 0 ? names[where[1]] : undefined;
     died!(shardFailure(index, actor, where[0], cause));
   });
-  const api = Comlink.wrap<ShardWorkerApi>(thread.endpoint);
+  const api = proxyOf(thread);
   const call = <T>(p: Promise<T>): Promise<T> => Promise.race([p, death]);
   const channel = new MessageChannel();
   try {

@@ -1,7 +1,7 @@
 /**
  * The entry of a shard's worker thread (shardThreads.ts starts it): builds the run from the
- * scenario's text exactly as the main thread does, keeps the shard's own actors, and answers the
- * coordinator's calls. Runs on Node (worker_threads) and on Deno (a module Web Worker).
+ * scenario's text exactly as the main thread does (ahead of time in a warm thread: nodeThread.ts),
+ * keeps the shard's own actors, and answers the coordinator's calls. Runs on Node (worker_threads) and on Deno (a module Web Worker).
  *
  * PROTOSIM_TEST_KILL_SHARD=<shard>:<events>[:hang] makes that shard's thread exit (or spin forever)
  * once it has run that many events — how the tests kill a worker mid-run.
@@ -16,10 +16,12 @@ import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
 import { createShardKernel } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
 import { shardKernelOptions } from '../engine/parallel.js';
-import type { ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
-import { envVar, onDeno, packEvents, unpackEvents } from './shardThreads.js';
+import type { PrepareSpec, ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
+import { envVar, onDeno, packEvents, prepareKey, unpackEvents } from './shardThreads.js';
 import { nodePortEndpoint } from './threadPort.js';
 
+/** The scenario built ahead of init (a warm thread), and for which spec. */
+let warm: { key: string; prepared: ReturnType<typeof prepareScenario> } | undefined;
 let kernel: ShardKernel | undefined;
 let local: LocalShardFace | undefined;
 let ran = 0;
@@ -38,9 +40,24 @@ const step = (w: ShardWindow, t0: number): ShardStep => {
   return { ...w, next: kernel!.nextTimeUs(), busyMs: performance.now() - t0 };
 };
 
+/** Builds the scenario as the main thread does (the same file text and overrides give the same run). */
+function build(spec: PrepareSpec): ReturnType<typeof prepareScenario> {
+  return prepareScenario(parseScenario(spec.text, spec.file), spec.overrides);
+}
+
 const api: ShardWorkerApi = {
+  prepare(spec: PrepareSpec) {
+    warm = undefined;
+    // A scenario that does not build fails again in init, where the error is reported.
+    try {
+      warm = { key: prepareKey(spec), prepared: build(spec) };
+    } catch {
+      warm = undefined;
+    }
+  },
   init(spec: ShardInit) {
-    const prepared = prepareScenario(parseScenario(spec.text, spec.file), spec.overrides);
+    const prepared = warm?.key === prepareKey(spec) ? warm.prepared : build(spec);
+    warm = undefined;
     if (spec.local) {
       local = createLocalShard(prepared, {
         index: spec.index,

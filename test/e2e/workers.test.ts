@@ -80,6 +80,34 @@ describe('protosim run --workers', () => {
     }
   });
 
+  it('threads started warm: the first of two files runs on them, the second on threads of its own, with the hashes of one thread', () => {
+    // bin/protosim.js starts the threads before the CLI plans; they build the first file's scenario
+    // ahead of the run. The other file cannot use that build; a file planned on one kernel stops them.
+    const out = mkdtempSync(join(tmpdir(), 'protosim-warm-'));
+    const files = ['scenarios/manager-worker/worker-crash.yaml', 'scenarios/manager-worker/sites.yaml'];
+    const hashesOf = (r: ReturnType<typeof cli>) => (JSON.parse(r.out) as { traceHash: string }[]).map((s) => s.traceHash);
+    const one = cli(['run', ...files, '--hash', '--json', '--out', out]);
+    const two = cli(['run', ...files, '--hash', '--json', '--out', out, '--workers', '2']);
+    expect(two.code, two.err).toBe(0);
+    expect(hashesOf(two)).toEqual(hashesOf(one));
+    const reversed = cli([
+      'run',
+      ...[...files].reverse(),
+      'scenarios/manager-worker/lossy-network.yaml',
+      '--hash',
+      '--json',
+      '--out',
+      out,
+      '--workers',
+      '2',
+    ]);
+    expect(reversed.code, reversed.err).toBe(0);
+    expect(hashesOf(reversed).slice(0, 2)).toEqual(hashesOf(one).reverse());
+    const oneKernel = cli(['run', 'scenarios/manager-worker/lossy-network.yaml', '--hash', '--out', out, '--workers', '2']);
+    expect(oneKernel.signal).toBeNull();
+    expect(oneKernel.code).toBe(0);
+  });
+
   it('--trace writes the same file on 2 workers as on one, and the summary tells how the shards went', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-trace-'));
     const traces = ['1', '2'].map((w) => {
