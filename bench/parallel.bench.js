@@ -1,9 +1,9 @@
 // Parallel runs (--workers): wall time, messages per second, the speed-up over one thread, and how
 // the shards spent their time — running events, or waiting (at the window barriers, or for the
 // coordinator's merge). Each case runs the CLI once in its own process. Two wall times: the run
-// (wallMs: from the end of the plan to the end of the run, with what is left of the worker threads. start
-// and their build of the scenario; bin/protosim.js starts them before the plan), and the whole
-// process (processMs: from spawn to exit, Node's own start-up included).
+// (wallMs: from the end of the plan to the end of the run, with what is left of the worker
+// threads' start and their build of the scenario: bin/protosim.js starts them before the plan),
+// and the whole process (processMs: from spawn to exit, Node's own start-up included).
 //
 // A 2-worker run is in local mode when the shards can run on their own (no message crosses them),
 // else in windows; `--windows` cases force the windows, to show what they cost.
