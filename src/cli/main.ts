@@ -20,6 +20,7 @@ import { formatDurationUs, parseDurationUs } from '../engine/time.js';
 import { loadScenario } from '../scenario/loadScenario.js';
 import { planScenario, runPlannedAsync } from '../scenario/runScenario.js';
 import type { RunSummary } from '../scenario/runScenario.js';
+import { familyOf } from '../scenario/families/index.js';
 import { releaseWarmThreads, warmThreadCount } from '../threads/nodeThread.js';
 import { prepareWarmThreads, spawnThreadShards } from '../threads/shardThreads.js';
 import { createProgressBar } from './progressBar.js';
@@ -141,9 +142,12 @@ async function runCommand(args: string[], io: Io): Promise<number> {
   // and no run folder is made for a scenario that cannot run.
   const prepared = positionals.map((file, i) => {
     const loaded = loadScenario(file);
-    // Threads started warm (bin/protosim.js) build the first run's scenario while this one plans it.
-    if (i === 0 && warmThreadCount() > 0)
-      prepareWarmThreads({ text: loaded.text, file: loaded.file, overrides: { seed, untilUs, backend, core } });
+    // Threads started warm (bin/protosim.js) build the first run's scenario while this one plans
+    // it — unless its family always runs on one shard: they stop at once.
+    if (i === 0 && warmThreadCount() > 0) {
+      if (familyOf(loaded.scenario.protocol)?.oneShard) void releaseWarmThreads(0);
+      else prepareWarmThreads({ text: loaded.text, file: loaded.file, overrides: { seed, untilUs, backend, core } });
+    }
     const io2: { trace?: TraceFile; bar?: ProgressBar } = {};
     const plan = planScenario(loaded, {
       seed,

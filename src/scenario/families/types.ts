@@ -72,4 +72,6 @@ export interface ProtocolFamily {
   /** Validates a protocol message written in a scenario (`inject`). */
   parseMessage(input: unknown): { ok: true } | { ok: false; error: string };
   build(ctx: FamilyBuildContext): FamilyBuild;
+  /** Set when every run of the family stays on one shard, whatever the file says (why: a bulk world). */
+  oneShard?: string;
 }

@@ -256,6 +256,7 @@ class VirdiWorld implements SimWorld, SimEnvironment, CoreProbe {
 export const virdiFamily: ProtocolFamily = {
   protocol: 'virdi',
   title: 'Virdi (streaming resource production and consumption)',
+  oneShard: 'a bulk world delivers to all its actors at once',
   modes: VIRDI_MODES,
   defaultMode: 'strict',
   roles: [virdiServerRole, virdiProducerRole, virdiConsumerRole],
