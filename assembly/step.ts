@@ -7,20 +7,22 @@
 //
 // Written for speed, with the reference's results bit for bit:
 // - every field address is read from the table once per step and handed to the helpers;
-// - the pass that measures a resource's free room (two members at a time when they are neighbours
-//   in memory) also counts the connected consumers and those with room, so the distribution does not
-//   count them again; it then keeps the count of consumers with room up to date as they fill (exactly
-//   the count the reference takes at the start of every round), and the fairness spread looks only at
+// - the pass that measures a resource's free room also counts the connected consumers and those
+//   with room, so the distribution does not count them again; when the members are a run of slots
+//   it goes four at a time and adds in two f64x2 sums — only when every term is a whole number and
+//   the total is below 2⁵³ (then every order of adding is exact), else one term at a time in order;
+// - the distribution keeps the count of consumers with room up to date as they fill (exactly the
+//   count the reference takes at the start of every round), and the fairness spread looks only at
 //   the positions the lazy shuffle reached (the others were given nothing);
 // - when every member of a resource is connected, its shuffle order starts as a copy of its members;
-// - the consumer loop runs in chunks of two passes: pass A, with no dependence between consumers,
-//   does the decay, the drain, the threshold and the size of the send two consumers at a time in
-//   f64x2 lanes (lane-wise IEEE operations are identical to scalar ones); pass B takes the units from
-//   the resource's global buffer in consumer order, with the global amount kept in a register while
-//   consecutive consumers share a resource, and recomputes the second lane only when the first one
-//   changed that amount;
-// - conditional updates are lane selects rather than branches where the outcome is data-dependent.
-// Float sums (free room, delivered) are still added one term at a time in the reference's order.
+// - the consumer loop goes over a resource's run of slots in one pass, two consumers at a time in
+//   f64x2 lanes (lane-wise IEEE operations are identical to scalar ones): decay, drain, whether a
+//   send is due, and the take from the global buffer in consumer order (its amount kept in a
+//   register; the second lane recomputed only when the first changed it); the send size's division
+//   is done only where the size can bind, and one test finds the pairs where no unit moves;
+// - conditional updates are lane selects (pmin, pmax, bitselect) rather than branches where the
+//   outcome is data-dependent.
+// The delivered sum is still added one term at a time in the reference's order.
 import { nextInt } from './rng';
 
 // Field numbers in the address table (src/buffers/layout.ts, FIELDS).
