@@ -14,6 +14,7 @@ import type { WorkerInput } from '../../src/actors/manager-worker/worker.machine
 import { compileFlatMachine, FlatCompileError } from '../../src/engine/flatBackend.js';
 import type { KernelEffect } from '../../src/engine/machineBackend.js';
 import { flatBackend, xstateBackend } from '../../src/engine/machineBackend.js';
+import { sample } from '../helpers/property.js';
 
 const peers = ['m0', 'm1', 'w0', 'w1', 'stranger'];
 const taskIds = ['m0/t0', 'm0/t1', 'm0/t2', 'x'];
@@ -182,12 +183,12 @@ const managerInput = (mode: 'strict' | 'balthazar', maxWorkers: number): Manager
 });
 
 describe('flat backend ≡ XState interpreter', () => {
-  test.prop([fc.constantFrom('strict', 'balthazar'), fc.boolean(), fc.array(step, { maxLength: 80 })], { numRuns: 300 })(
+  test.prop([fc.constantFrom('strict', 'balthazar'), fc.boolean(), fc.array(step, { maxLength: 80 })], sample(300))(
     'worker machine',
     (mode, authorised, steps) => compare(workerMachine as AnyStateMachine, workerInput(mode, authorised), steps),
   );
 
-  test.prop([fc.constantFrom('strict', 'balthazar'), fc.nat(2), fc.array(step, { maxLength: 80 })], { numRuns: 300 })(
+  test.prop([fc.constantFrom('strict', 'balthazar'), fc.nat(2), fc.array(step, { maxLength: 80 })], sample(300))(
     'manager machine',
     (mode, maxWorkers, steps) => compare(managerMachine as AnyStateMachine, managerInput(mode, maxWorkers), steps),
   );
