@@ -18,7 +18,7 @@ import { BACKEND_NAMES } from '../engine/machineBackend.js';
 import type { BackendName } from '../engine/machineBackend.js';
 import { formatDurationUs, parseDurationUs } from '../engine/time.js';
 import { loadScenario } from '../scenario/loadScenario.js';
-import { planScenario, runPlannedAsync } from '../scenario/runScenario.js';
+import { planScenario, runPlannedAsync, shardOverrides } from '../scenario/runScenario.js';
 import type { RunSummary } from '../scenario/runScenario.js';
 import { familyOf } from '../scenario/families/index.js';
 import { releaseWarmThreads, warmThreadCount } from '../threads/nodeThread.js';
@@ -146,7 +146,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     // it — unless its family always runs on one shard: they stop at once.
     if (i === 0 && warmThreadCount() > 0) {
       if (familyOf(loaded.scenario.protocol)?.oneShard) void releaseWarmThreads(0);
-      else prepareWarmThreads({ text: loaded.text, file: loaded.file, overrides: { seed, untilUs, backend, core } });
+      else prepareWarmThreads({ text: loaded.text, file: loaded.file, overrides: shardOverrides({ seed, untilUs, backend, core }) });
     }
     const io2: { trace?: TraceFile; bar?: ProgressBar } = {};
     const plan = planScenario(loaded, {

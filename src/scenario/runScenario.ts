@@ -421,6 +421,11 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
   return { scenario: s, family, mode, seed, untilUs, built, enabled, simOptions, shardPlan, setRecent };
 }
 
+/** The overrides a shard's worker builds the scenario with (the same as the main thread's build). */
+export function shardOverrides(o: ShardSpec['overrides']): ShardSpec['overrides'] {
+  return { seed: o.seed, untilUs: o.untilUs, backend: o.backend, core: o.core };
+}
+
 /** Prepares a run (see {@link prepareScenario}) and makes its simulation: one kernel, or shards. */
 export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {}) {
   const { setRecent, ...prepared } = prepareScenario(loaded, overrides);
@@ -442,7 +447,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
           {
             text: loaded.text,
             file: loaded.file,
-            overrides: { seed: overrides.seed, untilUs: overrides.untilUs, backend: overrides.backend, core: overrides.core },
+            overrides: shardOverrides(overrides),
             hashes,
             lines: simOptions.traceSink !== undefined,
             hooks: hooksOf(simOptions.observers ?? []),
