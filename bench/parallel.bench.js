@@ -6,11 +6,14 @@
 // and the whole process (processMs: from spawn to exit, Node's own start-up included).
 //
 // A 2-worker run is in local mode when the shards can run on their own (no message crosses them),
-// else in windows; `--windows` cases force the windows, to show what they cost.
+// else on one thread (windows are slower); `--windows` cases force the windows, to show what they cost.
 //
 //   npm run bench:parallel            # the large manager/worker scenario (all invariants; with the
-//                                     # trace hash; no invariants; windows forced), and the large
-//                                     # Virdi scenario, at 1 and 2 workers
+//                                     # trace hash; no invariants; windows forced), the large Virdi
+//                                     # scenario, and the first 2 h of the large REAR scenario (also
+//                                     # with windows forced), at 1 and 2 workers; for the manager/
+//                                     # worker loads also the machine's ceiling: the two shards' halves
+//                                     # as two processes at once
 //   npm run bench:parallel -- --quick # a smaller manager/worker load only
 //   npm run bench:parallel -- --repeat 5
 //                                     # runs per case and worker count (default 3; 1 with --million
@@ -21,7 +24,7 @@
 //                                     # 16 GB at 2 workers)
 //
 // Results: a table, and bench/results/parallel.json.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -39,16 +42,33 @@ const median = (xs) => {
 };
 const scratch = mkdtempSync(join(tmpdir(), 'protosim-bench-parallel-'));
 
-/** The large manager/worker scenario, optionally without invariants, with fewer tasks or more workers per site. */
-function mwLarge({ invariants = true, tasks = 25_000, workersPerSite = 2500 } = {}) {
+/**
+ * The large manager/worker scenario, optionally without invariants, with fewer tasks or more
+ * workers per site, or with only some of its four sites (`sites`: 'ac' keeps site-a and site-c).
+ */
+function mwLarge({ invariants = true, tasks = 25_000, workersPerSite = 2500, sites = 'abcd' } = {}) {
   let text = readFileSync(join(root, 'scenarios/manager-worker/large.yaml'), 'utf8')
     .replaceAll('count: 25000', `count: ${tasks}`)
     .replaceAll('count: 2500,', `count: ${workersPerSite},`);
   if (!invariants) text = text.replace(/^expect:[\s\S]*$/m, 'invariants: []\n');
-  const file = join(scratch, `mw-large-${invariants ? 'checked' : 'unchecked'}-${tasks}-${workersPerSite}.yaml`);
+  // A site is its manager and its workers: one line each.
+  text = text
+    .split('\n')
+    .filter((line) => !/name: (site-)?[abcd][,}]/.test(line) || sites.includes(/name: (?:site-)?([abcd])/.exec(line)[1]))
+    .join('\n');
+  const file = join(scratch, `mw-large-${invariants ? 'checked' : 'unchecked'}-${tasks}-${workersPerSite}-${sites}.yaml`);
   writeFileSync(file, text);
   return file;
 }
+
+/**
+ * The machine's own ceiling for a load of sites: the two halves the 2-worker plan makes (sites a+c
+ * and b+d: largest group first onto the lightest shard), each run alone in a process of its own, both
+ * at the same time. Their events are each shard's (no message crosses sites; each run has its own
+ * start), so the ratio of the one-thread run to the slower half is what two separate processes get
+ * out of this machine for the same split of the work.
+ */
+const halvesOf = (options) => [mwLarge({ ...options, sites: 'ac' }), mwLarge({ ...options, sites: 'bd' })];
 
 const cases = million
   ? [
@@ -58,14 +78,42 @@ const cases = million
       },
     ]
   : quick
-    ? [{ name: 'manager/worker, 4 sites, 10 004 actors, 20 000 tasks, all invariants', file: mwLarge({ tasks: 5000 }) }]
+    ? [
+        {
+          name: 'manager/worker, 4 sites, 10 004 actors, 20 000 tasks, all invariants',
+          file: mwLarge({ tasks: 5000 }),
+          halves: halvesOf({ tasks: 5000 }),
+        },
+      ]
     : [
-        { name: 'manager/worker large (4 sites, 10 004 actors, 100 000 tasks), all invariants', file: mwLarge() },
-        { name: 'manager/worker large, all invariants, --hash', file: mwLarge(), args: ['--hash'] },
-        { name: 'manager/worker large, no invariants', file: mwLarge({ invariants: false }) },
+        { name: 'manager/worker large (4 sites, 10 004 actors, 100 000 tasks), all invariants', file: mwLarge(), halves: halvesOf() },
+        { name: 'manager/worker large, all invariants, --hash', file: mwLarge(), args: ['--hash'], halves: halvesOf() },
+        { name: 'manager/worker large, no invariants', file: mwLarge({ invariants: false }), halves: halvesOf({ invariants: false }) },
         { name: 'manager/worker large, all invariants, --windows', file: mwLarge(), args: ['--windows'] },
         { name: 'Virdi large (100 000 consumers, 1 000 producers, 1 h)', file: join(root, 'scenarios/virdi/large.yaml') },
+        // No shard-local checking: 2 workers run on one thread (windows would be slower), unless forced.
+        { name: 'REAR large, first 2 h', file: join(root, 'scenarios/rear/large.yaml'), args: ['--until', '2h'] },
+        { name: 'REAR large, first 2 h, --windows', file: join(root, 'scenarios/rear/large.yaml'), args: ['--until', '2h', '--windows'] },
       ];
+
+/** Runs the CLI on `file` in a process of its own, without waiting: its summary and the process's wall time. */
+function runAsync(file, args) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, ['bin/protosim.js', 'run', file, '--json', ...args, '--out', join(scratch, 'halves')], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`${file}: exit ${code}\n${err}`));
+      else resolve({ summary: JSON.parse(out), processMs: performance.now() - started });
+    });
+  });
+}
 
 const results = [];
 for (const c of cases) {
@@ -73,6 +121,7 @@ for (const c of cases) {
   const times = c.args?.includes('--windows') ? 1 : repeat;
   const walls = { 1: [], 2: [] };
   const processes = { 1: [], 2: [] };
+  const ceiling = { walls: [], processes: [] };
   for (let round = 0; round < times; round++) {
     for (const workers of [1, 2]) {
       const out = join(scratch, `out-${results.length}-${workers}-${round}`);
@@ -126,6 +175,19 @@ for (const c of cases) {
           (r.stderr.trim() ? ` (${r.stderr.trim()})` : ''),
       );
     }
+    if (c.halves) {
+      // Right after the 2-worker run: the same shards' work as two processes at the same time.
+      const halves = await Promise.all(c.halves.map((f) => runAsync(f, c.args ?? [])));
+      const events = halves.reduce((sum, h) => sum + h.summary.events, 0);
+      // Each run counts its own start and stop events: a few more than the whole.
+      if (Math.abs(events - row.runs[1].events) > 4)
+        throw new Error(`${c.name}: the halves ran ${events} events, the whole ${row.runs[1].events}`);
+      ceiling.walls.push(Math.max(...halves.map((h) => h.summary.wallMs)));
+      ceiling.processes.push(Math.max(...halves.map((h) => h.processMs)));
+      console.log(
+        `${c.name}, its two halves as two processes at once: ${halves.map((h) => `${(h.summary.wallMs / 1000).toFixed(1)} s`).join(' and ')}`,
+      );
+    }
   }
   for (const w of [1, 2]) {
     const x = row.runs[w];
@@ -137,6 +199,20 @@ for (const c of cases) {
   }
   row.speedup = row.runs[1].wallMs / row.runs[2].wallMs;
   row.processSpeedup = row.runs[1].processMs / row.runs[2].processMs;
+  // Ratios within each round (a 1-worker run and the runs right after it): the noise of the
+  // machine moves whole rounds, so these are steadier than ratios of medians.
+  const perRound = (a, b) => a.map((x, i) => x / b[i]);
+  row.roundSpeedups = perRound(walls[1], walls[2]);
+  row.roundSpeedup = median(row.roundSpeedups);
+  row.roundProcessSpeedup = median(perRound(processes[1], processes[2]));
+  if (c.halves) {
+    row.ceiling = {
+      wallsMs: ceiling.walls,
+      processesMs: ceiling.processes,
+      speedup: median(perRound(walls[1], ceiling.walls)),
+      processSpeedup: median(perRound(processes[1], ceiling.processes)),
+    };
+  }
   results.push(row);
 }
 rmSync(scratch, { recursive: true, force: true });
@@ -156,6 +232,13 @@ for (const r of results) {
       `| ${w === 1 ? r.name : ''} | ${w} | ${x.shards} | ${x.mode ?? '—'} | ${(x.wallMs / 1000).toFixed(1)} s | ${x.messagesPerSecond.toLocaleString('en-US')} | ${w === 2 ? `${r.speedup.toFixed(2)}×` : ''} | ${(x.processMs / 1000).toFixed(1)} s | ${w === 2 ? `${r.processSpeedup.toFixed(2)}×` : ''} | ${x.windows?.toLocaleString('en-US') ?? ''} | ${x.busyShare ? x.busyShare.map((b) => `${Math.round(100 * b)} %`).join(' / ') : ''} |`,
     );
   }
+}
+console.log('\nSpeed-ups as medians of the ratios within rounds (run / process); the ceiling: the two halves as two processes');
+for (const r of results) {
+  console.log(
+    `- ${r.name}: ${r.roundSpeedup.toFixed(2)}× / ${r.roundProcessSpeedup.toFixed(2)}× (rounds: ${r.roundSpeedups.map((x) => x.toFixed(2)).join(', ')})` +
+      (r.ceiling ? `; ceiling ${r.ceiling.speedup.toFixed(2)}× / ${r.ceiling.processSpeedup.toFixed(2)}×` : ''),
+  );
 }
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
 const file = join(root, 'bench', 'results', million ? 'parallel-million.json' : 'parallel.json');

@@ -11,8 +11,9 @@ if (!existsSync(entry)) {
 const argv = process.argv.slice(2);
 // `run … --workers N`: start the shards' threads now, so they load their modules while this thread
 // loads its own (dist/threads/nodeThread.js). The CLI checks the option itself; a count it refuses
-// starts nothing here. No more warm threads than cores: the plan may make fewer shards.
-if (argv[0] === 'run') {
+// starts nothing here. No more warm threads than cores: the plan may make fewer shards. A trace file
+// without --windows keeps the run on one thread (README, "Parallel runs"): nothing to start then.
+if (argv[0] === 'run' && !(argv.includes('--trace') && !argv.includes('--windows'))) {
   const at = argv.findIndex((a) => a === '--workers' || a.startsWith('--workers='));
   const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
   const cores = availableParallelism();

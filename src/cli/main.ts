@@ -48,8 +48,8 @@ Options for run:
   --backend NAME       machine backend: flat (default, compiled) or xstate (XState's interpreter)
   --core NAME          buffer/rate core (Virdi): wasm (default, WebAssembly) or js (the TypeScript reference)
   --workers N|auto     worker threads to run on (default 1; auto: one per core); the trace stays the same
-  --windows            with --workers: always use conservative windows, never local mode (see README,
-                       "Parallel runs"); for comparing the two
+  --windows            with --workers: run the shards in conservative windows, never in local mode and
+                       never on one thread instead (see README, "Parallel runs"); for comparing them
 
 Exit codes: 0 expectations met · 1 an invariant or expectation failed · 2 bad usage or invalid input · 3 internal error`;
 

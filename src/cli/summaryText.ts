@@ -31,12 +31,14 @@ export function summaryText(s: RunSummary, extra: { runDir?: string; untilText: 
   const p = s.parallel;
   if (p) {
     const busy = p.busyMs.map((b) => `${Math.round((100 * b) / Math.max(p.wallMs, 1))} %`).join(' / ');
-    lines.push(
-      p.mode === 'local'
-        ? `parallel   ${p.shards} shards, local: each ran and checked its own actors (no message crossed shards), ${n(p.windows)} calls; shards busy ${busy} of the time`
-        : `parallel   ${p.shards} shards, lookahead ${formatDurationUs(p.lookaheadUs)}, ${n(p.windows)} windows, ${n(p.crossMessages)} messages across shards; shards ran events ${busy} of the time`,
-    );
-    if (p.abandoned) lines.push(`           local mode gave up (${p.abandoned}): redone in windows, same result`);
+    if (p.mode === 'one-kernel')
+      lines.push(`parallel   local mode gave up (${p.abandoned}): redone on one thread (windows are slower), same result`);
+    else
+      lines.push(
+        p.mode === 'local'
+          ? `parallel   ${p.shards} shards, local: each ran and checked its own actors (no message crossed shards), ${n(p.windows)} calls; shards busy ${busy} of the time`
+          : `parallel   ${p.shards} shards, lookahead ${formatDurationUs(p.lookaheadUs)}, ${n(p.windows)} windows, ${n(p.crossMessages)} messages across shards; shards ran events ${busy} of the time`,
+      );
   }
   lines.push(
     `messages   sent ${n(s.messages.sent)}, delivered ${n(s.messages.delivered)}, dropped ${n(dropped)}${dropped ? ` (${byCount(s.messages.dropped)})` : ''}${s.messages.duplicated ? `, duplicated ${n(s.messages.duplicated)}` : ''}`,

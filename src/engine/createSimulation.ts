@@ -312,7 +312,7 @@ export interface ShardKernel {
   /**
    * Local mode: runs its events in order, at most `maxEvents`, none after `bound`; with `pause` it
    * stops right after an event that made its share of `stopWhen` true. It stops too at a message for
-   * another shard or an actor error (the run is then redone in windows).
+   * another shard or an actor error (the caller then redoes the run on one kernel).
    */
   runLocal(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
   /**

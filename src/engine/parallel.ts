@@ -78,8 +78,8 @@ export interface LocalShardHandle {
 
 /**
  * Local mode gave up: something happened that only the windows get right (a message between shards,
- * an actor error, a violation whose trace excerpt spans shards, a possible stall). The run is redone
- * in windows, from the start; the result is the same, only slower.
+ * an actor error, a violation whose trace excerpt spans shards, a possible stall). The caller redoes
+ * the run from the start, on one kernel (runScenario.ts); the result is the same, only later.
  */
 export class LocalModeAbandoned extends Error {
   constructor(readonly reason: string) {
@@ -99,10 +99,10 @@ export interface ParallelStats {
   busyMs: number[];
   /**
    * `local`: every shard ran on its own with its own observers (no message crossed shards);
-   * `windows`: conservative windows, the coordinator observing. `abandoned` says why a local try
-   * was redone in windows.
+   * `windows`: conservative windows, the coordinator observing; `one-kernel`: a local try was given
+   * up and the run redone on one kernel in the calling thread, `abandoned` saying why.
    */
-  mode?: 'local' | 'windows';
+  mode?: 'local' | 'windows' | 'one-kernel';
   abandoned?: string;
 }
 
@@ -450,7 +450,7 @@ const LOCAL_CHUNK = 100_000;
  * runs where no message crosses shards (each shard's events are then exactly the one kernel's events
  * of its actors, whatever the others do); the first message that would cross, an actor error, a
  * violation or a possible stall abandons it ({@link LocalModeAbandoned}) and the caller redoes the
- * run in windows.
+ * run (on one kernel: windows would be slower).
  *
  * `stopWhen` is the conjunction of the shards' shares: a shard pauses right after the event that
  * makes its share true; when every share is true, the stop is the latest of those events (K), and

@@ -426,10 +426,29 @@ export function shardOverrides(o: ShardSpec['overrides']): ShardSpec['overrides'
   return { seed: o.seed, untilUs: o.untilUs, backend: o.backend, core: o.core };
 }
 
+/**
+ * Why a run split over shards must see every event in this thread, in the one kernel's order (so
+ * only windows could run it), or undefined when its shards can observe their own actors (local mode).
+ */
+function needsWindows(prepared: Pick<PreparedScenario, 'built' | 'scenario' | 'simOptions'>, overrides: RunOverrides): string | undefined {
+  if (prepared.built.shardComplete === undefined)
+    return `${prepared.scenario.protocol}'s invariants are checked over all actors at once (only manager/worker's are checked shard by shard)`;
+  if (prepared.simOptions.traceSink !== undefined) return 'a trace file is written in the one merged order';
+  if ((overrides.observers ?? []).length > 0) return 'observers of the caller see every event in order';
+  return undefined;
+}
+
 /** Prepares a run (see {@link prepareScenario}) and makes its simulation: one kernel, or shards. */
 export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {}) {
   const { setRecent, ...prepared } = prepareScenario(loaded, overrides);
-  const { simOptions, shardPlan } = prepared;
+  const { simOptions } = prepared;
+  let { shardPlan } = prepared;
+  // Windows are slower than one thread (README, "Parallel runs": the coordinator merges and observes
+  // every event): a run that would need them runs on one kernel, unless they are asked for.
+  const forceWindows = overrides.local === false;
+  const windowsOnly = shardPlan && shardPlan.shards > 1 ? needsWindows(prepared, overrides) : undefined;
+  if (shardPlan && windowsOnly !== undefined && !forceWindows)
+    shardPlan = oneShard(shardPlan, `${windowsOnly}, which needs windows, and windows are slower than one thread (--windows forces them)`);
   let sim: Simulation | ShardedSimulation;
   // One shard is the one kernel itself (and a bulk world, whose checker reads it as it steps, needs it).
   if (shardPlan === undefined || shardPlan.shards === 1) sim = createSimulation(simOptions);
@@ -457,16 +476,9 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
           simOptions.actors.map((a) => a.name),
         );
     }
-    const windows = (): ShardedSimulation => createShardedSimulation(simOptions, plan, threads?.(false), clock);
-    // Local mode needs the family's shard-local observing, and nothing that must see every event
-    // in order in this thread: a trace file, or observers of the caller's.
-    const local =
-      overrides.local !== false &&
-      prepared.built.shardComplete !== undefined &&
-      simOptions.traceSink === undefined &&
-      (overrides.observers ?? []).length === 0;
-    if (!local) sim = windows();
+    if (forceWindows) sim = createShardedSimulation(simOptions, plan, threads?.(false), clock);
     else {
+      // Local mode: each shard observes its own actors (the family's shard-local observing).
       const shards =
         threads?.(true) ??
         (() =>
@@ -485,16 +497,46 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
               };
             }),
           ));
-      sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), windows);
+      // Local mode leaves this thread's observers untouched: a try it gives up is redone here, on one kernel.
+      sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), () => oneKernel(simOptions, plan, clock));
     }
   }
   setRecent(() => sim.recent());
-  return { ...prepared, sim };
+  return { ...prepared, shardPlan, sim };
+}
+
+/** `plan`'s actors on one shard, and why (the only reason that matters now). */
+function oneShard(plan: ShardPlan, why: string): ShardPlan {
+  return {
+    shards: 1,
+    shardOf: new Int32Array(plan.shardOf.length),
+    sizes: [plan.shardOf.length],
+    lookaheadUs: Infinity,
+    notes: [why],
+  };
+}
+
+/** The one kernel with the face of a run on shards (a local try given up is redone on it). */
+function oneKernel(opts: SimulationOptions, plan: ShardPlan, clock: (() => number) | undefined): ShardedSimulation {
+  const kernel = createSimulation(opts);
+  return {
+    names: kernel.names,
+    recent: () => kernel.recent(),
+    run() {
+      const t0 = clock?.() ?? 0;
+      const result = kernel.run();
+      const wallMs = (clock?.() ?? 0) - t0;
+      return Promise.resolve({
+        ...result,
+        parallel: { shards: 1, lookaheadUs: plan.lookaheadUs, windows: 0, crossMessages: 0, wallMs, busyMs: [wallMs], mode: 'one-kernel' },
+      });
+    },
+  };
 }
 
 /**
- * Runs `first` (local mode); if it is abandoned, redoes the run with `then()` (windows) and says why
- * in the figures. The same run either way: only the time differs.
+ * Runs `first` (local mode); if it is abandoned, redoes the run with `then()` (one kernel) and says
+ * why in the figures. The same run either way: only the time differs.
  */
 function withFallback(first: ShardedSimulation, then: () => ShardedSimulation): ShardedSimulation {
   let current = first;

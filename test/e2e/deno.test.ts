@@ -52,14 +52,14 @@ describe.skipIf(!haveDeno)('Node and Deno (skipped without Deno: npm install --n
     expect(node.met).toBe(true);
   });
 
-  // sites.yaml runs in local mode (each shard checks its own actors); the others fall back to windows.
+  // sites.yaml runs in local mode (each shard checks its own actors); the others in windows.
   it.each([
-    'scenarios/manager-worker/worker-crash.yaml',
-    'scenarios/manager-worker/two-managers.yaml',
-    'scenarios/manager-worker/sites.yaml',
-  ])('%s on 2 worker threads (Web Workers on Deno) gives the one-thread hash on both runtimes', (file) => {
+    ['scenarios/manager-worker/worker-crash.yaml', '--windows'],
+    ['scenarios/manager-worker/two-managers.yaml', '--windows'],
+    ['scenarios/manager-worker/sites.yaml'],
+  ])('%s on 2 worker threads (Web Workers on Deno) gives the one-thread hash on both runtimes', (file, ...extra) => {
     const one = hashOf('node', file);
-    expect(hashOf('node', file, '--workers', '2')).toEqual(one);
-    expect(hashOf('deno', file, '--workers', '2')).toEqual(one);
+    expect(hashOf('node', file, '--workers', '2', ...extra)).toEqual(one);
+    expect(hashOf('deno', file, '--workers', '2', ...extra)).toEqual(one);
   });
 });

@@ -32,7 +32,7 @@ describe('worker threads: the same trace as one thread', () => {
   it.each(files)('%s', { timeout: 180_000 }, async (file) => {
     const one = runScenario(loadScenario(join(root, file)), { hash: true });
     for (const workers of [2, 4]) {
-      const s = await runScenarioAsync(loadScenario(join(root, file)), { hash: true, workers, threads: spawnThreadShards });
+      const s = await runScenarioAsync(loadScenario(join(root, file)), { hash: true, workers, threads: spawnThreadShards, local: false });
       expect({ hash: s.traceHash, events: s.events, met: s.expectations.met }, `${workers} workers`).toEqual({
         hash: one.traceHash,
         events: one.events,
@@ -56,7 +56,7 @@ it('a duplicating network across threads: the checkers judge copies of a message
   });
   const one = judged(runScenario(parseScenario(text, 'dup.yaml'), { hash: true }));
   expect(one.duplicated).toBeGreaterThan(100);
-  const two = await runScenarioAsync(parseScenario(text, 'dup.yaml'), { hash: true, workers: 2, threads: spawnThreadShards });
+  const two = await runScenarioAsync(parseScenario(text, 'dup.yaml'), { hash: true, workers: 2, threads: spawnThreadShards, local: false });
   expect(two.parallel?.shards).toBe(2);
   expect(judged(two)).toEqual(one);
 });
@@ -112,7 +112,7 @@ describe('protosim run --workers', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-trace-'));
     const traces = ['1', '2'].map((w) => {
       const dir = join(out, w);
-      const r = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--trace', '--out', dir, '--workers', w]);
+      const r = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--trace', '--out', dir, '--workers', w, '--windows']);
       expect(r.code, r.err).toBe(0);
       if (w === '2') expect(r.out).toMatch(/^parallel +2 shards, lookahead 2ms, [\d,]+ windows, [\d,]+ messages across shards/m);
       const [runDir] = readdirSync(dir);
@@ -120,11 +120,18 @@ describe('protosim run --workers', () => {
     });
     expect(traces[0].length).toBeGreaterThan(100_000);
     expect(traces[1]).toBe(traces[0]);
+    // Without --windows a trace file keeps the run on one thread, and says why.
+    const plain = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--trace', '--out', join(out, 'plain'), '--workers', '2']);
+    expect(plain.code, plain.err).toBe(0);
+    expect(plain.err).toMatch(/1 shard for --workers 2: a trace file is written in the one merged order, which needs windows/);
+    expect(plain.out).not.toMatch(/^parallel/m);
+    const [runDir] = readdirSync(join(out, 'plain'));
+    expect(readFileSync(join(out, 'plain', runDir, 'trace.jsonl'), 'utf8')).toBe(traces[0]);
   });
 
   it('a worker killed mid-run: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-kill-'));
-    const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--trace', '--out', out, '--workers', '2'], {
+    const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--trace', '--out', out, '--workers', '2', '--windows'], {
       PROTOSIM_TEST_KILL_SHARD: '1:3000',
     });
     expect(r.signal).toBeNull();
@@ -153,8 +160,12 @@ describe('protosim run --workers', () => {
     const basic = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2', '--until', '30s']);
     expect(basic.code, basic.err).toBe(0);
     expect(basic.out).toMatch(
-      /^ +local mode gave up \(worker-\d+ sent to manager on another shard at [^)]+\): redone in windows, same result/m,
+      /^parallel +local mode gave up \(worker-\d+ sent to manager on another shard at [^)]+\): redone on one thread \(windows are slower\), same result/m,
     );
+    // A family whose invariants need every event in one place runs on one thread, and says why.
+    const rear = cli(['run', 'scenarios/rear/race-strict.yaml', '--hash', '--out', out, '--workers', '2']);
+    expect(rear.code, rear.err).toBe(0);
+    expect(rear.err).toMatch(/1 shard for --workers 2: rear's invariants are checked over all actors at once/);
   });
 
   it('a worker killed in local mode: exit 3, shard, actor and virtual time named, no hang', () => {
@@ -174,7 +185,7 @@ describe('protosim run --workers', () => {
 
   it('a worker stuck in a loop (or gone without a word): the watchdog ends the run with exit 3', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-hang-'));
-    const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2'], {
+    const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2', '--windows'], {
       PROTOSIM_TEST_KILL_SHARD: '1:3000:hang',
       PROTOSIM_SHARD_WATCHDOG_MS: '1500',
     });

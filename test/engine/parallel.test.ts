@@ -53,8 +53,13 @@ const files = readdirSync('scenarios', { recursive: true, encoding: 'utf8' })
 describe('every scenario: the same run on 2 and 4 shards', () => {
   it.each(files)('%s', async (file) => {
     const one = visible(runScenario(loadScenario(file), { hash: true }));
+    // As a user gets it (local mode, or one kernel), and in windows.
+    expect(visible(await runScenarioAsync(loadScenario(file), { hash: true, shards: 2 })), '2 shards').toEqual(one);
     for (const shards of [2, 4])
-      expect(visible(await runScenarioAsync(loadScenario(file), { hash: true, shards })), `${shards} shards`).toEqual(one);
+      expect(
+        visible(await runScenarioAsync(loadScenario(file), { hash: true, shards, local: false })),
+        `${shards} shards in windows`,
+      ).toEqual(one);
   });
 
   it('manager/worker scenarios really split; Virdi ones (a bulk world) and lognormal links stay whole', () => {
@@ -66,6 +71,20 @@ describe('every scenario: the same run on 2 and 4 shards', () => {
     expect(lognormal.shards).toBe(1);
     expect(lognormal.notes.join()).toMatch(/lognormal/);
   });
+
+  it('a run that would need windows (no shard-local checking, a trace file) runs on one kernel unless windows are asked for', async () => {
+    const file = 'scenarios/rear/race-strict.yaml';
+    const plain = planScenario(loadScenario(file), { shards: 2 }).shardPlan!;
+    expect(plain.shards).toBe(1);
+    expect(plain.notes.join()).toMatch(
+      /rear's invariants are checked over all actors at once .*which needs windows, and windows are slower than one thread \(--windows forces them\)/,
+    );
+    expect(planScenario(loadScenario(file), { shards: 2, local: false }).shardPlan!.shards).toBe(2);
+    const traced = planScenario(loadScenario('scenarios/manager-worker/sites.yaml'), { shards: 2, traceSink: () => undefined }).shardPlan!;
+    expect(traced.shards).toBe(1);
+    expect(traced.notes.join()).toMatch(/a trace file is written in the one merged order/);
+    expect(planScenario(loadScenario('scenarios/manager-worker/sites.yaml'), { shards: 2 }).shardPlan!.shards).toBe(2);
+  });
 });
 
 test.prop([mwScenario, fc.constantFrom(2, 3)], sample(30))(
@@ -73,7 +92,7 @@ test.prop([mwScenario, fc.constantFrom(2, 3)], sample(30))(
   async (p, shards) => {
     const yaml = mwYaml(p, 1);
     const one = visible(runScenario(parseScenario(yaml, 'property.yaml'), { hash: true }));
-    const split = visible(await runScenarioAsync(parseScenario(yaml, 'property.yaml'), { hash: true, shards }));
+    const split = visible(await runScenarioAsync(parseScenario(yaml, 'property.yaml'), { hash: true, shards, local: false }));
     expect(split, yaml).toEqual(one);
   },
 );
@@ -83,7 +102,7 @@ test.prop([mwScenario, fc.constantFrom(2, 3)], sample(30))(
 const localModes: string[] = [];
 
 test.prop([mwSites, fc.constantFrom(2, 3)], sample(30))(
-  'random sites with faults and stopWhen: the same run on shards (local mode, or windows when it gives up) as on one kernel',
+  'random sites with faults and stopWhen: the same run on shards (local mode, or one kernel when it gives up) as on one kernel',
   async (p, shards) => {
     const yaml = mwSitesYaml(p);
     const one = visible(runScenario(parseScenario(yaml, 'sites.yaml'), { hash: true }));
@@ -138,10 +157,12 @@ ${extra}
     }
   });
 
-  it('gives up when a message crosses shards, and the windows give the one-kernel run', async () => {
-    const run = await runScenarioAsync(loadScenario('scenarios/manager-worker/basic.yaml'), { hash: true, shards: 2 });
-    expect(run.parallel?.mode).toBe('windows');
+  it('gives up when a message crosses shards, and redoes the run on one kernel', async () => {
+    const file = 'scenarios/manager-worker/basic.yaml';
+    const run = await runScenarioAsync(loadScenario(file), { hash: true, shards: 2 });
+    expect(run.parallel?.mode).toBe('one-kernel');
     expect(run.parallel?.abandoned).toMatch(/^worker-\d+ sent to manager on another shard at /);
+    expect(visible(run)).toEqual(visible(runScenario(loadScenario(file), { hash: true })));
   });
 
   it("gives up at a violation (its trace excerpt spans shards): the report is the one kernel's", async () => {
