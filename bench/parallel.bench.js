@@ -19,6 +19,8 @@
 //                                     # runs per case and worker count (default 3; 1 with --million
 //                                     # and for --windows cases), 1 and 2 workers taking turns; the
 //                                     # table shows medians (this machine is shared and noisy)
+//   npm run bench:parallel -- --only '(4 sites'
+//                                     # only the cases whose name contains the text
 //   npm run bench:parallel -- --million
 //                                     # 1 000 004 actors: 4 sites of 250 000 workers (about 8 min,
 //                                     # 16 GB at 2 workers)
@@ -115,8 +117,14 @@ function runAsync(file, args) {
   });
 }
 
+// --only TEXT: the cases whose name contains TEXT.
+const onlyAt = process.argv.indexOf('--only');
+const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;
+const chosen = only === undefined ? cases : cases.filter((c) => c.name.includes(only));
+if (chosen.length === 0) throw new Error(`--only: no case's name contains ${JSON.stringify(only)}: ${cases.map((c) => c.name).join('; ')}`);
+
 const results = [];
-for (const c of cases) {
+for (const c of chosen) {
   const row = { name: c.name, runs: {} };
   const times = c.args?.includes('--windows') ? 1 : repeat;
   const walls = { 1: [], 2: [] };

@@ -143,9 +143,11 @@ async function runCommand(args: string[], io: Io): Promise<number> {
   const prepared = positionals.map((file, i) => {
     const loaded = loadScenario(file);
     // Threads started warm (bin/protosim.js) build the first run's scenario while this one plans
-    // it — unless its family always runs on one shard: they stop at once.
+    // it — unless its family always runs on one shard, or on one thread unless windows are asked
+    // for (no shard-local checking): they stop at once.
     if (i === 0 && warmThreadCount() > 0) {
-      if (familyOf(loaded.scenario.protocol)?.oneShard) void releaseWarmThreads(0);
+      const family = familyOf(loaded.scenario.protocol);
+      if (family?.oneShard || (!family?.shardLocal && !values.windows)) void releaseWarmThreads(0);
       else prepareWarmThreads({ text: loaded.text, file: loaded.file, overrides: shardOverrides({ seed, untilUs, backend, core }) });
     }
     const io2: { trace?: TraceFile; bar?: ProgressBar } = {};

@@ -381,6 +381,8 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
   };
   const built = family.build(ctx);
   if (problems.length > 0) throw new ScenarioError(problems);
+  if ((built.shardComplete !== undefined) !== (family.shardLocal === true))
+    throw new Error(`${family.protocol}: shardLocal must be set exactly when its builds give shardComplete`);
   withHostedActors(built.actors, faults);
   if (overrides.machines) {
     for (const a of built.actors) {

@@ -106,6 +106,14 @@ describe('protosim run --workers', () => {
     const oneKernel = cli(['run', 'scenarios/manager-worker/lossy-network.yaml', '--hash', '--out', out, '--workers', '2']);
     expect(oneKernel.signal).toBeNull();
     expect(oneKernel.code).toBe(0);
+    // A first file whose family has no shard-local checking stops the warm threads as soon as it is
+    // read; the next file starts threads of its own.
+    const mixed = ['scenarios/rear/race-strict.yaml', 'scenarios/manager-worker/sites.yaml'];
+    const mixedOne = cli(['run', ...mixed, '--hash', '--json', '--out', out]);
+    const mixedTwo = cli(['run', ...mixed, '--hash', '--json', '--out', out, '--workers', '2']);
+    expect(mixedTwo.code, mixedTwo.err).toBe(0);
+    expect(hashesOf(mixedTwo)).toEqual(hashesOf(mixedOne));
+    expect((JSON.parse(mixedTwo.out) as { parallel?: { mode: string } }[]).map((s) => s.parallel?.mode)).toEqual([undefined, 'local']);
   });
 
   it('--trace writes the same file on 2 workers as on one, and the summary tells how the shards went', () => {

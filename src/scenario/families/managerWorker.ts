@@ -98,6 +98,7 @@ const RID_RANGE = 1_000_000_000;
 export const managerWorkerFamily: ProtocolFamily = {
   protocol: 'manager-worker',
   title: 'Manager/worker (Balthazar)',
+  shardLocal: true,
   modes: MW_MODES,
   defaultMode: 'strict',
   roles: [mwManagerRole, mwWorkerRole],

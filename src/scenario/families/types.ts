@@ -74,4 +74,10 @@ export interface ProtocolFamily {
   build(ctx: FamilyBuildContext): FamilyBuild;
   /** Set when every run of the family stays on one shard, whatever the file says (why: a bulk world). */
   oneShard?: string;
+  /**
+   * Set when its builds give {@link FamilyBuild.shardComplete} (local mode). Runs of the other
+   * families stay on one thread unless windows are asked for, so the CLI stops its warm threads as
+   * soon as it reads such a file.
+   */
+  shardLocal?: boolean;
 }
