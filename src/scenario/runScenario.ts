@@ -23,7 +23,7 @@ import { latencyBoundUs } from '../engine/network.js';
 import { formatDurationUs, parseDurationUs } from '../engine/time.js';
 import type { InvariantResult } from '../invariants/types.js';
 import { mergeResults } from '../invariants/types.js';
-import { familyOf } from './families/index.js';
+import { FAMILIES, familyOf } from './families/index.js';
 import type { DeclaredActor, FamilyBuildContext } from './families/types.js';
 import type { LoadedScenario, Path, ScenarioProblem } from './loadScenario.js';
 import { ScenarioError } from './loadScenario.js';
@@ -58,7 +58,8 @@ export interface RunOverrides {
   shards?: number;
   /**
    * Shards observe their own actors when the family allows it (local mode, see
-   * src/engine/parallel.ts: runLocalMode); false keeps the windows. Default true.
+   * src/engine/parallel.ts: runLocalMode); a run local mode cannot take, or a try it gives up, runs
+   * on one kernel (windows are slower). false: the shards run in windows, always. Default true.
    */
   local?: boolean;
   /** Replace machines by role (tests use deliberately faulty ones). */
@@ -433,8 +434,10 @@ export function shardOverrides(o: ShardSpec['overrides']): ShardSpec['overrides'
  * only windows could run it), or undefined when its shards can observe their own actors (local mode).
  */
 function needsWindows(prepared: Pick<PreparedScenario, 'built' | 'scenario' | 'simOptions'>, overrides: RunOverrides): string | undefined {
-  if (prepared.built.shardComplete === undefined)
-    return `${prepared.scenario.protocol}'s invariants are checked over all actors at once (only manager/worker's are checked shard by shard)`;
+  if (prepared.built.shardComplete === undefined) {
+    const local = FAMILIES.filter((f) => f.shardLocal).map((f) => `${f.protocol}'s`);
+    return `${prepared.scenario.protocol}'s invariants are checked over all actors at once (only ${local.join(' and ')} are checked shard by shard)`;
+  }
   if (prepared.simOptions.traceSink !== undefined) return 'a trace file is written in the one merged order';
   if ((overrides.observers ?? []).length > 0) return 'observers of the caller see every event in order';
   return undefined;

@@ -68,7 +68,7 @@ export interface WindowReply extends Omit<ShardStep, 'outbox'> {
   outbox: ArrayBuffer;
 }
 
-// Made once: a TextDecoder costs tens of µs to make on Node, and there are two per window and shard.
+// Made once, not per window and shard.
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
