@@ -24,6 +24,9 @@ const PART_RE = new RegExp(PART, 'g');
 /** The units accepted by {@link parseDurationUs}, for error messages. */
 export const DURATION_UNITS = 'us, ms, s, m (or min), h, d';
 
+/** Durations parsed so far (bounded: cleared when full). */
+const parsed = new Map<string, number | undefined>();
+
 /**
  * Parses a duration such as `250ms` into integer microseconds; returns `undefined` when the text
  * is not a duration (the caller owns the error message).
@@ -31,11 +34,18 @@ export const DURATION_UNITS = 'us, ms, s, m (or min), h, d';
  * @example parseDurationUs('1.5s') // 1500000
  */
 export function parseDurationUs(text: string): number | undefined {
-  if (!DURATION_RE.test(text)) return undefined;
-  let us = 0;
-  for (const m of text.matchAll(PART_RE)) us += Number(m[1]) * UNIT_US[m[2]];
-  us = Math.round(us);
-  return Number.isSafeInteger(us) ? us : undefined;
+  // A scenario repeats its few durations for every actor (a million workers: a million `5ms`).
+  if (parsed.has(text)) return parsed.get(text);
+  let us: number | undefined;
+  if (DURATION_RE.test(text)) {
+    us = 0;
+    for (const m of text.matchAll(PART_RE)) us += Number(m[1]) * UNIT_US[m[2]];
+    us = Math.round(us);
+    if (!Number.isSafeInteger(us)) us = undefined;
+  }
+  if (parsed.size >= 4096) parsed.clear();
+  parsed.set(text, us);
+  return us;
 }
 
 /** Formats microseconds for people: `1h02m03.250s`, `15s`, `250ms`, `12us`. */

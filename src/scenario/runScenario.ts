@@ -586,6 +586,8 @@ function togetherOf(
 
 /** The actors living inside each actor (`ActorDefinition.host`), by index. */
 function guestsOf(actors: readonly ActorDefinition[]): Map<number, number[]> {
+  // Most families have none: no index of a million names for nothing.
+  if (!actors.some((a) => a.host !== undefined)) return new Map();
   const index = new Map(actors.map((a, i) => [a.name, i]));
   const guests = new Map<number, number[]>();
   actors.forEach((a, i) => {

@@ -106,6 +106,16 @@ describe('durations', () => {
     expect(parseDurationUs('10')).toBeUndefined();
     expect(parseDurationUs('9999999999999d')).toBeUndefined();
   });
+
+  it('parse the same text to the same value every time, past the remembered ones too', () => {
+    // Parsed durations are remembered (a scenario repeats them per actor), up to a bound.
+    for (let round = 0; round < 2; round++) {
+      expect(parseDurationUs('250ms')).toBe(250_000);
+      expect(parseDurationUs('fast')).toBeUndefined();
+      expect(parseDurationUs('9999999999999d')).toBeUndefined();
+      for (let k = 0; k < 5000; k++) expect(parseDurationUs(`${k}us`)).toBe(k);
+    }
+  });
 });
 
 // ---- the network model, seen by a probe ------------------------------------------------------
