@@ -77,6 +77,7 @@ const cases = million
       {
         name: 'manager/worker, 4 sites of 250 000 workers (1 000 004 actors), 100 000 tasks, all invariants',
         file: mwLarge({ workersPerSite: 250_000 }),
+        halves: halvesOf({ workersPerSite: 250_000 }),
       },
     ]
   : quick
@@ -102,7 +103,8 @@ const cases = million
 function runAsync(file, args) {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, ['bin/protosim.js', 'run', file, '--json', ...args, '--out', join(scratch, 'halves')], {
+    const heap = million ? ['--max-old-space-size=16000'] : [];
+    const child = spawn(process.execPath, [...heap, 'bin/protosim.js', 'run', file, '--json', ...args, '--out', join(scratch, 'halves')], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -384,6 +384,16 @@ interface HostedActor {
   rng: RandomStream;
 }
 
+/** What a shard holds for an actor another shard hosts: reading or writing any of it is a bug. */
+const NOT_HOSTED = new Proxy({} as HostedActor, {
+  get(_, key) {
+    throw new Error(`an actor hosted on another shard was read (${String(key)})`);
+  },
+  set(_, key) {
+    throw new Error(`an actor hosted on another shard was written (${String(key)})`);
+  },
+});
+
 interface MessagePayload {
   /** The sender's index, or -1 for a message injected by the scenario. */
   from: number;
@@ -549,27 +559,33 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     record('drop', fromName, toName, msg.type, { reason });
   };
 
-  const actors: HostedActor[] = opts.actors.map((def, index) => ({
-    index,
-    def,
-    instance: null,
-    gen: 0,
-    incarnation: 0,
-    durable: undefined,
-    alive: false,
-    halted: false,
-    paused: false,
-    pending: [],
-    timers: new Map(),
-    seq: 0,
-    skewUs: 0,
-    rng: new RandomStream(opts.seed, `actor:${def.name}`),
-  }));
-
-  const effects: KernelEffect[] = [];
-
   /** Does this kernel host actor `i` (always, unless it is a shard)? */
   const owns = (i: number): boolean => shard === undefined || shard.owned[i] === 1;
+
+  // A shard keeps records only of the actors it hosts (a million actors: half a million records
+  // fewer on each of two shards); every other index holds a stand-in that throws when touched.
+  const actors: HostedActor[] = opts.actors.map((def, index) =>
+    owns(index)
+      ? {
+          index,
+          def,
+          instance: null,
+          gen: 0,
+          incarnation: 0,
+          durable: undefined,
+          alive: false,
+          halted: false,
+          paused: false,
+          pending: [],
+          timers: new Map(),
+          seq: 0,
+          skewUs: 0,
+          rng: new RandomStream(opts.seed, `actor:${def.name}`),
+        }
+      : NOT_HOSTED,
+  );
+
+  const effects: KernelEffect[] = [];
   const outbox: QueuedEvent[] = [];
   /** Queues a message: here, or in the outbox when its target lives on another shard. */
   const enqueue = (ev: QueuedEvent): void => {
@@ -920,11 +936,11 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     faultList.forEach((f, i) => {
       queue.push({ time: f.atUs, kind: EventKind.Fault, target: -1, origin: -1, originSeq: i + 1, payload: f });
     });
-    for (const a of actors) {
-      if (!owns(a.index)) continue;
-      sub = a.index;
+    actors.forEach((a, i) => {
+      if (!owns(i)) return;
+      sub = i;
       start(a, a.def.input);
-    }
+    });
     const world = opts.world;
     if (world) {
       if (!(world.stepUs > 0)) throw new Error(`world step must be above 0 µs, got ${world.stepUs}`);
