@@ -22,8 +22,8 @@
 //   npm run bench:parallel -- --only '(4 sites'
 //                                     # only the cases whose name contains the text
 //   npm run bench:parallel -- --million
-//                                     # 1 000 004 actors: 4 sites of 250 000 workers (about 8 min,
-//                                     # 16 GB at 2 workers)
+//                                     # 1 000 004 actors: 4 sites of 250 000 workers, and its halves
+//                                     # (about 4 min here; 8 GB at 2 workers)
 //
 // Results: a table, and bench/results/parallel.json.
 import { spawn, spawnSync } from 'node:child_process';
