@@ -429,7 +429,7 @@ export function shardFailure(shard: number, actor: string | undefined, atUs: num
 }
 
 /** Figures of a run on `shards` shards, before it starts. */
-function statsOf(plan: ShardPlan, shards: number, mode: ParallelStats['mode']): ParallelStats {
+export function statsOf(plan: ShardPlan, shards: number, mode: ParallelStats['mode']): ParallelStats {
   return {
     shards,
     lookaheadUs: plan.lookaheadUs,

@@ -13,7 +13,7 @@ import type { LocalChunk, LocalEnd } from '../engine/createSimulation.js';
 import { createShardKernel } from '../engine/createSimulation.js';
 import type { EventKey } from '../engine/eventQueue.js';
 import type { ParallelStats, ShardedSimulation } from '../engine/parallel.js';
-import { createShardedSimulation, LocalModeAbandoned, ownedBy, shardKernelOptions } from '../engine/parallel.js';
+import { createShardedSimulation, LocalModeAbandoned, ownedBy, shardKernelOptions, statsOf } from '../engine/parallel.js';
 import type { ShardHandle } from '../engine/parallel.js';
 import type { ShardPlan } from '../engine/partition.js';
 import { planShards } from '../engine/partition.js';
@@ -531,10 +531,7 @@ function oneKernel(opts: SimulationOptions, plan: ShardPlan, clock: (() => numbe
       const t0 = clock?.() ?? 0;
       const result = kernel.run();
       const wallMs = (clock?.() ?? 0) - t0;
-      return Promise.resolve({
-        ...result,
-        parallel: { shards: 1, lookaheadUs: plan.lookaheadUs, windows: 0, crossMessages: 0, wallMs, busyMs: [wallMs], mode: 'one-kernel' },
-      });
+      return Promise.resolve({ ...result, parallel: { ...statsOf(plan, 1, 'one-kernel'), wallMs, busyMs: [wallMs] } });
     },
   };
 }
