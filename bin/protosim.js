@@ -11,14 +11,15 @@ if (!existsSync(entry)) {
 const argv = process.argv.slice(2);
 // `run … --workers N`: start the shards' threads now, so they load their modules while this thread
 // loads its own (dist/threads/nodeThread.js). The CLI checks the option itself; a count it refuses
-// starts nothing here. No more warm threads than cores: the plan may make fewer shards. A trace file
-// without --windows keeps the run on one thread (README, "Parallel runs"): nothing to start then.
+// starts nothing here. No more threads than cores: the plan may make fewer shards. Without
+// --windows this thread runs a shard itself (local mode): one thread fewer. A trace file without
+// --windows keeps the run on one thread (README, "Parallel runs"): nothing to start then.
 if (argv[0] === 'run' && !(argv.includes('--trace') && !argv.includes('--windows'))) {
   const at = argv.findIndex((a) => a === '--workers' || a.startsWith('--workers='));
   const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
   const cores = availableParallelism();
   const count = value === 'auto' ? cores : /^[1-9]\d{0,2}$/.test(value ?? '') ? Math.min(Number(value), cores) : 0;
-  if (count > 1) (await import('../dist/threads/nodeThread.js')).prestartThreads(count);
+  if (count > 1) (await import('../dist/threads/nodeThread.js')).prestartThreads(argv.includes('--windows') ? count : count - 1);
 }
 const { main } = await import(entry.href);
 process.exitCode = await main(argv);

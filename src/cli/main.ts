@@ -170,9 +170,11 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     }
     return { loaded, plan, io: io2 };
   });
-  // The first run takes the warm threads it has shards for (none on one kernel); the rest stop.
+  // The first run takes the warm threads it has shards for (none on one kernel; in local mode this
+  // thread runs shard 0 itself); the rest stop.
   const first = prepared[0]?.plan.shardPlan;
-  await releaseWarmThreads(first && first.shards > 1 && workers !== undefined && workers > 1 ? first.shards : 0);
+  const split = first !== undefined && first.shards > 1 && workers !== undefined && workers > 1;
+  await releaseWarmThreads(split ? (values.windows ? first.shards : first.shards - 1) : 0);
   const summaries: RunSummary[] = [];
   let code: number = EXIT.OK;
   for (const { loaded: l, plan, io: run } of prepared) {

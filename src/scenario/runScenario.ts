@@ -146,8 +146,11 @@ export function sumMetrics(parts: readonly Record<string, unknown>[]): Record<st
   return out;
 }
 
-/** Starts one shard per shard of `plan` somewhere (worker threads) and hands back their handles. */
-export type ShardHost = (spec: ShardSpec, plan: ShardPlan, names: readonly string[]) => Promise<ShardHandle[]>;
+/**
+ * Starts the shards of `plan` from `first` on somewhere (worker threads; the ones before `first` run
+ * in this thread) and hands back their handles.
+ */
+export type ShardHost = (spec: ShardSpec, plan: ShardPlan, names: readonly string[], first?: number) => Promise<ShardHandle[]>;
 
 export interface InvariantReport extends InvariantResult {
   /** The command that replays the run up to the first violation. */
@@ -461,12 +464,12 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
     const plan = shardPlan;
     const hashes = simOptions.traceSink !== undefined || simOptions.hash === true;
     const clock = overrides.wallClockMs;
-    let threads: ((local: boolean) => () => Promise<ShardHandle[]>) | undefined;
+    let threads: ((local: boolean, first: number) => Promise<ShardHandle[]>) | undefined;
     if (overrides.workers !== undefined) {
       const host = overrides.threads;
       if (!host) throw new Error('workers needs a thread host (overrides.threads: spawnThreadShards)');
       if (overrides.machines) throw new Error('machines replaced by role cannot cross to worker threads: use shards');
-      threads = (local) => () =>
+      threads = (local, first) =>
         host(
           {
             text: loaded.text,
@@ -479,30 +482,26 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
           },
           plan,
           simOptions.actors.map((a) => a.name),
+          first,
         );
     }
-    if (forceWindows) sim = createShardedSimulation(simOptions, plan, threads?.(false), clock);
-    else {
-      // Local mode: each shard observes its own actors (the family's shard-local observing).
-      const shards =
-        threads?.(true) ??
-        (() =>
-          Promise.resolve(
-            Array.from({ length: plan.shards }, (_, index): ShardHandle => {
-              const face = createLocalShard(prepareScenario(loaded, overrides), { index, owned: ownedBy(plan, index), hashes });
-              return {
-                start: () => Promise.reject(new Error('a local shard runs in local mode only')),
-                advance: () => Promise.reject(new Error('a local shard runs in local mode only')),
-                close: () => Promise.resolve(),
-                local: {
-                  start: async () => face.start(),
-                  run: async (bound, maxEvents, pause) => face.run(bound, maxEvents, pause),
-                  finish: async (endUs, lastUs) => face.finish(endUs, lastUs),
-                },
-              };
-            }),
-          ));
-      // Local mode leaves this thread's observers untouched: a try it gives up is redone here, on one kernel.
+    if (forceWindows) sim = createShardedSimulation(simOptions, plan, threads && (() => threads(false, 0)), clock);
+    else if (threads) {
+      // Local mode on threads: shard 0 runs here, on this thread's own build (the plan's: no third
+      // build of the scenario, no idle thread), the others on worker threads. Its observers are then
+      // spent: a try given up is redone on a fresh build.
+      const here = hereShard(() => createLocalShard({ ...prepared, setRecent }, { index: 0, owned: ownedBy(plan, 0), hashes }));
+      const shards = async (): Promise<ShardHandle[]> => [here, ...(await threads(true, 1))];
+      sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), () => rebuiltKernel(loaded, overrides, plan));
+    } else {
+      // Local mode in this thread (tests): every shard on a build of its own; this thread's
+      // observers stay untouched, and a try given up is redone on them, on one kernel.
+      const shards = (): Promise<ShardHandle[]> =>
+        Promise.resolve(
+          Array.from({ length: plan.shards }, (_, index) =>
+            hereShard(() => createLocalShard(prepareScenario(loaded, overrides), { index, owned: ownedBy(plan, index), hashes })),
+          ),
+        );
       sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), () => oneKernel(simOptions, plan, clock));
     }
   }
@@ -518,6 +517,60 @@ function oneShard(plan: ShardPlan, why: string): ShardPlan {
     sizes: [plan.shardOf.length],
     lookaheadUs: Infinity,
     notes: [why],
+  };
+}
+
+/** Events a shard in this thread runs per call before the event loop turns (and answers the worker threads). */
+const HERE_SLICE = 2000;
+
+/**
+ * A shard in local mode hosted in this thread, its face made at its start. Every call waits for the
+ * event loop to turn first, and a run call runs at most {@link HERE_SLICE} events: the worker
+ * threads' answers are taken, and their next calls made, between slices, so they never wait long.
+ */
+function hereShard(make: () => LocalShardFace): ShardHandle {
+  let face: LocalShardFace | undefined;
+  const turn = (): Promise<void> =>
+    new Promise((resolve) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resolve));
+  const unused = (): Promise<never> => Promise.reject(new Error('a shard in this thread runs in local mode only'));
+  return {
+    here: true,
+    start: unused,
+    advance: unused,
+    close: () => Promise.resolve(),
+    local: {
+      async start() {
+        await turn();
+        face = make();
+        return face.start();
+      },
+      async run(bound, maxEvents, pause) {
+        await turn();
+        return face!.run(bound, Math.min(maxEvents, HERE_SLICE), pause);
+      },
+      async finish(endUs, lastUs) {
+        await turn();
+        return face!.finish(endUs, lastUs);
+      },
+    },
+  };
+}
+
+/**
+ * The one kernel on a fresh build of the scenario (a local try given up, whose shard in this thread
+ * has spent this thread's observers), with that build's observers' results as what was observed.
+ */
+function rebuiltKernel(loaded: LoadedScenario, overrides: RunOverrides, plan: ShardPlan): ShardedSimulation {
+  const again = prepareScenario(loaded, overrides);
+  const kernel = oneKernel(again.simOptions, plan, overrides.wallClockMs);
+  again.setRecent(() => kernel.recent());
+  return {
+    ...kernel,
+    async run() {
+      const result = await kernel.run();
+      const observed: LocalObserved[] = [{ invariants: again.built.checker.results(), metrics: again.built.metrics() }];
+      return { ...result, observed };
+    },
   };
 }
 

@@ -77,7 +77,7 @@ const warmThreads: Promise<Thread & { worker: Worker; take(): void }>[] = [];
 /** Starts `count` warm threads (Node only; nothing on Deno). */
 export function prestartThreads(count: number): void {
   const onDeno = (globalThis as { Deno?: unknown }).Deno !== undefined;
-  if (onDeno || count < 2) return;
+  if (onDeno) return;
   for (let i = 0; i < count; i++) {
     const t = nodeThread(true);
     t.catch(() => undefined);

@@ -141,10 +141,12 @@ export function prepareWarmThreads(spec: PrepareSpec): void {
   }
 }
 
-/** Starts one worker per shard of `plan` and builds its kernel there. */
-export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names: readonly string[]): Promise<ShardHandle[]> {
+/** Starts one worker per shard of `plan` from shard `first` on (the ones before run elsewhere) and builds its kernel there. */
+export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names: readonly string[], first = 0): Promise<ShardHandle[]> {
   // The threads build their shards at the same time; if one fails, the others are stopped.
-  const started = await Promise.allSettled(Array.from({ length: plan.shards }, (_, index) => threadShard(spec, plan, index, names)));
+  const started = await Promise.allSettled(
+    Array.from({ length: plan.shards - first }, (_, i) => threadShard(spec, plan, first + i, names)),
+  );
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
     await Promise.allSettled(started.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js';
+import type { RunSummary, ShardHost } from '../../src/scenario/runScenario.js';
 import { runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
 import { spawnThreadShards } from '../../src/threads/shardThreads.js';
 
@@ -40,6 +41,61 @@ describe('worker threads: the same trace as one thread', () => {
       });
     }
   });
+});
+
+describe('local mode on threads: this thread runs shard 0, worker threads the others', () => {
+  /** spawnThreadShards, noting which shards it was asked for. */
+  const spied = () => {
+    const asked: number[] = [];
+    const host: ShardHost = async (spec, plan, names, first = 0) => {
+      const handles = await spawnThreadShards(spec, plan, names, first);
+      asked.push(...handles.map((_, i) => first + i));
+      return handles;
+    };
+    return { asked, host };
+  };
+  const same = (s: RunSummary) => ({
+    hash: s.traceHash,
+    events: s.events,
+    messages: s.messages,
+    virtualTime: s.virtualTime,
+    stoppedBecause: s.stoppedBecause,
+    invariants: s.invariants,
+    metrics: s.metrics,
+    met: s.expectations.met,
+  });
+
+  it(
+    'sites.yaml (3 sites) on 2 and 3 workers: one worker thread fewer than shards, and the summary of one thread',
+    { timeout: 120_000 },
+    async () => {
+      const file = join(root, 'scenarios/manager-worker/sites.yaml');
+      const one = runScenario(loadScenario(file), { hash: true });
+      for (const workers of [2, 3]) {
+        const { asked, host } = spied();
+        const s = await runScenarioAsync(loadScenario(file), { hash: true, workers, threads: host });
+        expect(s.parallel?.mode, `${workers} workers`).toBe('local');
+        expect(asked, `${workers} workers`).toEqual(Array.from({ length: s.parallel!.shards - 1 }, (_, i) => i + 1));
+        expect(same(s), `${workers} workers`).toEqual(same(one));
+      }
+    },
+  );
+
+  it(
+    'a try given up after this thread ran shard 0 is redone on a fresh build: the summary of one thread',
+    { timeout: 120_000 },
+    async () => {
+      const file = join(root, 'scenarios/manager-worker/basic.yaml');
+      const one = runScenario(loadScenario(file), { hash: true, untilUs: 30_000_000 });
+      const { asked, host } = spied();
+      const s = await runScenarioAsync(loadScenario(file), { hash: true, untilUs: 30_000_000, workers: 2, threads: host });
+      expect(s.parallel?.mode).toBe('one-kernel');
+      expect(s.parallel?.abandoned).toMatch(/sent to manager on another shard/);
+      expect(asked).toEqual([1]);
+      expect(same(s)).toEqual(same(one));
+      expect(one.invariants.some((i) => i.status === 'held')).toBe(true);
+    },
+  );
 });
 
 it('a duplicating network across threads: the checkers judge copies of a message as one kernel does', { timeout: 120_000 }, async () => {
