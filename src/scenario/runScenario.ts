@@ -491,7 +491,21 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       // build of the scenario, no idle thread), the others on worker threads. Its observers are then
       // spent: a try given up is redone on a fresh build.
       const here = hereShard(() => createLocalShard({ ...prepared, setRecent }, { index: 0, owned: ownedBy(plan, 0), hashes }));
-      const shards = async (): Promise<ShardHandle[]> => [here, ...(await threads(true, 1))];
+      const shards = async (): Promise<ShardHandle[]> => {
+        const others = threads(true, 1);
+        // Shard 0 is made while the threads make theirs (once their first calls have gone out).
+        await turn();
+        try {
+          here.make();
+        } catch (err) {
+          void others.then(
+            (hs) => Promise.allSettled(hs.map((h) => h.close())),
+            () => undefined,
+          );
+          throw err;
+        }
+        return [here, ...(await others)];
+      };
       sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), () => rebuiltKernel(loaded, overrides, plan));
     } else {
       // Local mode in this thread (tests): every shard on a build of its own; this thread's
@@ -520,29 +534,33 @@ function oneShard(plan: ShardPlan, why: string): ShardPlan {
   };
 }
 
+/** Resolves once the event loop has turned: messages from worker threads are taken, and those to them are sent. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resolve));
+}
+
 /** Events a shard in this thread runs per call before the event loop turns (and answers the worker threads). */
-const HERE_SLICE = 2000;
+const HERE_SLICE = Number(process.env.HS ?? 2000);
 
 /**
- * A shard in local mode hosted in this thread, its face made at its start. Every call waits for the
+ * A shard in local mode hosted in this thread, its face made by `make()` or at its start. Every call waits for the
  * event loop to turn first, and a run call runs at most {@link HERE_SLICE} events: the worker
  * threads' answers are taken, and their next calls made, between slices, so they never wait long.
  */
-function hereShard(make: () => LocalShardFace): ShardHandle {
+function hereShard(build: () => LocalShardFace): ShardHandle & { make(): void } {
   let face: LocalShardFace | undefined;
-  const turn = (): Promise<void> =>
-    new Promise((resolve) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resolve));
+  const make = (): LocalShardFace => (face ??= build());
   const unused = (): Promise<never> => Promise.reject(new Error('a shard in this thread runs in local mode only'));
   return {
     here: true,
+    make: () => void make(),
     start: unused,
     advance: unused,
     close: () => Promise.resolve(),
     local: {
       async start() {
         await turn();
-        face = make();
-        return face.start();
+        return make().start();
       },
       async run(bound, maxEvents, pause) {
         await turn();
