@@ -148,7 +148,12 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     if (i === 0 && warmThreadCount() > 0) {
       const family = familyOf(loaded.scenario.protocol);
       if (family?.oneShard || (!family?.shardLocal && !values.windows)) void releaseWarmThreads(0);
-      else prepareWarmThreads({ text: loaded.text, file: loaded.file, overrides: shardOverrides({ seed, untilUs, backend, core }) });
+      else
+        prepareWarmThreads(
+          { text: loaded.text, file: loaded.file, overrides: shardOverrides({ seed, untilUs, backend, core }) },
+          // Local mode: this thread runs shard 0, the warm threads shards 1, 2, … (made ahead).
+          values.windows || workers === undefined ? undefined : { workers, first: 1, hashes: values.hash === true },
+        );
     }
     const io2: { trace?: TraceFile; bar?: ProgressBar } = {};
     const plan = planScenario(loaded, {

@@ -540,7 +540,7 @@ function turn(): Promise<void> {
 }
 
 /** Events a shard in this thread runs per call before the event loop turns (and answers the worker threads). */
-const HERE_SLICE = Number(process.env.HS ?? 2000);
+const HERE_SLICE = 2000;
 
 /**
  * A shard in local mode hosted in this thread, its face made by `make()` or at its start. Every call waits for the

@@ -23,6 +23,8 @@ export interface Thread {
   terminate(): Promise<void>;
   /** The comlink proxy of the thread's calls, made once (shardThreads.ts). */
   proxy?: unknown;
+  /** The progress buffer of the thread's shard, made once (shardThreads.ts). */
+  progress?: SharedArrayBuffer;
 }
 
 /** The entry of a shard's worker (JavaScript: from the TypeScript sources, the built one in dist/). */
@@ -72,16 +74,25 @@ export async function nodeThread(warm = false): Promise<Thread & { worker: Worke
   };
 }
 
-const warmThreads: Promise<Thread & { worker: Worker; take(): void }>[] = [];
+/** A warm thread: being started, and once started (`ready`: callable at once, not a microtask later). */
+export interface WarmThread {
+  thread: Promise<Thread & { worker: Worker; take(): void }>;
+  ready?: Thread & { worker: Worker; take(): void };
+}
+
+const warmThreads: WarmThread[] = [];
 
 /** Starts `count` warm threads (Node only; nothing on Deno). */
 export function prestartThreads(count: number): void {
   const onDeno = (globalThis as { Deno?: unknown }).Deno !== undefined;
   if (onDeno) return;
   for (let i = 0; i < count; i++) {
-    const t = nodeThread(true);
-    t.catch(() => undefined);
-    warmThreads.push(t);
+    const warm: WarmThread = { thread: nodeThread(true) };
+    warm.thread.then(
+      (t) => void (warm.ready = t),
+      () => undefined,
+    );
+    warmThreads.push(warm);
   }
 }
 
@@ -91,15 +102,15 @@ export function warmThreadCount(): number {
 }
 
 /** The warm threads not taken yet, for a call to each (they stay in the pool). */
-export function peekWarmThreads(): readonly Promise<Thread>[] {
+export function peekWarmThreads(): readonly WarmThread[] {
   return warmThreads;
 }
 
 /** A warm thread, now keeping the process alive; undefined when none is left. */
 export async function takeWarmThread(): Promise<Thread | undefined> {
-  const t = warmThreads.shift();
-  if (!t) return undefined;
-  const thread = await t;
+  const warm = warmThreads.shift();
+  if (!warm) return undefined;
+  const thread = await warm.thread;
   thread.take();
   return thread;
 }
@@ -107,5 +118,5 @@ export async function takeWarmThread(): Promise<Thread | undefined> {
 /** Stops the warm threads beyond the first `keep`. */
 export async function releaseWarmThreads(keep: number): Promise<void> {
   const extra = warmThreads.splice(keep);
-  await Promise.allSettled(extra.map(async (t) => (await t).terminate()));
+  await Promise.allSettled(extra.map(async (w) => (await w.thread).terminate()));
 }

@@ -22,6 +22,19 @@ import { nodeThread, peekWarmThreads, takeWarmThread, workerUrl } from './nodeTh
 /** What a shard's worker needs to build the scenario before it knows its shard (see prepareWarmThreads). */
 export type PrepareSpec = Pick<ShardSpec, 'text' | 'file' | 'overrides'>;
 
+/**
+ * A warm thread's guess at its shard in local mode: the plan is a pure function of the build and the
+ * number of workers, so the thread plans the run itself and makes shard `index`'s kernel while the
+ * main thread plans. init takes it if its spec gives the same shard (same actors, same hashing).
+ */
+export interface AheadSpec {
+  workers: number;
+  index: number;
+  hashes: boolean;
+  /** The shard's progress buffer (ShardInit.progress), made now: the kernel made ahead writes to it. */
+  progress: SharedArrayBuffer;
+}
+
 /** The same build asked for twice: the key a worker compares (the spec's own fields, in one order). */
 export function prepareKey(p: PrepareSpec): string {
   return JSON.stringify([p.file, p.overrides.seed, p.overrides.untilUs, p.overrides.backend, p.overrides.core, p.text]);
@@ -36,8 +49,11 @@ export interface ShardInit extends ShardSpec {
 
 /** The control calls a shard's worker answers through comlink (shardWorker.ts). */
 export interface ShardWorkerApi {
-  /** Builds the scenario ahead of init (a warm thread); init uses it when its spec asks for the same build. */
-  prepare(spec: PrepareSpec): void;
+  /**
+   * Builds the scenario ahead of init (a warm thread), and with `ahead` the local shard it will likely
+   * be given; init uses them when its spec asks for the same build and shard.
+   */
+  prepare(spec: PrepareSpec, ahead?: AheadSpec): void;
   init(spec: ShardInit): void;
   /** Takes the port the window calls come through. */
   connect(port: WindowPort): void;
@@ -133,12 +149,32 @@ function proxyOf(thread: Thread): Comlink.Remote<ShardWorkerApi> {
 
 /**
  * Has the warm threads (nodeThread.ts) build `spec`'s scenario now, while the main thread plans the
- * run: init then finds it built, if it asks for the same build (else it builds its own).
+ * run: init then finds it built, if it asks for the same build (else it builds its own). With
+ * `local`, each also plans the run for `local.workers` and makes its local shard: the threads are
+ * taken in order for shards `local.first`, `local.first + 1`, … (spawnThreadShards).
  */
-export function prepareWarmThreads(spec: PrepareSpec): void {
-  for (const t of peekWarmThreads()) {
-    t.then((thread) => proxyOf(thread).prepare(spec)).catch(() => undefined);
+export function prepareWarmThreads(spec: PrepareSpec, local?: { workers: number; first: number; hashes: boolean }): void {
+  peekWarmThreads().forEach((warm, k) => {
+    const send = (thread: Thread): void => {
+      const ahead = local && { workers: local.workers, index: local.first + k, hashes: local.hashes, progress: progressOf(thread) };
+      proxyOf(thread)
+        .prepare(spec, ahead)
+        .catch(() => undefined);
+    };
+    // A thread already started gets the call now, not in a microtask: those run only once the main
+    // thread has planned (planning is synchronous), and the thread would build after it, not meanwhile.
+    if (warm.ready) send(warm.ready);
+    else warm.thread.then(send, () => undefined);
+  });
+}
+
+/** The thread's progress buffer (ShardInit.progress): one per thread, made by the first to ask. */
+function progressOf(thread: Thread): SharedArrayBuffer {
+  if (!thread.progress) {
+    thread.progress = new SharedArrayBuffer(24);
+    new Float64Array(thread.progress)[1] = -1;
   }
+  return thread.progress;
 }
 
 /** Starts one worker per shard of `plan` from shard `first` on (the ones before run elsewhere) and builds its kernel there. */
@@ -157,9 +193,8 @@ export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names:
 
 async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, names: readonly string[]): Promise<ShardHandle> {
   const thread = (await takeWarmThread()) ?? (onDeno ? denoThread() : await nodeThread());
-  const progress = new SharedArrayBuffer(24);
+  const progress = progressOf(thread);
   const where = new Float64Array(progress);
-  where[1] = -1;
   // Every call races the thread's death: a dead worker never answers.
   let died: ((err: Error) => void) | undefined;
   const death = new Promise<never>((_, reject) => {

@@ -15,13 +15,19 @@ import type { LocalChunk } from '../engine/createSimulation.js';
 import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
 import { createShardKernel } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
-import { shardKernelOptions } from '../engine/parallel.js';
-import type { PrepareSpec, ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
+import { ownedBy, shardKernelOptions } from '../engine/parallel.js';
+import type { AheadSpec, PrepareSpec, ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
 import { envVar, onDeno, packEvents, prepareKey, unpackEvents } from './shardThreads.js';
 import { nodePortEndpoint } from './threadPort.js';
 
-/** The scenario built ahead of init (a warm thread), and for which spec. */
-let warm: { key: string; prepared: ReturnType<typeof prepareScenario> } | undefined;
+/** The scenario built ahead of init (a warm thread), and for which spec; maybe its local shard too. */
+let warm:
+  | {
+      key: string;
+      prepared: ReturnType<typeof prepareScenario>;
+      shard?: { index: number; hashes: boolean; owned: Uint8Array; face: LocalShardFace };
+    }
+  | undefined;
 let kernel: ShardKernel | undefined;
 let local: LocalShardFace | undefined;
 let ran = 0;
@@ -46,25 +52,46 @@ function build(spec: PrepareSpec): ReturnType<typeof prepareScenario> {
 }
 
 const api: ShardWorkerApi = {
-  prepare(spec: PrepareSpec) {
+  prepare(spec: PrepareSpec, ahead?: AheadSpec) {
     warm = undefined;
     // A scenario that does not build fails again in init, where the error is reported.
     try {
-      warm = { key: prepareKey(spec), prepared: build(spec) };
+      // The number of workers changes nothing in the build but its plan (prepareScenario).
+      const prepared = ahead
+        ? prepareScenario(parseScenario(spec.text, spec.file), { ...spec.overrides, workers: ahead.workers })
+        : build(spec);
+      warm = { key: prepareKey(spec), prepared };
+      const plan = prepared.shardPlan;
+      if (ahead && plan && ahead.index < plan.shards && prepared.built.shardComplete) {
+        const owned = ownedBy(plan, ahead.index);
+        const face = createLocalShard(prepared, {
+          index: ahead.index,
+          owned,
+          hashes: ahead.hashes,
+          progress: new Float64Array(ahead.progress),
+        });
+        warm.shard = { index: ahead.index, hashes: ahead.hashes, owned, face };
+      }
     } catch {
       warm = undefined;
     }
   },
   init(spec: ShardInit) {
-    const prepared = warm?.key === prepareKey(spec) ? warm.prepared : build(spec);
+    const same = warm?.key === prepareKey(spec);
+    const prepared = same ? warm!.prepared : build(spec);
+    const ahead = same ? warm!.shard : undefined;
     warm = undefined;
     if (spec.local) {
-      local = createLocalShard(prepared, {
-        index: spec.index,
-        owned: spec.owned,
-        hashes: spec.hashes,
-        progress: new Float64Array(spec.progress),
-      });
+      // The shard made ahead, if it is this one (and its kernel writes to this progress buffer).
+      local =
+        ahead && ahead.index === spec.index && ahead.hashes === spec.hashes && sameBytes(ahead.owned, spec.owned)
+          ? ahead.face
+          : createLocalShard(prepared, {
+              index: spec.index,
+              owned: spec.owned,
+              hashes: spec.hashes,
+              progress: new Float64Array(spec.progress),
+            });
     } else
       kernel = createShardKernel(shardKernelOptions(prepared.simOptions, spec.index), {
         index: spec.index,
@@ -109,6 +136,12 @@ const api: ShardWorkerApi = {
     return Comlink.transfer(end, end.hashes ? [end.hashes.buffer as ArrayBuffer] : []);
   },
 };
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** A local chunk with its hash log moved, not copied. */
 function sent(c: LocalChunk): LocalChunk {
