@@ -491,21 +491,8 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       // build of the scenario, no idle thread), the others on worker threads. Its observers are then
       // spent: a try given up is redone on a fresh build.
       const here = hereShard(() => createLocalShard({ ...prepared, setRecent }, { index: 0, owned: ownedBy(plan, 0), hashes }));
-      const shards = async (): Promise<ShardHandle[]> => {
-        const others = threads(true, 1);
-        // Shard 0 is made while the threads make theirs (once their first calls have gone out).
-        await turn();
-        try {
-          here.make();
-        } catch (err) {
-          void others.then(
-            (hs) => Promise.allSettled(hs.map((h) => h.close())),
-            () => undefined,
-          );
-          throw err;
-        }
-        return [here, ...(await others)];
-      };
+      // Shard 0 is made and started while the threads finish building theirs: the others' calls wait for them.
+      const shards = (): Promise<ShardHandle[]> => Promise.resolve([here, ...startingShards(threads(true, 1), plan.shards - 1)]);
       sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), () => rebuiltKernel(loaded, overrides, plan));
     } else {
       // Local mode in this thread (tests): every shard on a build of its own; this thread's
@@ -534,6 +521,27 @@ function oneShard(plan: ShardPlan, why: string): ShardPlan {
   };
 }
 
+/** Handles of shards being started elsewhere (`started` gives them, in order): each call waits for them first. */
+function startingShards(started: Promise<ShardHandle[]>, count: number): ShardHandle[] {
+  started.catch(() => undefined);
+  const at = (i: number): Promise<ShardHandle> => started.then((hs) => hs[i]);
+  return Array.from({ length: count }, (_, i) => ({
+    start: async () => (await at(i)).start(),
+    advance: async (incoming, endUs, maxEvents) => (await at(i)).advance(incoming, endUs, maxEvents),
+    // Shards that never started have nothing to close (spawnThreadShards closed the ones that did).
+    close: () =>
+      at(i).then(
+        (h) => h.close(),
+        () => undefined,
+      ),
+    local: {
+      start: async () => (await at(i)).local!.start(),
+      run: async (bound, maxEvents, pause) => (await at(i)).local!.run(bound, maxEvents, pause),
+      finish: async (endUs, lastUs) => (await at(i)).local!.finish(endUs, lastUs),
+    },
+  }));
+}
+
 /** Resolves once the event loop has turned: messages from worker threads are taken, and those to them are sent. */
 function turn(): Promise<void> {
   return new Promise((resolve) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resolve));
@@ -543,17 +551,16 @@ function turn(): Promise<void> {
 const HERE_SLICE = 2000;
 
 /**
- * A shard in local mode hosted in this thread, its face made by `make()` or at its start. Every call waits for the
+ * A shard in local mode hosted in this thread, its face made at its start. Every call waits for the
  * event loop to turn first, and a run call runs at most {@link HERE_SLICE} events: the worker
  * threads' answers are taken, and their next calls made, between slices, so they never wait long.
  */
-function hereShard(build: () => LocalShardFace): ShardHandle & { make(): void } {
+function hereShard(build: () => LocalShardFace): ShardHandle {
   let face: LocalShardFace | undefined;
   const make = (): LocalShardFace => (face ??= build());
   const unused = (): Promise<never> => Promise.reject(new Error('a shard in this thread runs in local mode only'));
   return {
     here: true,
-    make: () => void make(),
     start: unused,
     advance: unused,
     close: () => Promise.resolve(),

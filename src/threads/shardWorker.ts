@@ -25,11 +25,13 @@ let warm:
   | {
       key: string;
       prepared: ReturnType<typeof prepareScenario>;
-      shard?: { index: number; hashes: boolean; owned: Uint8Array; face: LocalShardFace };
+      shard?: { index: number; hashes: boolean; owned: Uint8Array; face: LocalShardFace; started: LocalChunk };
     }
   | undefined;
 let kernel: ShardKernel | undefined;
 let local: LocalShardFace | undefined;
+/** The local shard's start, when it was made and started ahead of init. */
+let startedAhead: LocalChunk | undefined;
 let ran = 0;
 let killAfter = Infinity;
 let killBy: 'exit' | 'hang' = 'exit';
@@ -70,7 +72,8 @@ const api: ShardWorkerApi = {
           hashes: ahead.hashes,
           progress: new Float64Array(ahead.progress),
         });
-        warm.shard = { index: ahead.index, hashes: ahead.hashes, owned, face };
+        // Started too: starting the actors needs nothing from the other shards.
+        warm.shard = { index: ahead.index, hashes: ahead.hashes, owned, face, started: face.start() };
       }
     } catch {
       warm = undefined;
@@ -83,15 +86,16 @@ const api: ShardWorkerApi = {
     warm = undefined;
     if (spec.local) {
       // The shard made ahead, if it is this one (and its kernel writes to this progress buffer).
-      local =
-        ahead && ahead.index === spec.index && ahead.hashes === spec.hashes && sameBytes(ahead.owned, spec.owned)
-          ? ahead.face
-          : createLocalShard(prepared, {
-              index: spec.index,
-              owned: spec.owned,
-              hashes: spec.hashes,
-              progress: new Float64Array(spec.progress),
-            });
+      const taken = ahead && ahead.index === spec.index && ahead.hashes === spec.hashes && sameBytes(ahead.owned, spec.owned);
+      startedAhead = taken ? ahead.started : undefined;
+      local = taken
+        ? ahead.face
+        : createLocalShard(prepared, {
+            index: spec.index,
+            owned: spec.owned,
+            hashes: spec.hashes,
+            progress: new Float64Array(spec.progress),
+          });
     } else
       kernel = createShardKernel(shardKernelOptions(prepared.simOptions, spec.index), {
         index: spec.index,
@@ -122,7 +126,9 @@ const api: ShardWorkerApi = {
     return step(kernel!.start(), performance.now());
   },
   localStart() {
-    return sent(local!.start());
+    const c = startedAhead ?? local!.start();
+    startedAhead = undefined;
+    return sent(c);
   },
   localRun(bound, maxEvents, pause) {
     if (ran >= killAfter) killThread();
