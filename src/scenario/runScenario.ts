@@ -419,7 +419,7 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
           network,
           workers,
           together: togetherOf(built, faults),
-          affinity: affinityOf(built),
+          affinity: built.affinity,
         });
   const setRecent = (f: typeof recentTrace): void => {
     recentTrace = f;
@@ -708,13 +708,6 @@ function withHostedActors(actors: readonly ActorDefinition[], faults: ScheduledF
       default:
     }
   }
-}
-
-/** The family's traffic groups as actor indices. */
-function affinityOf(built: { actors: readonly { name: string }[]; affinity?: string[][] }): number[][] {
-  if (!built.affinity) return [];
-  const index = new Map(built.actors.map((a, i) => [a.name, i]));
-  return built.affinity.map((g) => g.map((name) => index.get(name)!).filter((i) => i !== undefined));
 }
 
 export type ScenarioPlan = ReturnType<typeof planScenario>;

@@ -262,10 +262,12 @@ export const managerWorkerFamily: ProtocolFamily = {
     };
 
     // A worker that knows one manager talks to it alone: the two belong on one shard.
-    const flock = new Map<string, string[]>(managers.map((m) => [m, [m]]));
-    actors.forEach((a) => {
+    // By index: a million names need no name index.
+    const flock = new Map<string, number[]>();
+    actors.forEach((a, i) => void (a.role === 'mw.manager' && flock.set(a.name, [i])));
+    actors.forEach((a, i) => {
       const peers = (a.input as Partial<WorkerInput>).peers;
-      if (a.role === 'mw.worker' && peers?.length === 1) flock.get(peers[0])?.push(a.name);
+      if (a.role === 'mw.worker' && peers?.length === 1) flock.get(peers[0])?.push(i);
     });
     return {
       actors,

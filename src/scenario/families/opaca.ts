@@ -536,12 +536,17 @@ export const opacaFamily: ProtocolFamily = {
         host: input.container,
       });
     // A platform talks most with its containers, and they with their agents: kept on one shard when there are enough groups.
-    const affinity = platforms.map((p) => [
-      p.name,
-      ...containerInputs
-        .filter((c) => c.platform === p.name || Object.values(pools.get(p.name) ?? {}).some((x) => x.includes(c.name)))
-        .flatMap((c) => [c.name, ...Object.values(c.agents)]),
-    ]);
+    const indexOf = new Map(actors.map((a, i) => [a.name, i]));
+    const affinity = platforms.map((p) =>
+      [
+        p.name,
+        ...containerInputs
+          .filter((c) => c.platform === p.name || Object.values(pools.get(p.name) ?? {}).some((x) => x.includes(c.name)))
+          .flatMap((c) => [c.name, ...Object.values(c.agents)]),
+      ]
+        .map((name) => indexOf.get(name))
+        .filter((i) => i !== undefined),
+    );
 
     const checker = createOpacaChecker({
       mode,

@@ -45,10 +45,11 @@ export interface FamilyBuild {
   /** A world stepped in bulk beside the actors (Virdi's buffer/rate core). */
   world?: SimWorld;
   /**
-   * Groups of actor names that talk to each other most (a manager and the workers that only know
-   * it): a parallel run keeps each group on one shard when there are enough groups to go round.
+   * Groups of actors (indices into `actors`) that talk to each other most (a manager and the workers
+   * that only know it): a parallel run keeps each group on one shard when there are enough groups to
+   * go round.
    */
-  affinity?: string[][];
+  affinity?: number[][];
   /** True when the protocol's work is done (for `stopWhen: complete`). */
   isComplete(): boolean;
   /**

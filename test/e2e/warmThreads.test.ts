@@ -1,0 +1,32 @@
+/**
+ * Warm threads (bin/protosim.js starts them before the CLI loads): the first file's build must reach
+ * them while the main thread plans. Planning is synchronous, so a call sent from a promise callback
+ * would leave only once the plan is done, and the threads would build after it instead of meanwhile.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { peekWarmThreads, prestartThreads, releaseWarmThreads } from '../../src/threads/nodeThread.js';
+import { prepareWarmThreads } from '../../src/threads/shardThreads.js';
+
+const root = join(import.meta.dirname, '..', '..');
+
+it('a warm thread already started gets the build call at once, not a microtask later', async () => {
+  prestartThreads(1);
+  const [warm] = peekWarmThreads();
+  await warm.thread;
+  const thread = warm.ready!;
+  expect(thread).toBeDefined();
+  const posted: unknown[] = [];
+  const post = thread.endpoint.postMessage.bind(thread.endpoint);
+  thread.endpoint.postMessage = (message: unknown, transfer?: Parameters<typeof post>[1]) => {
+    posted.push(message);
+    post(message, transfer);
+  };
+  const file = join(root, 'scenarios/manager-worker/sites.yaml');
+  prepareWarmThreads({ text: readFileSync(file, 'utf8'), file, overrides: {} }, { workers: 2, first: 1, hashes: true });
+  // Before any promise callback could run: sent during the caller's synchronous work.
+  expect(posted).toHaveLength(1);
+  await releaseWarmThreads(0);
+  expect(peekWarmThreads()).toHaveLength(0);
+});
