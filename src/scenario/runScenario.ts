@@ -48,8 +48,9 @@ export interface RunOverrides {
   /** Extra observers (tests use them to look inside a run). */
   observers?: SimObserver[];
   /**
-   * Split the run over this many worker threads (placement may use fewer: src/engine/partition.ts).
-   * Run it with {@link runPlannedAsync} or {@link runScenarioAsync}.
+   * Split the run over this many threads (placement may use fewer: src/engine/partition.ts): in
+   * local mode shard 0 runs in this thread and the others on worker threads; in windows every shard
+   * runs on a worker thread. Run it with {@link runPlannedAsync} or {@link runScenarioAsync}.
    */
   workers?: number;
   /** Starts the shards of a run on `workers` (src/threads/shardThreads.ts: spawnThreadShards). */
@@ -150,7 +151,7 @@ export function sumMetrics(parts: readonly Record<string, unknown>[]): Record<st
  * Starts the shards of `plan` from `first` on somewhere (worker threads; the ones before `first` run
  * in this thread) and hands back their handles.
  */
-export type ShardHost = (spec: ShardSpec, plan: ShardPlan, names: readonly string[], first?: number) => Promise<ShardHandle[]>;
+export type ShardHost = (spec: ShardSpec, plan: ShardPlan, names: readonly string[], first: number) => Promise<ShardHandle[]>;
 
 export interface InvariantReport extends InvariantResult {
   /** The command that replays the run up to the first violation. */
@@ -523,8 +524,12 @@ function oneShard(plan: ShardPlan, why: string): ShardPlan {
 
 /** Handles of shards being started elsewhere (`started` gives them, in order): each call waits for them first. */
 function startingShards(started: Promise<ShardHandle[]>, count: number): ShardHandle[] {
-  started.catch(() => undefined);
-  const at = (i: number): Promise<ShardHandle> => started.then((hs) => hs[i]);
+  const all = started.then((hs) => {
+    if (hs.length !== count) throw new Error(`the thread host started ${hs.length} shards, ${count} were asked for`);
+    return hs;
+  });
+  all.catch(() => undefined);
+  const at = (i: number): Promise<ShardHandle> => all.then((hs) => hs[i]);
   return Array.from({ length: count }, (_, i) => ({
     start: async () => (await at(i)).start(),
     advance: async (incoming, endUs, maxEvents) => (await at(i)).advance(incoming, endUs, maxEvents),
@@ -557,26 +562,27 @@ const HERE_SLICE = 2000;
  */
 function hereShard(build: () => LocalShardFace): ShardHandle {
   let face: LocalShardFace | undefined;
-  const make = (): LocalShardFace => (face ??= build());
+  let closed = false;
+  /** The face, once the loop has turned; a call still queued when the run ended (closed) runs nothing. */
+  const ready = async (): Promise<LocalShardFace> => {
+    await turn();
+    if (closed) throw new Error('shard 0 closed');
+    return (face ??= build());
+  };
   const unused = (): Promise<never> => Promise.reject(new Error('a shard in this thread runs in local mode only'));
   return {
     here: true,
     start: unused,
     advance: unused,
-    close: () => Promise.resolve(),
+    close() {
+      closed = true;
+      face = undefined;
+      return Promise.resolve();
+    },
     local: {
-      async start() {
-        await turn();
-        return make().start();
-      },
-      async run(bound, maxEvents, pause) {
-        await turn();
-        return face!.run(bound, Math.min(maxEvents, HERE_SLICE), pause);
-      },
-      async finish(endUs, lastUs) {
-        await turn();
-        return face!.finish(endUs, lastUs);
-      },
+      start: async () => (await ready()).start(),
+      run: async (bound, maxEvents, pause) => (await ready()).run(bound, Math.min(maxEvents, HERE_SLICE), pause),
+      finish: async (endUs, lastUs) => (await ready()).finish(endUs, lastUs),
     },
   };
 }

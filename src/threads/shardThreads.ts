@@ -108,8 +108,9 @@ export function envVar(name: string): string | undefined {
 }
 
 /**
- * A shard that finishes no event for this long while the coordinator waits on it has failed: an
- * actor stuck in a loop, or a thread gone without a word (Deno reports only uncaught errors).
+ * A shard on a worker thread that finishes no event for this long while the coordinator waits on it
+ * has failed: an actor stuck in a loop, or a thread gone without a word (Deno reports only uncaught
+ * errors). Shard 0 in local mode runs in the main thread, unwatched, as a one-thread run does.
  */
 const WATCHDOG_MS = Number(envVar('PROTOSIM_SHARD_WATCHDOG_MS') ?? 60_000);
 
@@ -178,7 +179,7 @@ function progressOf(thread: Thread): SharedArrayBuffer {
 }
 
 /** Starts one worker per shard of `plan` from shard `first` on (the ones before run elsewhere) and builds its kernel there. */
-export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names: readonly string[], first = 0): Promise<ShardHandle[]> {
+export async function spawnThreadShards(spec: ShardSpec, plan: ShardPlan, names: readonly string[], first: number): Promise<ShardHandle[]> {
   // The threads build their shards at the same time; if one fails, the others are stopped.
   const started = await Promise.allSettled(
     Array.from({ length: plan.shards - first }, (_, i) => threadShard(spec, plan, first + i, names)),

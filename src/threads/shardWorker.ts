@@ -81,15 +81,17 @@ const api: ShardWorkerApi = {
   },
   init(spec: ShardInit) {
     const same = warm?.key === prepareKey(spec);
-    const prepared = same ? warm!.prepared : build(spec);
     const ahead = same ? warm!.shard : undefined;
+    // The shard made ahead, if it is this one (and its kernel writes to this progress buffer).
+    const taken =
+      spec.local && ahead !== undefined && ahead.index === spec.index && ahead.hashes === spec.hashes && sameBytes(ahead.owned, spec.owned);
+    // A build whose observers started another shard's actors is spent: only that shard may use it.
+    const prepared = same && (ahead === undefined || taken) ? warm!.prepared : build(spec);
     warm = undefined;
     if (spec.local) {
-      // The shard made ahead, if it is this one (and its kernel writes to this progress buffer).
-      const taken = ahead && ahead.index === spec.index && ahead.hashes === spec.hashes && sameBytes(ahead.owned, spec.owned);
-      startedAhead = taken ? ahead.started : undefined;
+      startedAhead = taken ? ahead!.started : undefined;
       local = taken
-        ? ahead.face
+        ? ahead!.face
         : createLocalShard(prepared, {
             index: spec.index,
             owned: spec.owned,

@@ -6,8 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
+import { loadScenario } from '../../src/scenario/loadScenario.js';
+import type { RunSummary } from '../../src/scenario/runScenario.js';
+import { runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
 import { peekWarmThreads, prestartThreads, releaseWarmThreads } from '../../src/threads/nodeThread.js';
-import { prepareWarmThreads } from '../../src/threads/shardThreads.js';
+import { prepareWarmThreads, spawnThreadShards } from '../../src/threads/shardThreads.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -30,3 +33,22 @@ it('a warm thread already started gets the build call at once, not a microtask l
   await releaseWarmThreads(0);
   expect(peekWarmThreads()).toHaveLength(0);
 });
+
+it(
+  'a warm thread that made another shard ahead than the one it is given builds afresh: the one-thread summary',
+  { timeout: 120_000 },
+  async () => {
+    const file = join(root, 'scenarios/manager-worker/sites.yaml');
+    const same = (r: RunSummary) => ({ hash: r.traceHash, events: r.events, invariants: r.invariants, metrics: r.metrics });
+    const one = runScenario(loadScenario(file), { hash: true });
+    prestartThreads(1);
+    await peekWarmThreads()[0].thread;
+    // The warm thread makes and starts shard 2 ahead; it is taken for shard 1.
+    prepareWarmThreads({ text: readFileSync(file, 'utf8'), file, overrides: {} }, { workers: 3, first: 2, hashes: true });
+    const three = await runScenarioAsync(loadScenario(file), { hash: true, workers: 3, threads: spawnThreadShards });
+    expect(peekWarmThreads()).toHaveLength(0);
+    expect(three.parallel?.mode).toBe('local');
+    expect(three.parallel?.shards).toBe(3);
+    expect(same(three)).toEqual(same(one));
+  },
+);
