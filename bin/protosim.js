@@ -19,7 +19,10 @@ if (argv[0] === 'run' && !(argv.includes('--trace') && !argv.includes('--windows
   const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
   const cores = availableParallelism();
   const count = value === 'auto' ? cores : /^[1-9]\d{0,2}$/.test(value ?? '') ? Math.min(Number(value), cores) : 0;
-  if (count > 1) (await import('../dist/threads/nodeThread.js')).prestartThreads(argv.includes('--windows') ? count : count - 1);
+  if (count > 1) {
+    const { firstThreadShard, prestartThreads } = await import('../dist/threads/nodeThread.js');
+    prestartThreads(count - firstThreadShard(argv.includes('--windows')));
+  }
 }
 const { main } = await import(entry.href);
 process.exitCode = await main(argv);

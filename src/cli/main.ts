@@ -21,7 +21,7 @@ import { loadScenario } from '../scenario/loadScenario.js';
 import { planScenario, runPlannedAsync, shardOverrides } from '../scenario/runScenario.js';
 import type { RunSummary } from '../scenario/runScenario.js';
 import { familyOf } from '../scenario/families/index.js';
-import { releaseWarmThreads, warmThreadCount } from '../threads/nodeThread.js';
+import { firstThreadShard, releaseWarmThreads, warmThreadCount } from '../threads/nodeThread.js';
 import { prepareWarmThreads, spawnThreadShards } from '../threads/shardThreads.js';
 import { createProgressBar } from './progressBar.js';
 import type { ProgressBar } from './progressBar.js';
@@ -152,7 +152,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
         prepareWarmThreads(
           { text: loaded.text, file: loaded.file, overrides: shardOverrides({ seed, untilUs, backend, core }) },
           // Local mode: this thread runs shard 0, the warm threads shards 1, 2, … (made ahead).
-          values.windows || workers === undefined ? undefined : { workers, first: 1, hashes: values.hash === true },
+          values.windows || workers === undefined ? undefined : { workers, first: firstThreadShard(false), hashes: values.hash === true },
         );
     }
     const io2: { trace?: TraceFile; bar?: ProgressBar } = {};
@@ -179,7 +179,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
   // thread runs shard 0 itself); the rest stop.
   const first = prepared[0]?.plan.shardPlan;
   const split = first !== undefined && first.shards > 1 && workers !== undefined && workers > 1;
-  await releaseWarmThreads(split ? (values.windows ? first.shards : first.shards - 1) : 0);
+  await releaseWarmThreads(split ? first.shards - firstThreadShard(values.windows === true) : 0);
   const summaries: RunSummary[] = [];
   let code: number = EXIT.OK;
   for (const { loaded: l, plan, io: run } of prepared) {

@@ -74,6 +74,14 @@ export async function nodeThread(warm = false): Promise<Thread & { worker: Worke
   };
 }
 
+/**
+ * The first shard that runs on a worker thread: shard 0 runs in the main thread in local mode (the
+ * default), and on a thread of its own in windows (`--windows`).
+ */
+export function firstThreadShard(windows: boolean): number {
+  return windows ? 0 : 1;
+}
+
 /** A warm thread: being started, and once started (`ready`: callable at once, not a microtask later). */
 export interface WarmThread {
   thread: Promise<Thread & { worker: Worker; take(): void }>;

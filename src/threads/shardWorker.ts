@@ -48,9 +48,12 @@ const step = (w: ShardWindow, t0: number): ShardStep => {
   return { ...w, next: kernel!.nextTimeUs(), busyMs: performance.now() - t0 };
 };
 
-/** Builds the scenario as the main thread does (the same file text and overrides give the same run). */
-function build(spec: PrepareSpec): ReturnType<typeof prepareScenario> {
-  return prepareScenario(parseScenario(spec.text, spec.file), spec.overrides);
+/**
+ * Builds the scenario as the main thread does (the same file text and overrides give the same run);
+ * `workers` adds its plan for that many workers, and changes nothing else in the build.
+ */
+function build(spec: PrepareSpec, workers?: number): ReturnType<typeof prepareScenario> {
+  return prepareScenario(parseScenario(spec.text, spec.file), { ...spec.overrides, workers });
 }
 
 const api: ShardWorkerApi = {
@@ -58,10 +61,7 @@ const api: ShardWorkerApi = {
     warm = undefined;
     // A scenario that does not build fails again in init, where the error is reported.
     try {
-      // The number of workers changes nothing in the build but its plan (prepareScenario).
-      const prepared = ahead
-        ? prepareScenario(parseScenario(spec.text, spec.file), { ...spec.overrides, workers: ahead.workers })
-        : build(spec);
+      const prepared = build(spec, ahead?.workers);
       warm = { key: prepareKey(spec), prepared };
       const plan = prepared.shardPlan;
       if (ahead && plan && ahead.index < plan.shards && prepared.built.shardComplete) {
