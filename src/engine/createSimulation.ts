@@ -163,6 +163,11 @@ export interface SimulationOptions {
   /** Called about every `progressEvery` events. */
   onProgress?: (p: { nowUs: number; untilUs: number; events: number; messages: number }) => void;
   progressEvery?: number;
+  /**
+   * Each actor's index by name, when the caller has one already (it must agree with `actors`): a
+   * million names indexed once, not once per builder.
+   */
+  indexByName?: ReadonlyMap<string, number>;
 }
 
 /**
@@ -444,10 +449,7 @@ export function createShardKernel(opts: SimulationOptions, shard: ShardOptions):
 function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): { simulation: Simulation; shard: ShardKernel } {
   const backend = backendByName(opts.backend ?? 'flat');
   const names = opts.actors.map((a) => a.name);
-  const indexByName = new Map<string, number>();
-  names.forEach((n, i) => {
-    indexByName.set(n, i);
-  });
+  const indexByName = opts.indexByName ?? indexNames(names);
   /** Each actor's host (the actor it lives inside), or -1. */
   const hostOf = Int32Array.from(opts.actors, (a) => (a.host === undefined ? -1 : (indexByName.get(a.host) ?? -1)));
   const network = new Network(opts.network, opts.seed, names);
@@ -1219,6 +1221,15 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   };
 
   return { simulation: { run, names, recent, actorState }, shard: shardFace };
+}
+
+/** Each name's index. */
+export function indexNames(names: readonly string[]): Map<string, number> {
+  const index = new Map<string, number>();
+  names.forEach((n, i) => {
+    index.set(n, i);
+  });
+  return index;
 }
 
 /** The key of an event, without its payload. */

@@ -48,7 +48,13 @@ export interface MwActorInfo {
 }
 
 export interface MwCheckerOptions {
+  /** Every actor; with {@link MwCheckerOptions.infoOf}, at least every distinct setting (the deadlines' maxima). */
   actors: MwActorInfo[];
+  /**
+   * Looks an actor up by name (default: in `actors`). A scenario builder that indexes its names
+   * already gives this, and one info per role entry in `actors`: no second index of a million names.
+   */
+  infoOf?: (name: string) => MwActorInfo | undefined;
   enabled: ReadonlySet<string>;
   /** A latency most messages stay under; widens the settling windows. */
   latencyBoundUs: number;
@@ -119,7 +125,8 @@ const SWEEP_US = 1_000_000;
 
 export function createMwChecker(opts: MwCheckerOptions): InvariantChecker {
   const L = new InvariantLedger(MW_INVARIANTS, opts.enabled, opts.recentTrace);
-  const info = new Map(opts.actors.map((a) => [a.name, a]));
+  const byName = opts.infoOf ? undefined : new Map(opts.actors.map((a) => [a.name, a]));
+  const info = { get: opts.infoOf ?? ((n: string) => byName!.get(n)) };
   const isWorkerName = (n: string): boolean => info.get(n)?.role === 'mw.worker';
   const isManagerName = (n: string): boolean => info.get(n)?.role === 'mw.manager';
   const maxOf = (f: (a: MwActorInfo) => number): number => opts.actors.reduce((m, a) => Math.max(m, f(a)), 0);

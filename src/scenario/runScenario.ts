@@ -10,7 +10,7 @@ import type { ActorDefinition, FaultAction, ScheduledFault, SimObserver, Simulat
 import { createSimulation, hooksOf } from '../engine/createSimulation.js';
 import type { ObserverHook, RunResult, Simulation } from '../engine/createSimulation.js';
 import type { LocalChunk, LocalEnd } from '../engine/createSimulation.js';
-import { createShardKernel } from '../engine/createSimulation.js';
+import { createShardKernel, indexNames } from '../engine/createSimulation.js';
 import type { EventKey } from '../engine/eventQueue.js';
 import type { ParallelStats, ShardedSimulation } from '../engine/parallel.js';
 import { createShardedSimulation, LocalModeAbandoned, ownedBy, shardKernelOptions, statsOf } from '../engine/parallel.js';
@@ -106,7 +106,8 @@ export function createLocalShard(
   const { built, simOptions } = prepared;
   const shardComplete = built.shardComplete;
   if (!shardComplete) throw new Error(`${prepared.scenario.protocol} has no shard-local observing`);
-  const owned = new Set(simOptions.actors.filter((_, i) => shard.owned[i] === 1).map((a) => a.name));
+  const index = simOptions.indexByName ?? indexNames(simOptions.actors.map((a) => a.name));
+  const owns = (name: string): boolean => shard.owned[index.get(name) ?? -1] === 1;
   const kernel = createShardKernel(shardKernelOptions(simOptions, shard.index), {
     index: shard.index,
     owned: shard.owned,
@@ -116,7 +117,7 @@ export function createLocalShard(
     progress: shard.progress,
     local: {
       observers: simOptions.observers ?? [],
-      complete: simOptions.stopWhen ? () => shardComplete((name) => owned.has(name)) : undefined,
+      complete: simOptions.stopWhen ? () => shardComplete(owns) : undefined,
     },
   });
   const violated = (): boolean => built.checker.results().some((r) => r.violationCount > 0);
@@ -226,9 +227,10 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
   s.actors.forEach((a, i) => {
     const entry = a as { role: string; count: number; name?: string };
     const base = entry.name ?? entry.role.split('.').pop()!;
+    const path = ['actors', i]; // shared by the entry's actors (read only)
     for (let k = 0; k < entry.count; k++) {
       const name = entry.count === 1 && entry.name !== undefined ? base : `${base}-${k}`;
-      declared.push({ name, role: entry.role, params: a, path: ['actors', i] });
+      declared.push({ name, role: entry.role, params: a, path });
     }
   });
   const indexByName = new Map<string, number>();
@@ -381,6 +383,7 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
     latencyBoundUs: bound,
     durationUs: us,
     dist: (d, path) => checkDist(toDist(d, us), path),
+    indexOf: (name) => indexByName.get(name),
     select: (sel, path) => selectIndices(sel, path).map((k) => declared[k].name),
     recentTrace: () => recentTrace(),
   };
@@ -410,6 +413,8 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
     stopWhen: s.stopWhen === 'complete' ? built.isComplete : undefined,
     onProgress: overrides.onProgress,
     world: built.world,
+    // The family's actors are the declared ones, in order (all do so today): the kernel takes this index.
+    indexByName: sameNames(built.actors, declared) ? indexByName : undefined,
   };
   const workers = overrides.workers ?? overrides.shards;
   const shardPlan =
@@ -426,6 +431,13 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
     recentTrace = f;
   };
   return { scenario: s, family, mode, seed, untilUs, built, enabled, simOptions, shardPlan, setRecent };
+}
+
+/** Do `a` and `b` name the same actors in the same order? */
+function sameNames(a: readonly { name: string }[], b: readonly { name: string }[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].name !== b[i].name) return false;
+  return true;
 }
 
 /** The overrides a shard's worker builds the scenario with (the same as the main thread's build). */

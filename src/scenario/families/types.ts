@@ -31,6 +31,8 @@ export interface FamilyBuildContext {
   durationUs(text: string): number;
   /** Converts a distribution; an impossible one (min > max) is an error at `path`. */
   dist(d: DurationDistInput, path: (string | number)[]): LatencyDist;
+  /** An actor's index in `actors` by its name (undefined: no such actor). */
+  indexOf(name: string): number | undefined;
   /** Resolves selectors to actor names; an empty match is an error at `path`. */
   select(sel: string | string[], path: (string | number)[]): string[];
   recentTrace(): TraceRecord[];
