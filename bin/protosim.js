@@ -2,6 +2,7 @@
 // The protosim command. The TypeScript sources are built to dist/ by `npm install` (prepare).
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 const entry = new URL('../dist/cli/main.js', import.meta.url);
 if (!existsSync(entry)) {
@@ -9,20 +10,37 @@ if (!existsSync(entry)) {
   process.exit(3);
 }
 const argv = process.argv.slice(2);
-// `run … --workers N`: start the shards' threads now, so they load their modules while this thread
-// loads its own (dist/threads/nodeThread.js). The CLI checks the option itself; a count it refuses
-// starts nothing here. No more threads than cores: the plan may make fewer shards. Without
-// --windows this thread runs a shard itself (local mode): one thread fewer. A trace file without
-// --windows keeps the run on one thread (README, "Parallel runs"): nothing to start then.
-if (argv[0] === 'run' && !(argv.includes('--trace') && !argv.includes('--windows'))) {
+const onDeno = globalThis.Deno !== undefined;
+if (!onDeno) (await import('../dist/threads/serialGc.js')).followParent();
+/**
+ * `run … --workers N`: start the shards' threads now, so they load their modules while this thread
+ * loads its own (dist/threads/nodeThread.js). The CLI checks the option itself; a count it refuses
+ * starts nothing here. No more threads than cores: the plan may make fewer shards. Without
+ * --windows this thread runs a shard itself (local mode): one thread fewer. A trace file without
+ * --windows keeps the run on one thread (README, "Parallel runs"): nothing to start then.
+ * Returns the exit code when the command ran again in a child process instead (below).
+ */
+async function startThreads() {
+  if (argv[0] !== 'run' || (argv.includes('--trace') && !argv.includes('--windows'))) return undefined;
   const at = argv.findIndex((a) => a === '--workers' || a.startsWith('--workers='));
   const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
   const cores = availableParallelism();
-  const count = value === 'auto' ? cores : /^[1-9]\d{0,2}$/.test(value ?? '') ? Math.min(Number(value), cores) : 0;
+  const asked = value === 'auto' ? cores : /^[1-9]\d{0,2}$/.test(value ?? '') ? Number(value) : 0;
+  // Threads that fill every core run faster with V8's collector on one thread, a flag only a new
+  // process can take (dist/threads/serialGc.js): run again as a child with it, before any thread.
+  const gc = onDeno ? undefined : await import('../dist/threads/serialGc.js');
+  if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env)) return gc.rerunWithSerialGc(fileURLToPath(import.meta.url), argv);
+  const count = Math.min(asked, cores);
   if (count > 1) {
     const { firstThreadShard, prestartThreads } = await import('../dist/threads/nodeThread.js');
     prestartThreads(count - firstThreadShard(argv.includes('--windows')));
   }
+  return undefined;
 }
-const { main } = await import(entry.href);
-process.exitCode = await main(argv);
+
+const rerun = await startThreads();
+if (rerun !== undefined) process.exitCode = rerun;
+else {
+  const { main } = await import(entry.href);
+  process.exitCode = await main(argv);
+}

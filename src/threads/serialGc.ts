@@ -1,0 +1,73 @@
+/**
+ * V8's garbage collector on one thread for runs that fill every core (Node only).
+ *
+ * V8 collects a heap with helper threads: parallel scavenges of the young generation, concurrent
+ * marking and sweeping of the old. On a one-thread run they use a core that would idle. When a
+ * parallel run keeps every core busy with shards, a helper can only take its time from another
+ * shard, and the collector's coordination costs come on top. Measured on this project's 2-core
+ * machine (README, "Parallel runs"): 2 workers ran 8–15 % faster with `--single-threaded-gc` at
+ * 400 000 and 1 000 000 actors, while a one-thread run was about 6 % slower with it.
+ *
+ * The flag must be given when the process starts (V8 aborts when it is set on a running heap), so
+ * bin/protosim.js runs the command again in a child process with the flag, before it starts any
+ * thread. `PROTOSIM_GC=parallel` keeps V8's default. On Deno, `--v8-flags=--single-threaded-gc`.
+ *
+ * This module is loaded before everything else: it imports nothing heavy.
+ */
+
+/** The flag. */
+export const SERIAL_GC_FLAG = '--single-threaded-gc';
+/** Marks the child of {@link rerunWithSerialGc} (the parent's pid). */
+const CHILD = 'PROTOSIM_GC_PARENT';
+
+/**
+ * Should a run on `threads` threads (what `--workers` asked for) on `cores` cores restart with the
+ * collector on one thread? When the threads fill every core, and unless it already has the flag or
+ * the user asked for V8's default (`PROTOSIM_GC=parallel`).
+ */
+export function wantsSerialGc(
+  threads: number,
+  cores: number,
+  execArgv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): boolean {
+  if (threads < 2 || threads < cores) return false;
+  if (execArgv.includes(SERIAL_GC_FLAG) || env.PROTOSIM_GC === 'parallel' || env[CHILD] !== undefined) return false;
+  return true;
+}
+
+/**
+ * Runs `script` with `argv` again in a child Node process with {@link SERIAL_GC_FLAG} and this
+ * process's own Node options, on the same standard streams. Resolves to its exit code; a child
+ * ended by a signal ends this process by the same signal. Signals this process receives are passed
+ * on, and the child ends itself if this process dies without passing them (SIGKILL).
+ */
+export async function rerunWithSerialGc(script: string, argv: readonly string[]): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [...process.execArgv, SERIAL_GC_FLAG, script, ...argv], {
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, [CHILD]: String(process.pid) },
+  });
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const pass = (signal: NodeJS.Signals): void => void child.kill(signal);
+  for (const s of signals) process.on(s, pass);
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      for (const s of signals) process.off(s, pass);
+      if (signal) process.kill(process.pid, signal);
+      resolve(code ?? 1);
+    });
+  });
+}
+
+/**
+ * In the child of {@link rerunWithSerialGc}: end when the parent is gone (its IPC channel closes),
+ * without the channel keeping this process alive.
+ */
+export function followParent(): void {
+  if (process.env[CHILD] === undefined) return;
+  process.on('disconnect', () => process.exit(1));
+  // Gone already (before this process got here)?
+  if (!process.connected) process.exit(1);
+  process.channel?.unref();
+}
