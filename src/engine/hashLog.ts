@@ -5,7 +5,7 @@
  * nothing to the hash).
  */
 import type { EventKey } from './eventQueue.js';
-import { EventKind, less } from './eventQueue.js';
+import { EventKind } from './eventQueue.js';
 import type { TraceHash } from './traceHash.js';
 
 const HEADER = 6;
@@ -68,69 +68,94 @@ export class HashLogWriter {
 /** Reads the logs of all shards, in order, and folds them into `hash` as one kernel would have. */
 export class HashLogMerger {
   private readonly logs: Float64Array[][];
-  private readonly at: { pos: number }[];
+  /** Each shard's position in its first log. */
+  private readonly pos: number[];
 
   constructor(shards: number) {
     this.logs = Array.from({ length: shards }, () => []);
-    this.at = Array.from({ length: shards }, () => ({ pos: 0 }));
+    this.pos = new Array<number>(shards).fill(0);
   }
 
   add(shard: number, log: Float64Array | undefined): void {
     if (log && log.length > 0) this.logs[shard].push(log);
   }
 
-  /** Shard s's next event header, or undefined. Logs read to the end are let go. */
-  private head(s: number): { b: Float64Array; i: number } | undefined {
-    const a = this.at[s];
+  /** Shard s's log that holds its next event header, or undefined. Logs read to the end are let go. */
+  private head(s: number): Float64Array | undefined {
     const list = this.logs[s];
-    while (list.length > 0 && a.pos >= list[0].length) {
+    while (list.length > 0 && this.pos[s] >= list[0].length) {
       list.shift();
-      a.pos = 0;
+      this.pos[s] = 0;
     }
-    return list.length > 0 ? { b: list[0], i: a.pos } : undefined;
+    return list[0];
   }
 
   /**
    * Folds the logged events up to and including `upTo` (all of them without it), in the one
    * kernel's order (shared events: entries by sub, then shard). Every shard must have logged all
-   * its events up to `upTo`.
+   * its events up to `upTo`. Allocates nothing per event: the main thread folds a million events
+   * beside the shard it runs.
    */
   fold(hash: TraceHash, upTo?: EventKey): void {
     const n = this.logs.length;
-    const key = (h: { b: Float64Array; i: number }): EventKey => ({
-      time: h.b[h.i],
-      kind: h.b[h.i + 1] as EventKind,
-      target: h.b[h.i + 2],
-      origin: h.b[h.i + 3],
-      originSeq: h.b[h.i + 4],
-    });
     for (;;) {
-      let min: EventKey | undefined;
+      // The shard with the smallest next event (the first of equal ones).
+      let minS = -1;
+      let minB: Float64Array | undefined;
       for (let s = 0; s < n; s++) {
-        const h = this.head(s);
-        if (h === undefined) continue;
-        const k = key(h);
-        if (min === undefined || less(k, min)) min = k;
-      }
-      if (min === undefined || (upTo !== undefined && less(upTo, min))) return;
-      const same: { s: number; h: { b: Float64Array; i: number } }[] = [];
-      for (let s = 0; s < n; s++) {
-        const h = this.head(s);
-        if (h !== undefined && !less(min, key(h))) same.push({ s, h });
-      }
-      const entries: { sub: number; s: number; j: number; h1: number; h2: number }[] = [];
-      for (const { s, h } of same) {
-        const lines = h.b[h.i + 5];
-        for (let j = 0; j < lines; j++) {
-          const p = h.i + HEADER + 3 * j;
-          entries.push({ sub: h.b[p], s, j, h1: h.b[p + 1], h2: h.b[p + 2] });
+        const b = this.head(s);
+        if (b !== undefined && (minB === undefined || compareAt(b, this.pos[s], minB, this.pos[minS]) < 0)) {
+          minS = s;
+          minB = b;
         }
-        this.at[s].pos = h.i + HEADER + 3 * lines;
-        // A non-shared event is one shard's only; take no other shard's event of the same key.
-        if (min.kind !== EventKind.Fault) break;
       }
-      if (same.length > 1 && min.kind === EventKind.Fault) entries.sort((x, y) => x.sub - y.sub || x.s - y.s || x.j - y.j);
-      for (const e of entries) hash.fold(e.h1, e.h2);
+      if (minB === undefined) return;
+      const at = this.pos[minS];
+      if (upTo !== undefined && keyBefore(upTo, minB, at)) return;
+      if (minB[at + 1] === EventKind.Fault) {
+        this.foldShared(hash, minS, minB, at);
+        continue;
+      }
+      // A non-shared event is one shard's only: its lines in order.
+      const lines = minB[at + 5];
+      for (let j = 0; j < lines; j++) {
+        const p = at + HEADER + 3 * j;
+        hash.fold(minB[p + 1], minB[p + 2]);
+      }
+      this.pos[minS] = at + HEADER + 3 * lines;
     }
   }
+
+  /** A kernel event every shard ran (a fault), first logged by shard `first`: the shards' lines by sub, then shard. */
+  private foldShared(hash: TraceHash, first: number, fb: Float64Array, fat: number): void {
+    const entries: { sub: number; s: number; j: number; h1: number; h2: number }[] = [];
+    for (let s = first; s < this.logs.length; s++) {
+      const b = this.head(s);
+      const at = this.pos[s];
+      if (b === undefined || (s !== first && compareAt(b, at, fb, fat) !== 0)) continue;
+      const lines = b[at + 5];
+      for (let j = 0; j < lines; j++) {
+        const p = at + HEADER + 3 * j;
+        entries.push({ sub: b[p], s, j, h1: b[p + 1], h2: b[p + 2] });
+      }
+      this.pos[s] = at + HEADER + 3 * lines;
+    }
+    entries.sort((x, y) => x.sub - y.sub || x.s - y.s || x.j - y.j);
+    for (const e of entries) hash.fold(e.h1, e.h2);
+  }
+}
+
+/** The order of the event headers at a[i] and b[j] (the queue's: time, kind, target, origin, originSeq). */
+function compareAt(a: Float64Array, i: number, b: Float64Array, j: number): number {
+  for (let k = 0; k < 5; k++) if (a[i + k] !== b[j + k]) return a[i + k] - b[j + k];
+  return 0;
+}
+
+/** Does `key` run before the event header at b[i]? (The queue's `less`, on a header.) */
+function keyBefore(key: EventKey, b: Float64Array, i: number): boolean {
+  if (key.time !== b[i]) return key.time < b[i];
+  if (key.kind !== b[i + 1]) return key.kind < b[i + 1];
+  if (key.target !== b[i + 2]) return key.target < b[i + 2];
+  if (key.origin !== b[i + 3]) return key.origin < b[i + 3];
+  return key.originSeq < b[i + 4];
 }
