@@ -29,7 +29,10 @@ async function startThreads() {
   // Threads that fill every core run faster with V8's collector on one thread, a flag only a new
   // process can take (dist/threads/serialGc.js): run again as a child with it, before any thread.
   const gc = onDeno ? undefined : await import('../dist/threads/serialGc.js');
-  if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env)) return gc.rerunWithSerialGc(fileURLToPath(import.meta.url), argv);
+  if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env)) {
+    const code = await gc.rerunWithSerialGc(fileURLToPath(import.meta.url), argv);
+    if (code !== undefined) return code;
+  }
   const count = Math.min(asked, cores);
   if (count > 1) {
     const { firstThreadShard, prestartThreads } = await import('../dist/threads/nodeThread.js');

@@ -129,6 +129,7 @@ export class HashLogMerger {
   /** A kernel event every shard ran (a fault), first logged by shard `first`: the shards' lines by sub, then shard. */
   private foldShared(hash: TraceHash, first: number, fb: Float64Array, fat: number): void {
     const entries: { sub: number; s: number; j: number; h1: number; h2: number }[] = [];
+    let shards = 0;
     for (let s = first; s < this.logs.length; s++) {
       const b = this.head(s);
       const at = this.pos[s];
@@ -139,8 +140,10 @@ export class HashLogMerger {
         entries.push({ sub: b[p], s, j, h1: b[p + 1], h2: b[p + 2] });
       }
       this.pos[s] = at + HEADER + 3 * lines;
+      shards++;
     }
-    entries.sort((x, y) => x.sub - y.sub || x.s - y.s || x.j - y.j);
+    // One shard's lines are in its own order already.
+    if (shards > 1) entries.sort((x, y) => x.sub - y.sub || x.s - y.s || x.j - y.j);
     for (const e of entries) hash.fold(e.h1, e.h2);
   }
 }

@@ -37,6 +37,7 @@ export const MW_INVARIANTS: readonly InvariantInfo[] = [
 
 /** What the checker must know about each actor. */
 export interface MwActorInfo {
+  /** The actor's name (not read when the checker is given {@link MwCheckerOptions.infoOf}). */
   name: string;
   role: 'mw.manager' | 'mw.worker';
   checkIntervalMs: number;

@@ -22,8 +22,9 @@ const CHILD = 'PROTOSIM_GC_PARENT';
 
 /**
  * Should a run on `threads` threads (what `--workers` asked for) on `cores` cores restart with the
- * collector on one thread? When the threads fill every core, and unless it already has the flag or
- * the user asked for V8's default (`PROTOSIM_GC=parallel`).
+ * collector on one thread? When the threads fill every core, and unless it already has the flag,
+ * the user asked for V8's default (`PROTOSIM_GC=parallel`), or a debugger or profiler is attached
+ * to this process (it would get an idle parent, and a clashing port).
  */
 export function wantsSerialGc(
   threads: number,
@@ -33,41 +34,63 @@ export function wantsSerialGc(
 ): boolean {
   if (threads < 2 || threads < cores) return false;
   if (execArgv.includes(SERIAL_GC_FLAG) || env.PROTOSIM_GC === 'parallel' || env[CHILD] !== undefined) return false;
-  return true;
+  return !execArgv.some((a) => /^--(inspect|debug|cpu-prof|heap-prof|prof)/.test(a));
 }
+
+/** Signals passed on to the child, and the ones its end is raised again with (others: exit 128 + n). */
+const PASSED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const RAISED = new Set<string>([...PASSED, 'SIGKILL']);
 
 /**
  * Runs `script` with `argv` again in a child Node process with {@link SERIAL_GC_FLAG} and this
  * process's own Node options, on the same standard streams. Resolves to its exit code; a child
- * ended by a signal ends this process by the same signal. Signals this process receives are passed
- * on, and the child ends itself if this process dies without passing them (SIGKILL).
+ * ended by SIGINT, SIGTERM, SIGHUP or SIGKILL ends this process by the same signal (another signal,
+ * such as V8's abort: exit 128 + its number). Signals this process receives are passed on; see
+ * {@link followParent} for SIGKILL. Resolves to undefined when the child cannot be started: the
+ * caller runs the command itself.
  */
-export async function rerunWithSerialGc(script: string, argv: readonly string[]): Promise<number> {
+export async function rerunWithSerialGc(script: string, argv: readonly string[]): Promise<number | undefined> {
   const { spawn } = await import('node:child_process');
+  const { constants } = await import('node:os');
   const child = spawn(process.execPath, [...process.execArgv, SERIAL_GC_FLAG, script, ...argv], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, [CHILD]: String(process.pid) },
   });
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   const pass = (signal: NodeJS.Signals): void => void child.kill(signal);
-  for (const s of signals) process.on(s, pass);
+  for (const s of PASSED) process.on(s, pass);
+  const stop = (): void => {
+    for (const s of PASSED) process.off(s, pass);
+  };
   return new Promise((resolve) => {
+    child.once('error', (err) => {
+      if (child.pid !== undefined) return; // it started: its exit still comes
+      stop();
+      process.stderr.write(`protosim: could not start a process with ${SERIAL_GC_FLAG} (${err.message}); running with V8's default\n`);
+      resolve(undefined);
+    });
     child.on('exit', (code, signal) => {
-      for (const s of signals) process.off(s, pass);
-      if (signal) process.kill(process.pid, signal);
-      resolve(code ?? 1);
+      stop();
+      if (signal && RAISED.has(signal)) process.kill(process.pid, signal);
+      resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1));
     });
   });
 }
 
 /**
  * In the child of {@link rerunWithSerialGc}: end when the parent is gone (its IPC channel closes),
- * without the channel keeping this process alive.
+ * without the channel keeping this process alive. The end comes at the next turn of the event
+ * loop: a run in local mode turns it between slices of events, but a run on one kernel (and the
+ * build of a million actors) is synchronous and goes on to its end first.
  */
 export function followParent(): void {
-  if (process.env[CHILD] === undefined) return;
+  const parent = process.env[CHILD];
+  if (parent === undefined) return;
+  // Not a variable for anything this process starts.
+  delete process.env[CHILD];
+  // Set by hand, without the channel: nothing to follow.
+  if (process.send === undefined) return;
   process.on('disconnect', () => process.exit(1));
-  // Gone already (before this process got here)?
-  if (!process.connected) process.exit(1);
+  // Gone already, before this process got here?
+  if (!process.connected || String(process.ppid) !== parent) process.exit(1);
   process.channel?.unref();
 }

@@ -4,8 +4,8 @@
  * the user started, whether that ends by a signal it passes on or by SIGKILL.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SERIAL_GC_FLAG, wantsSerialGc } from '../../src/threads/serialGc.js';
@@ -43,14 +43,20 @@ function childrenOf(pid: number): { pid: number; cmdline: string[] }[] {
   return out;
 }
 
-const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+function alive(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false; // reaped
+  }
+}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Starts the large manager/worker run on every core and waits (bounded) for its child. */
-async function startRun(): Promise<{ parent: ReturnType<typeof spawn>; child: { pid: number; cmdline: string[] } }> {
+/** Starts the large manager/worker run on every core (run folders under `out`) and waits (bounded) for its child. */
+async function startRun(out: string): Promise<{ parent: ReturnType<typeof spawn>; child: { pid: number; cmdline: string[] } }> {
   const parent = spawn(
     process.execPath,
-    ['bin/protosim.js', 'run', 'scenarios/manager-worker/large.yaml', '--workers', 'auto', '--out', 'runs/test-serial-gc'],
+    ['bin/protosim.js', 'run', 'scenarios/manager-worker/large.yaml', '--workers', 'auto', '--out', out],
     {
       cwd: root,
       stdio: 'ignore',
@@ -79,7 +85,8 @@ const linux = process.platform === 'linux' && availableParallelism() >= 2;
 
 describe.skipIf(!linux)('the command on every core', () => {
   it('runs again as a child with the flag; SIGKILL of the command ends the child too', { timeout: 60_000 }, async () => {
-    const { parent, child } = await startRun();
+    const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
+    const { parent, child } = await startRun(out);
     expect(child.cmdline).toContain(SERIAL_GC_FLAG);
     expect(child.cmdline.slice(child.cmdline.indexOf('run'))).toEqual([
       'run',
@@ -87,18 +94,28 @@ describe.skipIf(!linux)('the command on every core', () => {
       '--workers',
       'auto',
       '--out',
-      'runs/test-serial-gc',
+      out,
       '',
     ]);
+    // Well into its run (past its own start, where it checks that the command is still there).
+    await sleep(1500);
     parent.kill('SIGKILL');
     expect(await gone(child.pid)).toBe(true);
+    // Ended, not done: a child that ran on to the end (on a fast machine) wrote its summary.
+    const summaries = readdirSync(out).filter((d) => existsSync(join(out, d, 'summary.json')));
+    expect(summaries).toEqual([]);
+    rmSync(out, { recursive: true, force: true });
   });
 
   it('passes SIGTERM on, and ends by it itself', { timeout: 60_000 }, async () => {
-    const { parent, child } = await startRun();
+    const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
+    const { parent, child } = await startRun(out);
     const ended = new Promise<NodeJS.Signals | null>((resolve) => parent.on('exit', (_code, signal) => resolve(signal)));
     parent.kill('SIGTERM');
     expect(await ended).toBe('SIGTERM');
-    expect(await gone(child.pid)).toBe(true);
+    // Passed on: the command waited for its child's end before ending by the same signal (a
+    // child left to notice the command's death would still be there now).
+    expect(alive(child.pid)).toBe(false);
+    rmSync(out, { recursive: true, force: true });
   });
 });

@@ -205,6 +205,7 @@ export const managerWorkerFamily: ProtocolFamily = {
       }
     }
 
+    if (infoAt.length !== ctx.actors.length) throw new Error('manager-worker: one checker info per declared actor');
     const checker = createMwChecker({
       actors: [...infos.values()],
       infoOf: (name) => {
