@@ -15,7 +15,7 @@ import type { MwActorInfo } from '../../invariants/managerWorker.js';
 import type { MwMode, MwObservation } from '../../protocol/managerWorker.js';
 import { MW_MODES, parseMwMessage } from '../../protocol/managerWorker.js';
 import { duration, durationDist, nonNegativeInt, positiveDuration, positiveInt, probability, selectors } from '../schemaParts.js';
-import type { DeclaredActor, FamilyBuildContext, ProtocolFamily } from './types.js';
+import type { FamilyBuildContext, ProtocolFamily } from './types.js';
 
 const common = {
   count: positiveInt.default(1).meta({ description: 'How many actors of this role.' }),
@@ -89,13 +89,6 @@ function workerEnvironment(role: WorkerRole, ctx: FamilyBuildContext, path: (str
   };
 }
 
-/** The checker's info for the role entry of `a` (the first actor's name stands for the entry). */
-function entryInfo(infos: Map<unknown, MwActorInfo>, a: DeclaredActor, make: () => MwActorInfo): MwActorInfo {
-  let info = infos.get(a.params);
-  if (!info) infos.set(a.params, (info = make()));
-  return info;
-}
-
 /**
  * Request ids of a restarted node start at incarnation × this, so a new incarnation's requests are
  * never taken for an old one's (nothing survives a crash, not even the counter).
@@ -116,12 +109,13 @@ export const managerWorkerFamily: ProtocolFamily = {
     const mode = ctx.mode as MwMode;
     const managers = ctx.actors.filter((a) => a.role === 'mw.manager').map((a) => a.name);
     const actors: ActorDefinition[] = [];
-    // What the checker knows of an actor depends only on its role entry: one info per entry, and
-    // each actor's by index (a million workers: no map of a million names in the checker).
-    const infos = new Map<unknown, MwActorInfo>();
+    // What the checker knows of an actor: each actor's by index, one per worker entry (a million
+    // workers: no map of a million names in the checker), and every distinct one (its maxima).
     const infoAt: MwActorInfo[] = [];
-    // Actors of one role entry share their (read-only) peer lists and specs: 10⁵ workers, one copy.
-    const shared = new Map<unknown, { peers: string[]; specs: WorkerInput['specs']; env: SimEnvironment }>();
+    const infos: MwActorInfo[] = [];
+    // Actors of one role entry share their (read-only) peer lists, specs and checker info: 10⁵
+    // workers, one copy.
+    const shared = new Map<unknown, { peers: string[]; specs: WorkerInput['specs']; env: SimEnvironment; info: MwActorInfo }>();
     for (const a of ctx.actors) {
       const ms = (d: string): number => ctx.durationUs(d) / 1000;
       if (a.role === 'mw.manager') {
@@ -148,15 +142,15 @@ export const managerWorkerFamily: ProtocolFamily = {
           input,
           restartInput: (k) => ({ ...input, ridBase: k * RID_RANGE }),
         });
-        infoAt.push(
-          entryInfo(infos, a, () => ({
-            name: a.name,
-            role: 'mw.manager',
-            checkIntervalMs: input.checkIntervalMs,
-            timeoutMs: input.timeoutMs,
-            maxFailures: r.maxFailures,
-          })),
-        );
+        const info: MwActorInfo = {
+          name: a.name,
+          role: 'mw.manager',
+          checkIntervalMs: input.checkIntervalMs,
+          timeoutMs: input.timeoutMs,
+          maxFailures: r.maxFailures,
+        };
+        infoAt.push(info);
+        infos.push(info);
       } else {
         const r = a.params as WorkerRole;
         let common = shared.get(r);
@@ -172,8 +166,17 @@ export const managerWorkerFamily: ProtocolFamily = {
               supportedProgramKinds: r.programKinds,
             },
             env: workerEnvironment(r, ctx, a.path),
+            // The first actor's name stands for the entry (the checker looks actors up by index).
+            info: {
+              name: a.name,
+              role: 'mw.worker',
+              checkIntervalMs: ms(r.checkInterval),
+              timeoutMs: ms(r.timeout),
+              authorizedManagers: r.authorizedManagers,
+            },
           };
           shared.set(r, common);
+          infos.push(common.info);
         }
         const input: WorkerInput = {
           name: a.name,
@@ -193,21 +196,13 @@ export const managerWorkerFamily: ProtocolFamily = {
           env: common.env,
           restartInput: (k) => ({ ...input, ridBase: k * RID_RANGE }),
         });
-        infoAt.push(
-          entryInfo(infos, a, () => ({
-            name: a.name,
-            role: 'mw.worker',
-            checkIntervalMs: input.checkIntervalMs,
-            timeoutMs: input.timeoutMs,
-            authorizedManagers: r.authorizedManagers,
-          })),
-        );
+        infoAt.push(common.info);
       }
     }
 
     if (infoAt.length !== ctx.actors.length) throw new Error('manager-worker: one checker info per declared actor');
     const checker = createMwChecker({
-      actors: [...infos.values()],
+      actors: infos,
       infoOf: (name) => {
         const i = ctx.indexOf(name);
         return i === undefined ? undefined : infoAt[i];
