@@ -33,7 +33,7 @@ import type {
   SimulationOptions,
   TraceRecord,
 } from './createSimulation.js';
-import { createShardKernel, emptyCounters, hooksOf, stallLimitOf, START_KEY, tickerOf } from './createSimulation.js';
+import { createShardKernel, emptyCounters, hooksOf, indexNames, stallLimitOf, START_KEY, tickerOf } from './createSimulation.js';
 import { ProtosimError } from './errors.js';
 import type { EventKey, QueuedEvent } from './eventQueue.js';
 import { EventKind, less } from './eventQueue.js';
@@ -187,7 +187,7 @@ export function createShardedSimulation(
   // An actor and its host talk in process (0 µs): they must share a shard (most runs have no hosted
   // actors: no index of a million names then).
   if (opts.actors.some((a) => a.host !== undefined)) {
-    const index = new Map(opts.actors.map((a, i) => [a.name, i]));
+    const index = opts.indexByName ?? indexNames(opts.actors.map((a) => a.name));
     opts.actors.forEach((a, i) => {
       const h = a.host === undefined ? undefined : index.get(a.host);
       if (h !== undefined && plan.shardOf[h] !== plan.shardOf[i])

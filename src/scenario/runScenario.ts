@@ -681,7 +681,7 @@ function togetherOf(
 function guestsOf(actors: readonly ActorDefinition[]): Map<number, number[]> {
   // Most families have none: no index of a million names for nothing.
   if (!actors.some((a) => a.host !== undefined)) return new Map();
-  const index = new Map(actors.map((a, i) => [a.name, i]));
+  const index = indexNames(actors.map((a) => a.name));
   const guests = new Map<number, number[]>();
   actors.forEach((a, i) => {
     const h = a.host === undefined ? undefined : index.get(a.host);
