@@ -103,7 +103,14 @@ interface PartitionSpan {
 
 /** Resolves links lazily, each with its own random stream derived from the stable actor names. */
 export class Network {
-  private readonly links = new Map<number, LinkState>();
+  /**
+   * Links by sender: most senders talk to one peer (a worker to its manager), so a sender's first
+   * link sits in an array, and only a sender with more peers gets a map of its own. One map keyed by
+   * from × n + to would pass 2³¹ beyond 46 341 actors, where every lookup hashes a heap number.
+   */
+  private readonly sole: (LinkState | undefined)[];
+  private readonly soleTo: Int32Array;
+  private readonly more: (Map<number, LinkState> | undefined)[];
   readonly partitions: Cut[] = [];
   readonly holds: Cut[] = [];
   /** Every partition that was ever active: a message in flight across a cut is lost, even if it healed since. */
@@ -113,19 +120,29 @@ export class Network {
     private readonly spec: NetworkSpec,
     private readonly seed: number,
     private readonly names: readonly string[],
-  ) {}
+  ) {
+    // Filled, not holey: a large holey array falls back to dictionary elements.
+    this.sole = new Array<LinkState | undefined>(names.length).fill(undefined);
+    this.more = new Array<Map<number, LinkState> | undefined>(names.length).fill(undefined);
+    this.soleTo = new Int32Array(names.length);
+  }
 
   link(from: number, to: number): LinkState {
-    const key = from * this.names.length + to;
-    let link = this.links.get(key);
-    if (link === undefined) {
-      let params = this.spec.defaults;
-      for (const rule of this.spec.links) {
-        if ((rule.from === 'all' || rule.from.has(from)) && (rule.to === 'all' || rule.to.has(to))) params = rule.params;
-      }
-      link = { params, rng: new RandomStream(this.seed, `link:${this.names[from]}>${this.names[to]}`), lastDeliveryUs: 0 };
-      this.links.set(key, link);
+    const sole = this.sole[from];
+    if (sole !== undefined && this.soleTo[from] === to) return sole;
+    const more = this.more[from];
+    const found = more?.get(to);
+    if (found !== undefined) return found;
+    let params = this.spec.defaults;
+    for (const rule of this.spec.links) {
+      if ((rule.from === 'all' || rule.from.has(from)) && (rule.to === 'all' || rule.to.has(to))) params = rule.params;
     }
+    const link: LinkState = { params, rng: new RandomStream(this.seed, `link:${this.names[from]}>${this.names[to]}`), lastDeliveryUs: 0 };
+    if (sole === undefined) {
+      this.sole[from] = link;
+      this.soleTo[from] = to;
+    } else if (more === undefined) this.more[from] = new Map([[to, link]]);
+    else more.set(to, link);
     return link;
   }
 

@@ -214,6 +214,7 @@ export const managerWorkerFamily: ProtocolFamily = {
 
     // Completion and metrics from observations.
     const done = new Set<string>();
+    let mine: { owns: (name: string) => boolean; managers: string[]; doneSize: number; value: boolean } | undefined;
     const metrics = {
       tasksCompleted: 0,
       tasksFailedDefinitely: 0,
@@ -289,8 +290,17 @@ export const managerWorkerFamily: ProtocolFamily = {
       checker,
       affinity: [...flock.values()].filter((g) => g.length > 1),
       isComplete: () => managers.length > 0 && done.size === managers.length,
-      // Every manager on the shard is done (and the run has managers at all).
-      shardComplete: (owns) => managers.length > 0 && managers.every((m) => !owns(m) || done.has(m)),
+      // Every manager on the shard is done (and the run has managers at all). Asked after every
+      // event: the shard's managers are found once per `owns`, and the answer changes only when
+      // `done` grows (nothing leaves it).
+      shardComplete: (owns) => {
+        if (mine?.owns !== owns) mine = { owns, managers: managers.filter(owns), doneSize: -1, value: false };
+        if (mine.doneSize !== done.size) {
+          mine.doneSize = done.size;
+          mine.value = managers.length > 0 && mine.managers.every((m) => done.has(m));
+        }
+        return mine.value;
+      },
       metrics: () => ({ ...metrics }),
     };
   },
