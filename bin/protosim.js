@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The protosim command. The TypeScript sources are built to dist/ by `npm install` (prepare).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -26,15 +26,21 @@ async function startThreads() {
   const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
   const cores = availableParallelism();
   const asked = value === 'auto' ? cores : /^[1-9]\d{0,2}$/.test(value ?? '') ? Number(value) : 0;
+  if (asked < 2) return undefined;
   // Threads that fill every core run faster with V8's collector on one thread, a flag only a new
   // process can take (dist/threads/serialGc.js): run again as a child with it, before any thread.
+  // Neither for a run that stays on one thread whatever --workers says (its protocol's files say so:
+  // dist/cli/threadHint.js).
+  const { mayUseThreads } = await import('../dist/cli/threadHint.js');
+  const read = (file) => readFileSync(file, 'utf8');
   const gc = onDeno ? undefined : await import('../dist/threads/serialGc.js');
-  if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env)) {
+  if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env) && mayUseThreads(argv.slice(1), read)) {
     const code = await gc.rerunWithSerialGc(fileURLToPath(import.meta.url), argv);
     if (code !== undefined) return code;
   }
   const count = Math.min(asked, cores);
-  if (count > 1) {
+  // The first file's run takes the early threads (the CLI stops them when its plan needs none).
+  if (count > 1 && mayUseThreads(argv.slice(1), read, 0)) {
     const { firstThreadShard, prestartThreads } = await import('../dist/threads/nodeThread.js');
     prestartThreads(count - firstThreadShard(argv.includes('--windows')));
   }

@@ -26,6 +26,7 @@ import { prepareWarmThreads, spawnThreadShards } from '../threads/shardThreads.j
 import { createProgressBar } from './progressBar.js';
 import type { ProgressBar } from './progressBar.js';
 import { summaryText } from './summaryText.js';
+import { RUN_OPTIONS } from './threadHint.js';
 import { openTraceFile } from './traceFile.js';
 import type { TraceFile } from './traceFile.js';
 
@@ -99,18 +100,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     args,
     allowPositionals: true,
     strict: true,
-    options: {
-      seed: { type: 'string' },
-      until: { type: 'string' },
-      out: { type: 'string' },
-      trace: { type: 'boolean', default: false },
-      hash: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      backend: { type: 'string' },
-      core: { type: 'string' },
-      workers: { type: 'string' },
-      windows: { type: 'boolean', default: false },
-    },
+    options: RUN_OPTIONS,
   });
   if (positionals.length === 0) usage('run needs at least one scenario file');
   let seed: number | undefined;

@@ -1,7 +1,8 @@
 /**
  * A run whose threads fill every core runs again as a child process with V8's collector on one
  * thread (src/threads/serialGc.ts): the child must get the flag, and must never outlive the command
- * the user started, whether that ends by a signal it passes on or by SIGKILL.
+ * the user started, whether that ends by a signal it passes on or by SIGKILL. A run that stays on
+ * one thread whatever --workers says must not run again.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -106,6 +107,30 @@ describe.skipIf(!linux)('the command on every core', () => {
     expect(summaries).toEqual([]);
     rmSync(out, { recursive: true, force: true });
   });
+
+  it(
+    'a run that stays on one thread (Virdi: one shard always) runs in the command itself, with the default collector',
+    { timeout: 60_000 },
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
+      const parent = spawn(process.execPath, ['bin/protosim.js', 'run', 'scenarios/virdi/large.yaml', '--workers', 'auto', '--out', out], {
+        cwd: root,
+        stdio: 'ignore',
+        env: { ...process.env, PROTOSIM_GC: undefined, PROTOSIM_GC_PARENT: undefined },
+      });
+      // The rerun would come within its first few hundred milliseconds; the run itself takes seconds.
+      const children: string[][] = [];
+      for (let i = 0; i < 40; i++) {
+        children.push(...childrenOf(parent.pid!).map((c) => c.cmdline));
+        await sleep(50);
+      }
+      const stillRunning = alive(parent.pid!);
+      parent.kill('SIGKILL');
+      expect(children).toEqual([]);
+      expect(stillRunning).toBe(true);
+      rmSync(out, { recursive: true, force: true });
+    },
+  );
 
   it('passes SIGTERM on, and ends by it itself', { timeout: 60_000 }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
