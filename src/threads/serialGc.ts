@@ -52,12 +52,15 @@ const RAISED = new Set<string>([...PASSED, 'SIGKILL']);
 export async function rerunWithSerialGc(script: string, argv: readonly string[]): Promise<number | undefined> {
   const { spawn } = await import('node:child_process');
   const { constants } = await import('node:os');
+  // Listened for before the child exists: a signal that comes while spawn() waits for the child's
+  // exec would otherwise end this process by its default action and leave the child behind. Taken
+  // now, it waits for the event loop, which turns only once spawn() has returned.
+  const pass = (signal: NodeJS.Signals): void => void child.kill(signal);
+  for (const s of PASSED) process.on(s, pass);
   const child = spawn(process.execPath, [...process.execArgv, SERIAL_GC_FLAG, script, ...argv], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, [CHILD]: String(process.pid) },
   });
-  const pass = (signal: NodeJS.Signals): void => void child.kill(signal);
-  for (const s of PASSED) process.on(s, pass);
   const stop = (): void => {
     for (const s of PASSED) process.off(s, pass);
   };

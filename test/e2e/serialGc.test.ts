@@ -65,12 +65,13 @@ async function startRun(out: string): Promise<{ parent: ReturnType<typeof spawn>
     },
   );
   for (let i = 0; i < 200; i++) {
+    // The child as it runs: just forked, before its exec, it still shows the command's own line.
     const [child] = childrenOf(parent.pid!);
-    if (child && child.cmdline.includes('run')) return { parent, child };
+    if (child && child.cmdline.includes(SERIAL_GC_FLAG)) return { parent, child };
     await sleep(50);
   }
   parent.kill('SIGKILL');
-  throw new Error('no child process within 10 s');
+  throw new Error(`no child process with ${SERIAL_GC_FLAG} within 10 s`);
 }
 
 /** Ends within 4 s (the run itself takes longer: a child that went on with it fails this). */
