@@ -133,6 +133,35 @@ describe.skipIf(!linux)('the command on every core', () => {
     },
   );
 
+  it('passes on a SIGTERM that comes the moment the child exists (while the command spawns it)', { timeout: 60_000 }, async () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
+    const left: number[] = [];
+    for (let trial = 0; trial < 5; trial++) {
+      const parent = spawn(
+        process.execPath,
+        ['bin/protosim.js', 'run', 'scenarios/manager-worker/large.yaml', '--workers', 'auto', '--out', out],
+        {
+          cwd: root,
+          stdio: 'ignore',
+          env: { ...process.env, PROTOSIM_GC: undefined, PROTOSIM_GC_PARENT: undefined },
+        },
+      );
+      const ended = new Promise((resolve) => parent.on('exit', resolve));
+      // No sleep between looks: the signal must come as close to the fork as this can get.
+      let child: number | undefined;
+      for (const t0 = performance.now(); child === undefined && performance.now() - t0 < 10_000;) child = childrenOf(parent.pid!)[0]?.pid;
+      parent.kill('SIGTERM');
+      await ended;
+      if (child !== undefined && alive(child)) {
+        left.push(child);
+        process.kill(child, 'SIGKILL');
+      }
+      expect(child).toBeDefined();
+    }
+    expect(left).toEqual([]);
+    rmSync(out, { recursive: true, force: true });
+  });
+
   it('passes SIGTERM on, and ends by it itself', { timeout: 60_000 }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
     const { parent, child } = await startRun(out);
