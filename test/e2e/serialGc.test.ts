@@ -53,17 +53,18 @@ function alive(pid: number): boolean {
 }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** `protosim run <file> --workers auto --out <out>` as the user would start it (V8's default collector asked for by nobody). */
+function command(file: string, out: string): ReturnType<typeof spawn> {
+  return spawn(process.execPath, ['bin/protosim.js', 'run', file, '--workers', 'auto', '--out', out], {
+    cwd: root,
+    stdio: 'ignore',
+    env: { ...process.env, PROTOSIM_GC: undefined, PROTOSIM_GC_PARENT: undefined },
+  });
+}
+
 /** Starts the large manager/worker run on every core (run folders under `out`) and waits (bounded) for its child. */
 async function startRun(out: string): Promise<{ parent: ReturnType<typeof spawn>; child: { pid: number; cmdline: string[] } }> {
-  const parent = spawn(
-    process.execPath,
-    ['bin/protosim.js', 'run', 'scenarios/manager-worker/large.yaml', '--workers', 'auto', '--out', out],
-    {
-      cwd: root,
-      stdio: 'ignore',
-      env: { ...process.env, PROTOSIM_GC: undefined, PROTOSIM_GC_PARENT: undefined },
-    },
-  );
+  const parent = command('scenarios/manager-worker/large.yaml', out);
   for (let i = 0; i < 200; i++) {
     // The child as it runs: just forked, before its exec, it still shows the command's own line.
     const [child] = childrenOf(parent.pid!);
@@ -114,11 +115,7 @@ describe.skipIf(!linux)('the command on every core', () => {
     { timeout: 60_000 },
     async () => {
       const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
-      const parent = spawn(process.execPath, ['bin/protosim.js', 'run', 'scenarios/virdi/large.yaml', '--workers', 'auto', '--out', out], {
-        cwd: root,
-        stdio: 'ignore',
-        env: { ...process.env, PROTOSIM_GC: undefined, PROTOSIM_GC_PARENT: undefined },
-      });
+      const parent = command('scenarios/virdi/large.yaml', out);
       // The rerun would come within its first few hundred milliseconds; the run itself takes seconds.
       const children: string[][] = [];
       for (let i = 0; i < 40; i++) {
@@ -137,15 +134,7 @@ describe.skipIf(!linux)('the command on every core', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-serial-gc-'));
     const left: number[] = [];
     for (let trial = 0; trial < 5; trial++) {
-      const parent = spawn(
-        process.execPath,
-        ['bin/protosim.js', 'run', 'scenarios/manager-worker/large.yaml', '--workers', 'auto', '--out', out],
-        {
-          cwd: root,
-          stdio: 'ignore',
-          env: { ...process.env, PROTOSIM_GC: undefined, PROTOSIM_GC_PARENT: undefined },
-        },
-      );
+      const parent = command('scenarios/manager-worker/large.yaml', out);
       const ended = new Promise((resolve) => parent.on('exit', resolve));
       // No sleep between looks: the signal must come as close to the fork as this can get.
       let child: number | undefined;
