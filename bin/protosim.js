@@ -33,14 +33,16 @@ async function startThreads() {
   // dist/cli/threadHint.js).
   const { mayUseThreads } = await import('../dist/cli/threadHint.js');
   const read = (file) => readFileSync(file, 'utf8');
+  // The first file's answer settles both when it is yes (the usual single file): read once.
+  const first = mayUseThreads(argv.slice(1), read, 0);
   const gc = onDeno ? undefined : await import('../dist/threads/serialGc.js');
-  if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env) && mayUseThreads(argv.slice(1), read)) {
+  if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env) && (first || mayUseThreads(argv.slice(1), read))) {
     const code = await gc.rerunWithSerialGc(fileURLToPath(import.meta.url), argv);
     if (code !== undefined) return code;
   }
   const count = Math.min(asked, cores);
   // The first file's run takes the early threads (the CLI stops them when its plan needs none).
-  if (count > 1 && mayUseThreads(argv.slice(1), read, 0)) {
+  if (count > 1 && first) {
     const { firstThreadShard, prestartThreads } = await import('../dist/threads/nodeThread.js');
     prestartThreads(count - firstThreadShard(argv.includes('--windows')));
   }
