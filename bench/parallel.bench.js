@@ -9,7 +9,8 @@
 // else on one thread (windows are slower); `--windows` cases force the windows, to show what they cost.
 //
 //   npm run bench:parallel            # the large manager/worker scenario (all invariants; with the
-//                                     # trace hash; no invariants; windows forced), the large Virdi
+//                                     # trace hash; no invariants; with a trace file; windows
+//                                     # forced), the large Virdi
 //                                     # scenario, and the first 2 h of the large REAR scenario (also
 //                                     # with windows forced), at 1 and 2 workers; for the manager/
 //                                     # worker loads also the machine's ceiling: the two shards' halves
@@ -92,6 +93,8 @@ const cases = million
         { name: 'manager/worker large (4 sites, 10 004 actors, 100 000 tasks), all invariants', file: mwLarge(), halves: halvesOf() },
         { name: 'manager/worker large, all invariants, --hash', file: mwLarge(), args: ['--hash'], halves: halvesOf() },
         { name: 'manager/worker large, no invariants', file: mwLarge({ invariants: false }), halves: halvesOf({ invariants: false }) },
+        // A trace file (about 240 MB): in local mode the shards build and hash the lines, the main thread writes them.
+        { name: 'manager/worker large, all invariants, --trace', file: mwLarge(), args: ['--trace'], halves: halvesOf() },
         { name: 'manager/worker large, all invariants, --windows', file: mwLarge(), args: ['--windows'] },
         { name: 'Virdi large (100 000 consumers, 1 000 producers, 1 h)', file: join(root, 'scenarios/virdi/large.yaml') },
         // No shard-local checking: 2 workers run on one thread (windows would be slower), unless forced.
@@ -148,6 +151,7 @@ for (const c of chosen) {
         },
       );
       const processMs = performance.now() - started;
+      rmSync(out, { recursive: true, force: true }); // trace files are large
       if (r.status !== 0) throw new Error(`${c.name} at ${workers} workers: exit ${r.status}\n${r.stderr}`);
       const s = JSON.parse(r.stdout);
       const p = s.parallel;
@@ -188,6 +192,7 @@ for (const c of chosen) {
     if (c.halves) {
       // Right after the 2-worker run: the same shards' work as two processes at the same time.
       const halves = await Promise.all(c.halves.map((f) => runAsync(f, c.args ?? [])));
+      rmSync(join(scratch, 'halves'), { recursive: true, force: true });
       const events = halves.reduce((sum, h) => sum + h.summary.events, 0);
       // Each run counts its own start and stop events: a few more than the whole.
       if (Math.abs(events - row.runs[1].events) > 4)

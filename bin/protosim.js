@@ -16,12 +16,11 @@ if (!onDeno) (await import('../dist/threads/serialGc.js')).followParent();
  * `run … --workers N`: start the shards' threads now, so they load their modules while this thread
  * loads its own (dist/threads/nodeThread.js). The CLI checks the option itself; a count it refuses
  * starts nothing here. No more threads than cores: the plan may make fewer shards. Without
- * --windows this thread runs a shard itself (local mode): one thread fewer. A trace file without
- * --windows keeps the run on one thread (README, "Parallel runs"): nothing to start then.
+ * --windows this thread runs a shard itself (local mode): one thread fewer.
  * Returns the exit code when the command ran again in a child process instead (below).
  */
 async function startThreads() {
-  if (argv[0] !== 'run' || (argv.includes('--trace') && !argv.includes('--windows'))) return undefined;
+  if (argv[0] !== 'run') return undefined;
   const at = argv.findIndex((a) => a === '--workers' || a.startsWith('--workers='));
   const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
   const cores = availableParallelism();

@@ -142,7 +142,9 @@ async function runCommand(args: string[], io: Io): Promise<number> {
         prepareWarmThreads(
           { text: loaded.text, file: loaded.file, overrides: shardOverrides({ seed, untilUs, backend, core }) },
           // Local mode: this thread runs shard 0, the warm threads shards 1, 2, … (made ahead).
-          values.windows || workers === undefined ? undefined : { workers, first: firstThreadShard(false), hashes: values.hash === true },
+          values.windows || workers === undefined
+            ? undefined
+            : { workers, first: firstThreadShard(false), hashes: values.hash || values.trace, lines: values.trace },
         );
     }
     const io2: { trace?: TraceFile; bar?: ProgressBar } = {};
@@ -152,6 +154,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
       backend,
       core,
       traceSink: values.trace ? (line) => io2.trace!.write(line) : undefined,
+      traceRestart: values.trace ? () => io2.trace!.restart() : undefined,
       hash: values.hash,
       onProgress: (p) => io2.bar?.update(p),
       workers: workers !== undefined && workers > 1 ? workers : undefined,

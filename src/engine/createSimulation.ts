@@ -17,6 +17,7 @@ import type { ActorSet, Cut, NetworkSpec } from './network.js';
 import { sampleLatencyUs, Network } from './network.js';
 import { RandomStream } from './rng.js';
 import { HashLogWriter } from './hashLog.js';
+import type { LogLines } from './hashLog.js';
 import { lineHash, TraceHash } from './traceHash.js';
 
 /** The environment that answers an actor's `host.exec` effects in virtual time. */
@@ -182,7 +183,7 @@ export interface ShardOptions {
   owned: Uint8Array;
   /** Hash each record's trace line (the coordinator folds the hashes in order). */
   hashes: boolean;
-  /** Also hand over each line (the coordinator writes them to the trace). */
+  /** Also hand over each line (the coordinator writes them to the trace; in local mode beside the hashes). */
   lines: boolean;
   /** The observer calls the coordinator has a use for (the others are not recorded). */
   hooks: readonly ObserverHook[];
@@ -241,6 +242,8 @@ export interface LocalChunk {
   /** Set by the shard's host: one of its invariants was violated (the report would quote other shards' trace). */
   violated?: boolean;
   hashes?: HashLog;
+  /** The trace lines of `hashes`, in its order (when a trace file is written; see {@link LogLines}). */
+  lines?: LogLines;
 }
 
 /** A shard's end (local mode): its counters and its last trace records with their event keys. */
@@ -248,6 +251,7 @@ export interface LocalEnd {
   counters: Counters;
   recent: { key: EventKey; sub: number; rec: TraceRecord }[];
   hashes?: HashLog;
+  lines?: LogLines;
 }
 
 /** What one event did on a shard: its trace records and observer calls, in order. */
@@ -501,7 +505,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   const ringKey: EventKey[] = new Array(RECENT);
   const ringSub = new Int32Array(RECENT);
   let currentKey: EventKey = START_KEY;
-  const log = new HashLogWriter();
+  const log = new HashLogWriter(local !== undefined && shard!.lines);
 
   const record = (kind: TraceRecord['kind'], from: string | undefined, to: string | undefined, type: string, body?: unknown): void => {
     if (shard && !local) {
@@ -530,9 +534,9 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       ringKey[i] = currentKey;
       ringSub[i] = sub;
       if (shard!.hashes) {
-        const h = lineHash(traceLine(now, kind, from, to, type, body));
-        log.push(sub, h[0], h[1]);
-        log.lines++;
+        const line = traceLine(now, kind, from, to, type, body);
+        const h = lineHash(line);
+        log.push(sub, h[0], h[1], line);
       }
       return;
     }
@@ -1062,6 +1066,8 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   let lastKey: EventKey = START_KEY;
   let maxInstant = 0;
   let sharedEvents = 0;
+  /** The hash log since the last report, with its lines when they are kept (a trace file). */
+  const taken = (): Pick<LocalChunk, 'hashes' | 'lines'> => (hashLocal ? log.take() : {});
   const localChunk = (stop: LocalStop): LocalChunk => {
     const out: LocalChunk = {
       stop,
@@ -1074,7 +1080,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       messages: counters.messagesSent,
       maxInstant,
       sharedEvents,
-      hashes: hashLocal ? log.take() : undefined,
+      ...taken(),
     };
     const ev = outbox[0];
     if (ev) {
@@ -1216,7 +1222,7 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         const i = (ringN - n + k) % RECENT;
         out.push({ key: keyOf(ringKey[i]), sub: ringSub[i], rec });
       });
-      return { counters, recent: out, hashes: hashLocal ? log.take() : undefined };
+      return { counters, recent: out, ...taken() };
     },
   };
 

@@ -446,16 +446,23 @@ export function statsOf(plan: ShardPlan, shards: number, mode: ParallelStats['mo
   };
 }
 
+/** Resolves once the event loop has turned: messages from worker threads are taken, and those to them are sent. */
+export function eventLoopTurn(): Promise<void> {
+  return new Promise((resolve) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resolve));
+}
+
 /** Events a shard runs per call in local mode. */
 const LOCAL_CHUNK = 100_000;
 
 /**
  * Local mode: every shard runs its own events with its own observers, with no windows, and nothing
- * per event crosses a thread — only, when hashing, each event's key and line hashes. It is exact for
- * runs where no message crosses shards (each shard's events are then exactly the one kernel's events
- * of its actors, whatever the others do); the first message that would cross, an actor error, a
- * violation or a possible stall abandons it ({@link LocalModeAbandoned}) and the caller redoes the
- * run (on one kernel: windows would be slower).
+ * per event crosses a thread — only, when hashing, each event's key and line hashes (and with a
+ * trace sink the lines, which go to the sink in the one kernel's order as their hashes are folded).
+ * It is exact for runs where no message crosses shards (each shard's events are then exactly the one
+ * kernel's events of its actors, whatever the others do); the first message that would cross, an
+ * actor error, a violation or a possible stall abandons it ({@link LocalModeAbandoned}) and the
+ * caller redoes the run (on one kernel: windows would be slower), after telling the sink to start
+ * over (the lines it has are a prefix of the run's trace, not the trace).
  *
  * `stopWhen` is the conjunction of the shards' shares: a shard pauses right after the event that
  * makes its share true; when every share is true, the stop is the latest of those events (K), and
@@ -475,8 +482,8 @@ export async function runLocalMode(
     return h.local;
   });
   const tracing = opts.traceSink !== undefined || opts.hash === true;
-  if (opts.traceSink) throw new Error('local mode writes no trace lines: run with windows');
-  const merger = tracing ? new HashLogMerger(n) : undefined;
+  // The trace file's lines are written where their hashes are folded: in the one kernel's order.
+  const merger = tracing ? new HashLogMerger(n, opts.traceSink) : undefined;
   const hash = tracing ? new TraceHash() : undefined;
   const stopWhen = opts.stopWhen !== undefined;
   const stallLimit = stallLimitOf(opts);
@@ -489,7 +496,7 @@ export async function runLocalMode(
     chunks.forEach((c, s) => {
       if (c === undefined) return;
       last[s] = c;
-      merger?.add(s, c.hashes);
+      merger?.add(s, c.hashes, c.lines);
       stats.busyMs[s] += busy[s];
       if (c.crossed)
         throw new LocalModeAbandoned(`${c.crossed.from} sent to ${c.crossed.to} on another shard at ${formatDurationUs(c.crossed.atUs)}`);
@@ -514,12 +521,17 @@ export async function runLocalMode(
   // Calls in flight, one per shard at most: a shard goes on as soon as its last call answered (no
   // barrier between shards), until it is done, or waits with its share of stopWhen true.
   const inflight: (Promise<[number, LocalChunk, number]> | undefined)[] = new Array(n);
+  /** A call to a worker thread was made since the last fold. */
+  let called = false;
   const launch = (s: number, f: () => Promise<LocalChunk>): void => {
     const t = clock();
     const p = f().then((c): [number, LocalChunk, number] => [s, c, clock() - t]);
     p.catch(() => undefined);
     inflight[s] = p;
-    if (!handles[s].here) stats.windows++;
+    if (!handles[s].here) {
+      stats.windows++;
+      called = true;
+    }
   };
   const settle = async (): Promise<void> => {
     const [s, c, ms] = await Promise.race(inflight.filter((p) => p !== undefined));
@@ -528,8 +540,17 @@ export async function runLocalMode(
       handles.map((_, i) => (i === s ? c : undefined)),
       handles.map((_, i) => (i === s ? ms : 0)),
     );
-    // Fold what every shard has run past (the earliest last event of the shards still running),
-    // while they go on: the logs do not pile up, and little is left to fold at the end.
+  };
+  /**
+   * Folds what every shard has run past (the earliest last event of the shards still running),
+   * while they go on: the logs do not pile up, and little is left to fold at the end. Called once
+   * the shards that can go on have their next call, and after the event loop has turned when one
+   * went to a worker thread (the call leaves a few promise steps later): the thread does not wait
+   * for the fold, which with a trace file writes every line.
+   */
+  const foldReady = async (): Promise<void> => {
+    if (called && merger) await eventLoopTurn();
+    called = false;
     if (merger && last.filter((x) => x !== undefined).length === n) {
       let upTo: EventKey | undefined;
       for (const x of last) if (!done(x) && (upTo === undefined || less(x.lastKey, upTo))) upTo = x.lastKey;
@@ -556,6 +577,7 @@ export async function runLocalMode(
         if (inflight[s] === undefined && !done(last[s]) && !(waiting && last[s].complete))
           launch(s, () => local[s].run(undefined, LOCAL_CHUNK, pause));
       }
+      await foldReady();
       if (inflight.some((p) => p !== undefined)) {
         await settle();
         continue;
@@ -605,7 +627,7 @@ export async function runLocalMode(
   }
   // The checks at the end (a last sweep) may find a violation too.
   if (ends.some((e) => e.violated)) throw new LocalModeAbandoned(`an invariant was violated at the end (${formatDurationUs(endUs)})`);
-  ends.forEach((e, s) => merger?.add(s, e.hashes));
+  ends.forEach((e, s) => merger?.add(s, e.hashes, e.lines));
   const shared = last[0].sharedEvents;
   const counters = sumCounters(ends.map((e) => e.counters));
   counters.events -= (n - 1) * shared;

@@ -13,7 +13,7 @@ import type { LocalChunk, LocalEnd } from '../engine/createSimulation.js';
 import { createShardKernel, indexNames } from '../engine/createSimulation.js';
 import type { EventKey } from '../engine/eventQueue.js';
 import type { ParallelStats, ShardedSimulation } from '../engine/parallel.js';
-import { createShardedSimulation, LocalModeAbandoned, ownedBy, shardKernelOptions, statsOf } from '../engine/parallel.js';
+import { createShardedSimulation, eventLoopTurn, LocalModeAbandoned, ownedBy, shardKernelOptions, statsOf } from '../engine/parallel.js';
 import type { ShardHandle } from '../engine/parallel.js';
 import type { ShardPlan } from '../engine/partition.js';
 import { planShards } from '../engine/partition.js';
@@ -40,6 +40,13 @@ export interface RunOverrides {
   core?: CoreKind;
   /** Receives every trace line. */
   traceSink?: (line: string) => void;
+  /**
+   * Tells the sink that the lines it has received are void and the trace starts again from its
+   * first line (a run on shards that gave up local mode is redone on one kernel). With it, a run
+   * with a sink can take local mode; without it, such a run needs windows (and so runs on one kernel
+   * unless they are forced).
+   */
+  traceRestart?: () => void;
   /** Compute the trace hash without a sink. */
   hash?: boolean;
   /** Wall clock for timing figures (the engine never reads one). */
@@ -101,7 +108,7 @@ export interface LocalShardFace {
  */
 export function createLocalShard(
   prepared: PreparedScenario,
-  shard: { index: number; owned: Uint8Array; hashes: boolean; progress?: Float64Array },
+  shard: { index: number; owned: Uint8Array; hashes: boolean; lines?: boolean; progress?: Float64Array },
 ): LocalShardFace {
   const { built, simOptions } = prepared;
   const shardComplete = built.shardComplete;
@@ -112,7 +119,7 @@ export function createLocalShard(
     index: shard.index,
     owned: shard.owned,
     hashes: shard.hashes,
-    lines: false,
+    lines: shard.lines === true,
     hooks: [],
     progress: shard.progress,
     local: {
@@ -454,7 +461,8 @@ function needsWindows(prepared: Pick<PreparedScenario, 'built' | 'scenario' | 's
     const local = FAMILIES.filter((f) => f.shardLocal).map((f) => `${f.protocol}'s`);
     return `${prepared.scenario.protocol}'s invariants are checked over all actors at once (only ${local.join(' and ')} are checked shard by shard)`;
   }
-  if (prepared.simOptions.traceSink !== undefined) return 'a trace file is written in the one merged order';
+  if (prepared.simOptions.traceSink !== undefined && overrides.traceRestart === undefined)
+    return 'a trace sink that cannot start over is written in the one merged order';
   if ((overrides.observers ?? []).length > 0) return 'observers of the caller see every event in order';
   return undefined;
 }
@@ -476,6 +484,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
   else {
     const plan = shardPlan;
     const hashes = simOptions.traceSink !== undefined || simOptions.hash === true;
+    const lines = simOptions.traceSink !== undefined;
     const clock = overrides.wallClockMs;
     let threads: ((local: boolean, first: number) => Promise<ShardHandle[]>) | undefined;
     if (overrides.workers !== undefined) {
@@ -489,7 +498,7 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
             file: loaded.file,
             overrides: shardOverrides(overrides),
             hashes,
-            lines: simOptions.traceSink !== undefined,
+            lines,
             hooks: hooksOf(simOptions.observers ?? []),
             local,
           },
@@ -503,20 +512,28 @@ export function planScenario(loaded: LoadedScenario, overrides: RunOverrides = {
       // Local mode on threads: shard 0 runs here, on this thread's own build (the plan's: no third
       // build of the scenario, no idle thread), the others on worker threads. Its observers are then
       // spent: a try given up is redone on a fresh build.
-      const here = hereShard(() => createLocalShard({ ...prepared, setRecent }, { index: 0, owned: ownedBy(plan, 0), hashes }));
+      const here = hereShard(() => createLocalShard({ ...prepared, setRecent }, { index: 0, owned: ownedBy(plan, 0), hashes, lines }));
       // Shard 0 is made and started while the threads finish building theirs: the others' calls wait for them.
       const shards = (): Promise<ShardHandle[]> => Promise.resolve([here, ...startingShards(threads(true, 1), plan.shards - 1)]);
-      sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), () => rebuiltKernel(loaded, overrides, plan));
+      sim = withFallback(
+        createShardedSimulation(simOptions, plan, shards, clock, 'local'),
+        () => rebuiltKernel(loaded, overrides, plan),
+        overrides.traceRestart,
+      );
     } else {
       // Local mode in this thread (tests): every shard on a build of its own; this thread's
       // observers stay untouched, and a try given up is redone on them, on one kernel.
       const shards = (): Promise<ShardHandle[]> =>
         Promise.resolve(
           Array.from({ length: plan.shards }, (_, index) =>
-            hereShard(() => createLocalShard(prepareScenario(loaded, overrides), { index, owned: ownedBy(plan, index), hashes })),
+            hereShard(() => createLocalShard(prepareScenario(loaded, overrides), { index, owned: ownedBy(plan, index), hashes, lines })),
           ),
         );
-      sim = withFallback(createShardedSimulation(simOptions, plan, shards, clock, 'local'), () => oneKernel(simOptions, plan, clock));
+      sim = withFallback(
+        createShardedSimulation(simOptions, plan, shards, clock, 'local'),
+        () => oneKernel(simOptions, plan, clock),
+        overrides.traceRestart,
+      );
     }
   }
   setRecent(() => sim.recent());
@@ -559,11 +576,6 @@ function startingShards(started: Promise<ShardHandle[]>, count: number): ShardHa
   }));
 }
 
-/** Resolves once the event loop has turned: messages from worker threads are taken, and those to them are sent. */
-function turn(): Promise<void> {
-  return new Promise((resolve) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resolve));
-}
-
 /** Events a shard in this thread runs per call before the event loop turns (and answers the worker threads). */
 const HERE_SLICE = 2000;
 
@@ -577,7 +589,7 @@ function hereShard(build: () => LocalShardFace): ShardHandle {
   let closed = false;
   /** The face, once the loop has turned; a call still queued when the run ended (closed) runs nothing. */
   const ready = async (): Promise<LocalShardFace> => {
-    await turn();
+    await eventLoopTurn();
     if (closed) throw new Error('shard 0 closed');
     return (face ??= build());
   };
@@ -634,9 +646,10 @@ function oneKernel(opts: SimulationOptions, plan: ShardPlan, clock: (() => numbe
 
 /**
  * Runs `first` (local mode); if it is abandoned, redoes the run with `then()` (one kernel) and says
- * why in the figures. The same run either way: only the time differs.
+ * why in the figures, after `restart` tells the trace sink that its lines so far are void. The same
+ * run either way: only the time differs.
  */
-function withFallback(first: ShardedSimulation, then: () => ShardedSimulation): ShardedSimulation {
+function withFallback(first: ShardedSimulation, then: () => ShardedSimulation, restart?: () => void): ShardedSimulation {
   let current = first;
   return {
     names: first.names,
@@ -646,6 +659,7 @@ function withFallback(first: ShardedSimulation, then: () => ShardedSimulation): 
         return await first.run();
       } catch (err) {
         if (!(err instanceof LocalModeAbandoned)) throw err;
+        restart?.();
         current = then();
         const result = await current.run();
         result.parallel.abandoned = err.reason;

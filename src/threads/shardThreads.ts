@@ -31,6 +31,8 @@ export interface AheadSpec {
   workers: number;
   index: number;
   hashes: boolean;
+  /** It keeps the trace lines too (a trace file is written). */
+  lines: boolean;
   /** The shard's progress buffer (ShardInit.progress), made now: the kernel made ahead writes to it. */
   progress: SharedArrayBuffer;
 }
@@ -154,10 +156,16 @@ function proxyOf(thread: Thread): Comlink.Remote<ShardWorkerApi> {
  * `local`, each also plans the run for `local.workers` and makes its local shard: the threads are
  * taken in order for shards `local.first`, `local.first + 1`, … (spawnThreadShards).
  */
-export function prepareWarmThreads(spec: PrepareSpec, local?: { workers: number; first: number; hashes: boolean }): void {
+export function prepareWarmThreads(spec: PrepareSpec, local?: { workers: number; first: number; hashes: boolean; lines: boolean }): void {
   peekWarmThreads().forEach((warm, k) => {
     const send = (thread: Thread): void => {
-      const ahead = local && { workers: local.workers, index: local.first + k, hashes: local.hashes, progress: progressOf(thread) };
+      const ahead = local && {
+        workers: local.workers,
+        index: local.first + k,
+        hashes: local.hashes,
+        lines: local.lines,
+        progress: progressOf(thread),
+      };
       proxyOf(thread)
         .prepare(spec, ahead)
         .catch(() => undefined);

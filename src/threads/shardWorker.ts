@@ -12,6 +12,7 @@ import { parseScenario } from '../scenario/loadScenario.js';
 import type { LocalShardFace } from '../scenario/runScenario.js';
 import { createLocalShard, prepareScenario } from '../scenario/runScenario.js';
 import type { LocalChunk } from '../engine/createSimulation.js';
+import type { LogLines } from '../engine/hashLog.js';
 import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
 import { createShardKernel } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
@@ -25,7 +26,7 @@ let warm:
   | {
       key: string;
       prepared: ReturnType<typeof prepareScenario>;
-      shard?: { index: number; hashes: boolean; owned: Uint8Array; face: LocalShardFace; started: LocalChunk };
+      shard?: { index: number; hashes: boolean; lines: boolean; owned: Uint8Array; face: LocalShardFace; started: LocalChunk };
     }
   | undefined;
 let kernel: ShardKernel | undefined;
@@ -70,10 +71,11 @@ const api: ShardWorkerApi = {
           index: ahead.index,
           owned,
           hashes: ahead.hashes,
+          lines: ahead.lines,
           progress: new Float64Array(ahead.progress),
         });
         // Started too: starting the actors needs nothing from the other shards.
-        warm.shard = { index: ahead.index, hashes: ahead.hashes, owned, face, started: face.start() };
+        warm.shard = { index: ahead.index, hashes: ahead.hashes, lines: ahead.lines, owned, face, started: face.start() };
       }
     } catch {
       warm = undefined;
@@ -84,7 +86,12 @@ const api: ShardWorkerApi = {
     const ahead = same ? warm!.shard : undefined;
     // The shard made ahead, if it is this one (and its kernel writes to this progress buffer).
     const taken =
-      spec.local && ahead !== undefined && ahead.index === spec.index && ahead.hashes === spec.hashes && sameBytes(ahead.owned, spec.owned);
+      spec.local &&
+      ahead !== undefined &&
+      ahead.index === spec.index &&
+      ahead.hashes === spec.hashes &&
+      ahead.lines === spec.lines &&
+      sameBytes(ahead.owned, spec.owned);
     // A build whose observers started another shard's actors is spent: only that shard may use it.
     const prepared = same && (ahead === undefined || taken) ? warm!.prepared : build(spec);
     warm = undefined;
@@ -96,6 +103,7 @@ const api: ShardWorkerApi = {
             index: spec.index,
             owned: spec.owned,
             hashes: spec.hashes,
+            lines: spec.lines,
             progress: new Float64Array(spec.progress),
           });
     } else
@@ -140,7 +148,7 @@ const api: ShardWorkerApi = {
     return sent(c);
   },
   localFinish(endUs, lastUs) {
-    const end = local!.finish(endUs, lastUs);
+    const end = joined(local!.finish(endUs, lastUs));
     return Comlink.transfer(end, end.hashes ? [end.hashes.buffer as ArrayBuffer] : []);
   },
 };
@@ -151,9 +159,18 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** A local chunk with its hash log moved, not copied. */
+/** A local chunk with its hash log moved, not copied, and its trace lines joined. */
 function sent(c: LocalChunk): LocalChunk {
-  return Comlink.transfer(c, c.hashes ? [c.hashes.buffer as ArrayBuffer] : []);
+  const out = joined(c);
+  return Comlink.transfer(out, out.hashes ? [out.hashes.buffer as ArrayBuffer] : []);
+}
+
+/**
+ * Trace lines joined into one string (hashLog.ts: LogLines): the main thread, which merges and
+ * writes them, receives one string instead of one per line, and answers this thread sooner.
+ */
+function joined<T extends { lines?: LogLines }>(c: T): T {
+  return Array.isArray(c.lines) ? { ...c, lines: c.lines.join('\n') } : c;
 }
 
 async function endpoint(): Promise<Endpoint> {

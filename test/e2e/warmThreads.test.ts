@@ -27,7 +27,7 @@ it('a warm thread already started gets the build call at once, not a microtask l
     post(message, transfer);
   };
   const file = join(root, 'scenarios/manager-worker/sites.yaml');
-  prepareWarmThreads({ text: readFileSync(file, 'utf8'), file, overrides: {} }, { workers: 2, first: 1, hashes: true });
+  prepareWarmThreads({ text: readFileSync(file, 'utf8'), file, overrides: {} }, { workers: 2, first: 1, hashes: true, lines: false });
   // Before any promise callback could run: sent during the caller's synchronous work.
   expect(posted).toHaveLength(1);
   await releaseWarmThreads(0);
@@ -44,7 +44,7 @@ it(
     prestartThreads(1);
     await peekWarmThreads()[0].thread;
     // The warm thread makes and starts shard 2 ahead; it is taken for shard 1.
-    prepareWarmThreads({ text: readFileSync(file, 'utf8'), file, overrides: {} }, { workers: 3, first: 2, hashes: true });
+    prepareWarmThreads({ text: readFileSync(file, 'utf8'), file, overrides: {} }, { workers: 3, first: 2, hashes: true, lines: false });
     const three = await runScenarioAsync(loadScenario(file), { hash: true, workers: 3, threads: spawnThreadShards });
     expect(peekWarmThreads()).toHaveLength(0);
     expect(three.parallel?.mode).toBe('local');

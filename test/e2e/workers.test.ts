@@ -184,13 +184,29 @@ describe('protosim run --workers', () => {
     });
     expect(traces[0].length).toBeGreaterThan(100_000);
     expect(traces[1]).toBe(traces[0]);
-    // Without --windows a trace file keeps the run on one thread, and says why.
+    // Without --windows the shards try local mode: here a worker's first message crosses, so local
+    // mode gives up and the run is redone on one thread, on an emptied trace file.
     const plain = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--trace', '--out', join(out, 'plain'), '--workers', '2']);
     expect(plain.code, plain.err).toBe(0);
-    expect(plain.err).toMatch(/1 shard for --workers 2: a trace file is written in the one merged order, which needs windows/);
-    expect(plain.out).not.toMatch(/^parallel/m);
+    expect(plain.out).toMatch(
+      /^parallel +local mode gave up \(worker-\d+ sent to manager on another shard at [^)]+\): redone on one thread/m,
+    );
     const [runDir] = readdirSync(join(out, 'plain'));
     expect(readFileSync(join(out, 'plain', runDir, 'trace.jsonl'), 'utf8')).toBe(traces[0]);
+  });
+
+  it("--trace in local mode: the shards run on their threads and the file is the one thread's", () => {
+    const out = mkdtempSync(join(tmpdir(), 'protosim-trace-local-'));
+    const traces = ['1', '2'].map((w) => {
+      const dir = join(out, w);
+      const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--trace', '--out', dir, '--workers', w]);
+      expect(r.code, r.err).toBe(0);
+      if (w === '2') expect(r.out).toMatch(/^parallel +2 shards, local: each ran and checked its own actors/m);
+      const [runDir] = readdirSync(dir);
+      return readFileSync(join(dir, runDir, 'trace.jsonl'), 'utf8');
+    });
+    expect(traces[0].split('\n').length).toBeGreaterThan(2000);
+    expect(traces[1]).toBe(traces[0]);
   });
 
   it('a worker killed mid-run: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {

@@ -72,7 +72,7 @@ describe('every scenario: the same run on 2 and 4 shards', () => {
     expect(lognormal.notes.join()).toMatch(/lognormal/);
   });
 
-  it('a run that would need windows (no shard-local checking, a trace file) runs on one kernel unless windows are asked for', async () => {
+  it('a run that would need windows (no shard-local checking, a trace sink that cannot start over) runs on one kernel unless windows are asked for', async () => {
     const file = 'scenarios/rear/race-strict.yaml';
     const plain = planScenario(loadScenario(file), { shards: 2 }).shardPlan!;
     expect(plain.shards).toBe(1);
@@ -80,10 +80,13 @@ describe('every scenario: the same run on 2 and 4 shards', () => {
       /rear's invariants are checked over all actors at once .*which needs windows, and windows are slower than one thread \(--windows forces them\)/,
     );
     expect(planScenario(loadScenario(file), { shards: 2, local: false }).shardPlan!.shards).toBe(2);
-    const traced = planScenario(loadScenario('scenarios/manager-worker/sites.yaml'), { shards: 2, traceSink: () => undefined }).shardPlan!;
+    const sink = () => undefined;
+    const traced = planScenario(loadScenario('scenarios/manager-worker/sites.yaml'), { shards: 2, traceSink: sink }).shardPlan!;
     expect(traced.shards).toBe(1);
-    expect(traced.notes.join()).toMatch(/a trace file is written in the one merged order/);
+    expect(traced.notes.join()).toMatch(/a trace sink that cannot start over is written in the one merged order/);
     expect(planScenario(loadScenario('scenarios/manager-worker/sites.yaml'), { shards: 2 }).shardPlan!.shards).toBe(2);
+    const restartable = { shards: 2, traceSink: sink, traceRestart: sink };
+    expect(planScenario(loadScenario('scenarios/manager-worker/sites.yaml'), restartable).shardPlan!.shards).toBe(2);
   });
 });
 
@@ -157,6 +160,37 @@ ${extra}
     }
   });
 
+  /** A trace sink that keeps its lines, and starts over when told (counting the lines it had then). */
+  const traceInto = () => {
+    const t = { lines: [] as string[], voided: [] as number[] };
+    return {
+      t,
+      overrides: {
+        traceSink: (line: string) => void t.lines.push(line),
+        traceRestart: () => {
+          t.voided.push(t.lines.length);
+          t.lines = [];
+        },
+      },
+    };
+  };
+
+  it("writes the trace as it folds the hashes: the one kernel's lines, in its order", async () => {
+    const yaml = sites(faults);
+    const one = traceInto();
+    const oneRun = runScenario(parseScenario(yaml, 'sites.yaml'), one.overrides);
+    expect(one.t.lines.length).toBeGreaterThan(1000);
+    for (const shards of [2, 3]) {
+      const split = traceInto();
+      const run = await runScenarioAsync(parseScenario(yaml, 'sites.yaml'), { ...split.overrides, shards });
+      expect(run.parallel, `${shards} shards`).toMatchObject({ shards, mode: 'local' });
+      expect(run.parallel?.abandoned).toBeUndefined();
+      expect(split.t.voided).toEqual([]);
+      expect(split.t.lines, `${shards} shards`).toEqual(one.t.lines);
+      expect(run.traceHash).toBe(oneRun.traceHash);
+    }
+  });
+
   it('gives up when a message crosses shards, and redoes the run on one kernel', async () => {
     const file = 'scenarios/manager-worker/basic.yaml';
     const run = await runScenarioAsync(loadScenario(file), { hash: true, shards: 2 });
@@ -221,6 +255,19 @@ faults:
       expect(visible(run)).toEqual(visible(one));
     },
   );
+
+  it('a trace written before local mode gives up is voided, and the sink gets the whole trace again', async () => {
+    const machines = { 'mw.manager': neverDrops };
+    const one = traceInto();
+    runScenario(parseScenario(twoSites('300s'), 'live.yaml'), { ...one.overrides, machines });
+    const split = traceInto();
+    const run = await runScenarioAsync(parseScenario(twoSites('300s'), 'live.yaml'), { ...split.overrides, shards: 2, machines });
+    expect(run.parallel?.abandoned).toMatch(/an invariant was violated/);
+    // The quiet shard finds the violation (at 91 s) early on: the sink had the start of the run then.
+    expect(split.t.voided).toHaveLength(1);
+    expect(split.t.voided[0]).toBeGreaterThan(0);
+    expect(split.t.lines).toEqual(one.t.lines);
+  });
 
   it("an actor that throws while starting: local mode gives up, and the errors are the one kernel's", async () => {
     const throwing = workerMachine.provide({
