@@ -3,7 +3,7 @@
  * move between threads. Per event that wrote lines: its key (time, kind, target, origin, originSeq),
  * its number of lines n, then n × (sub, h1, h2). Events that wrote no line are left out (they add
  * nothing to the hash). When a trace file is written the lines themselves ride along, in the same
- * order, in an array of their own (the merger writes them where it folds their hashes).
+ * order, apart from the numbers ({@link LogLines}); the merger writes them where it folds their hashes.
  */
 import type { EventKey } from './eventQueue.js';
 import { EventKind } from './eventQueue.js';
