@@ -9,7 +9,7 @@
  * does, and sets PROTOSIM_REQUIRE_DENO=1 so a missing Deno fails instead of skipping.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -23,17 +23,23 @@ if (!haveDeno && process.env.PROTOSIM_REQUIRE_DENO === '1') {
 const out = mkdtempSync(join(tmpdir(), 'protosim-deno-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-function hashOf(runtime: 'node' | 'deno', file: string, ...extra: string[]): { hash: string; met: boolean } {
-  const args = ['bin/protosim.js', 'run', file, '--hash', '--json', '--out', out, ...extra];
+/** `protosim run` on a runtime (Deno: its default sandbox, writing only under `out`); stderr must stay empty. */
+function run(runtime: 'node' | 'deno', args: string[]) {
+  const command = ['bin/protosim.js', 'run', ...args];
   const r =
     runtime === 'node'
-      ? spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: 120_000 })
-      : spawnSync(deno, ['run', '--allow-read=.', `--allow-write=${out}`, '--allow-env', ...args], {
+      ? spawnSync(process.execPath, command, { cwd: root, encoding: 'utf8', timeout: 120_000 })
+      : spawnSync(deno, ['run', '--allow-read=.', `--allow-write=${out}`, '--allow-env', ...command], {
           cwd: root,
           encoding: 'utf8',
           timeout: 120_000,
         });
-  expect(r.stderr, `${runtime} ${file}`).toBe('');
+  expect(r.stderr, `${runtime} ${args.join(' ')}`).toBe('');
+  return r;
+}
+
+function hashOf(runtime: 'node' | 'deno', file: string, ...extra: string[]): { hash: string; met: boolean } {
+  const r = run(runtime, [file, '--hash', '--json', '--out', out, ...extra]);
   const s = JSON.parse(r.stdout) as { traceHash: string; expectations: { met: boolean } };
   return { hash: s.traceHash, met: s.expectations.met };
 }
@@ -61,5 +67,19 @@ describe.skipIf(!haveDeno)('Node and Deno (skipped without Deno: npm install --n
     const one = hashOf('node', file);
     expect(hashOf('node', file, '--workers', '2', ...extra)).toEqual(one);
     expect(hashOf('deno', file, '--workers', '2', ...extra)).toEqual(one);
+  });
+
+  it('a trace file written in local mode on 2 Web Workers is the one-thread file of Node', () => {
+    const file = 'scenarios/manager-worker/sites.yaml';
+    const traceOf = (runtime: 'node' | 'deno', workers: string): string => {
+      const dir = mkdtempSync(join(out, `trace-${runtime}-`));
+      const r = run(runtime, [file, '--trace', '--json', '--out', dir, '--workers', workers]);
+      expect((JSON.parse(r.stdout) as { parallel?: { mode: string } }).parallel?.mode).toBe(workers === '2' ? 'local' : undefined);
+      const [runDir] = readdirSync(dir);
+      return readFileSync(join(dir, runDir, 'trace.jsonl'), 'utf8');
+    };
+    const one = traceOf('node', '1');
+    expect(one.split('\n').length).toBeGreaterThan(2000);
+    expect(traceOf('deno', '2')).toBe(one);
   });
 });
