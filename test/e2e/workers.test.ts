@@ -248,9 +248,11 @@ describe('protosim run --workers', () => {
     expect(rear.err).toMatch(/1 shard for --workers 2: rear's invariants are checked over all actors at once/);
   });
 
-  it('a worker killed in local mode: exit 3, shard, actor and virtual time named, no hang', () => {
+  it('a worker killed in local mode: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-kill-local-'));
-    const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--out', out, '--workers', '2'], { PROTOSIM_TEST_KILL_SHARD: '1:300' });
+    const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--trace', '--out', out, '--workers', '2'], {
+      PROTOSIM_TEST_KILL_SHARD: '1:100',
+    });
     expect(r.signal).toBeNull();
     expect(r.code).toBe(3);
     expect(r.err).toMatch(
@@ -261,6 +263,16 @@ describe('protosim run --workers', () => {
     expect(summary.error).toMatch(/shard 1 failed/);
     // Where the run was when the shard died (local mode has no merged trace to read it from).
     expect(summary.virtualTimeUs).toBeGreaterThan(0);
+    // The trace holds whole lines: the start of the one-thread trace, as far as both shards had run.
+    const kept = readFileSync(join(out, runDir, 'trace.jsonl'), 'utf8');
+    const whole = join(out, 'whole');
+    expect(cli(['run', 'scenarios/manager-worker/sites.yaml', '--trace', '--out', whole]).code).toBe(0);
+    const [wholeDir] = readdirSync(whole);
+    const one = readFileSync(join(whole, wholeDir, 'trace.jsonl'), 'utf8');
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.length).toBeLessThan(one.length);
+    expect(kept.endsWith('\n')).toBe(true);
+    expect(one.startsWith(kept)).toBe(true);
   });
 
   it('a worker stuck in a loop (or gone without a word): the watchdog ends the run with exit 3', () => {
