@@ -25,6 +25,25 @@ type Args = { context: Ctx; event: EventObject };
 type Step = (ctx: Ctx, event: EventObject, out: KernelEffect[]) => void;
 type Guard = (args: Args) => boolean;
 
+type RaiseOptions = { id?: string; delay?: unknown };
+/** An item `enqueueActions` had to defer: it comes after an assign or a custom action. */
+type Queued =
+  | { kind: 'action'; a: unknown }
+  | { kind: 'emit'; e: unknown }
+  | { kind: 'raise'; e: unknown; o: RaiseOptions | undefined }
+  | { kind: 'cancel'; sendId: unknown }
+  | { kind: 'assign'; assignment: unknown };
+/** An `enqueueActions` call running now. */
+interface Frame {
+  ctx: Ctx;
+  event: EventObject;
+  out: KernelEffect[];
+  queued: Queued[];
+}
+const NO_CTX: Ctx = {};
+const NO_EVENT: EventObject = { type: '' };
+const NO_OUT: KernelEffect[] = [];
+
 interface FlatTransition {
   guard: Guard | undefined;
   /** Exit actions of the source, the transition's actions, the target's entry actions. */
@@ -134,34 +153,52 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
       }
       case 'xstate.enqueueActions': {
         const collect = builtin.collect as (a: unknown, p: unknown) => void;
-        // One enqueue object per compiled action, pointed at the running call's state. Effects
-        // (emit, delayed raise, cancel) go out at once while nothing deferred is queued before them;
-        // from the first assign or custom action on, everything waits for `collect` to return —
-        // the order XState resolves enqueued actions in.
-        let run: { ctx: Ctx; event: EventObject; out: KernelEffect[]; queued: unknown[] } = {
-          ctx: {},
-          event: { type: '' },
-          out: [],
-          queued: [],
-        };
-        const put = (item: { kind: string }, immediate: boolean): void => {
-          if (immediate && run.queued.length === 0) runQueued(item, run.ctx, run.event, run.out);
-          else run.queued.push(item);
-        };
-        const enqueue = Object.assign((a: unknown) => put({ kind: 'action', a } as never, false), {
-          emit: (e: unknown) => put({ kind: 'emit', e } as never, true),
-          raise: (e: unknown, o?: { id?: string; delay?: unknown }) => put({ kind: 'raise', e, o } as never, true),
-          cancel: (sendId: unknown) => put({ kind: 'cancel', sendId } as never, true),
-          assign: (assignment: unknown) => put({ kind: 'assign', assignment } as never, false),
+        // The call running now, in a frame reused from call to call (an enqueued action may start
+        // another call: one frame per depth). Effects (emit, delayed raise, cancel) go out at once
+        // while nothing deferred is queued before them, with no item made for them; from the first
+        // assign or custom action on, everything waits for `collect` to return — the order XState
+        // resolves enqueued actions in.
+        const frames: Frame[] = [];
+        let depth = 0;
+        let run: Frame | undefined;
+        const defer = (item: Queued): void => void run!.queued.push(item);
+        const enqueue = Object.assign((a: unknown) => defer({ kind: 'action', a }), {
+          emit: (e: unknown) => {
+            const f = run!;
+            if (f.queued.length === 0) emitNow(e, f.ctx, f.event, f.out);
+            else defer({ kind: 'emit', e });
+          },
+          raise: (e: unknown, o?: RaiseOptions) => {
+            const f = run!;
+            if (f.queued.length === 0) raiseNow(e, o, f.ctx, f.event, f.out);
+            else defer({ kind: 'raise', e, o });
+          },
+          cancel: (sendId: unknown) => {
+            const f = run!;
+            if (f.queued.length === 0) f.out.push({ type: 'timer.cancel', id: String(sendId) });
+            else defer({ kind: 'cancel', sendId });
+          },
+          assign: (assignment: unknown) => defer({ kind: 'assign', assignment }),
         });
         const check = (): never => fail('check() inside enqueueActions');
         return (ctx, event, out) => {
           const outer = run;
-          run = { ctx, event, out, queued: [] };
+          const f = (frames[depth] ??= { ctx, event, out, queued: [] });
+          f.ctx = ctx;
+          f.event = event;
+          f.out = out;
+          run = f;
+          depth++;
           try {
             collect({ context: ctx, event, enqueue, check }, resolveParams(ctx, event));
-            for (const q of run.queued) runQueued(q, ctx, event, out);
+            for (let i = 0; i < f.queued.length; i++) runQueued(f.queued[i], ctx, event, out);
           } finally {
+            // Nothing of this call is kept past it.
+            f.queued.length = 0;
+            f.ctx = NO_CTX;
+            f.event = NO_EVENT;
+            f.out = NO_OUT;
+            depth--;
             run = outer;
           }
         };
@@ -208,24 +245,28 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
     };
   };
 
-  const runQueued = (q: unknown, ctx: Ctx, event: EventObject, out: KernelEffect[]): void => {
-    const item = q as {
-      kind?: string;
-      a?: unknown;
-      e?: unknown;
-      o?: { id?: string; delay?: unknown };
-      sendId?: unknown;
-      assignment?: unknown;
-    };
+  const emitNow = (e: unknown, ctx: Ctx, event: EventObject, out: KernelEffect[]): void =>
+    void out.push((typeof e === 'function' ? e({ context: ctx, event }) : e) as HostEffect);
+
+  /** A delayed raise enqueued by `enqueue.raise(event, { id, delay })`. */
+  const raiseNow = (e: unknown, o: RaiseOptions | undefined, ctx: Ctx, event: EventObject, out: KernelEffect[]): void => {
+    if (o?.delay === undefined) fail('an immediate raise (only delayed raises compile)');
+    if (o!.id === undefined) fail('a delayed raise without an id');
+    const d = resolveDelay(o!.delay, ctx, event, undefined);
+    const raised = (typeof e === 'function' ? e({ context: ctx, event }, undefined) : e) as EventObject;
+    if (typeof d === 'number') out.push({ type: 'timer.set', id: String(o!.id), delayMs: d, event: raised });
+  };
+
+  const runQueued = (item: Queued, ctx: Ctx, event: EventObject, out: KernelEffect[]): void => {
     switch (item.kind) {
       case 'action':
         compileAction(item.a, 'enqueueActions')(ctx, event, out);
         return;
       case 'emit':
-        out.push((typeof item.e === 'function' ? item.e({ context: ctx, event }) : item.e) as HostEffect);
+        emitNow(item.e, ctx, event, out);
         return;
       case 'raise':
-        compileRaise(item.e, item.o?.delay, item.o?.id, () => undefined)(ctx, event, out);
+        raiseNow(item.e, item.o, ctx, event, out);
         return;
       case 'cancel':
         out.push({ type: 'timer.cancel', id: String(item.sendId) });

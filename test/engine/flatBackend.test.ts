@@ -6,7 +6,7 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine, EventObject } from 'xstate';
-import { assign, createMachine, raise, setup } from 'xstate';
+import { assign, createMachine, enqueueActions, raise, setup } from 'xstate';
 import { managerMachine } from '../../src/actors/manager-worker/manager.machine.js';
 import type { ManagerInput } from '../../src/actors/manager-worker/manager.machine.js';
 import { workerMachine } from '../../src/actors/manager-worker/worker.machine.js';
@@ -221,6 +221,45 @@ describe('flat backend ≡ XState interpreter', () => {
       status: statuses[0],
     }));
     compare(m as AnyStateMachine, undefined, [...steps, { kind: 'timer', pick: 0 }]);
+  });
+  it('orders enqueueActions effects like XState: at once until an assign is queued, then after it', () => {
+    const out = (n: number, what: string) => ({ type: 'host.observe', obs: { kind: what, n } }) as never;
+    const m = setup({ types: { context: {} as { n: number } } }).createMachine({
+      context: { n: 0 },
+      initial: 'a',
+      states: {
+        a: {
+          on: {
+            go: {
+              actions: enqueueActions(({ context, enqueue }) => {
+                enqueue.emit(out(context.n, 'first'));
+                enqueue.raise({ type: 'later' }, { id: `t${context.n}`, delay: 10 });
+                enqueue.cancel(`t${context.n - 1}`);
+                enqueue.assign({ n: ({ context: c }) => c.n + 1 });
+                // From here on everything waits for the assign: XState resolves them in order.
+                enqueue.emit(({ context: c }) => out(c.n, 'after-assign'));
+                enqueue.raise({ type: 'later' }, { id: 'u', delay: ({ context: c }) => 5 * c.n });
+                enqueue.cancel('u');
+                enqueue.assign({ n: ({ context: c }) => c.n * 10 });
+                enqueue.emit(({ context: c }) => out(c.n, 'last'));
+              }),
+            },
+            later: { actions: enqueueActions(({ context, enqueue }) => enqueue.emit(out(context.n, 'later'))) },
+          },
+        },
+      },
+    });
+    const steps: Step[] = ['go', 'go', 'later', 'go'].map((t) => ({
+      kind: 'msg',
+      from: 'x',
+      n: 0,
+      ok: true,
+      nodeType: 'MANAGER',
+      type: t as never,
+      task: 'x',
+      status: statuses[0],
+    }));
+    compare(m as AnyStateMachine, undefined, [...steps, { kind: 'timer', pick: 0 }, { kind: 'timer', pick: 1 }]);
   });
 });
 
