@@ -161,21 +161,22 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
         const frames: Frame[] = [];
         let depth = 0;
         let run: Frame | undefined;
-        const defer = (item: Queued): void => void run!.queued.push(item);
+        // An `enqueue` kept and called after its call returned does nothing, as in XState.
+        const defer = (item: Queued): void => void run?.queued.push(item);
         const enqueue = Object.assign((a: unknown) => defer({ kind: 'action', a }), {
           emit: (e: unknown) => {
-            const f = run!;
-            if (f.queued.length === 0) emitNow(e, f.ctx, f.event, f.out);
+            const f = run;
+            if (f?.queued.length === 0) emitNow(e, f.ctx, f.event, f.out);
             else defer({ kind: 'emit', e });
           },
           raise: (e: unknown, o?: RaiseOptions) => {
-            const f = run!;
-            if (f.queued.length === 0) raiseNow(e, o, f.ctx, f.event, f.out);
+            const f = run;
+            if (f?.queued.length === 0) raiseNow(e, o, f.ctx, f.event, f.out);
             else defer({ kind: 'raise', e, o });
           },
           cancel: (sendId: unknown) => {
-            const f = run!;
-            if (f.queued.length === 0) f.out.push({ type: 'timer.cancel', id: String(sendId) });
+            const f = run;
+            if (f?.queued.length === 0) f.out.push({ type: 'timer.cancel', id: String(sendId) });
             else defer({ kind: 'cancel', sendId });
           },
           assign: (assignment: unknown) => defer({ kind: 'assign', assignment }),

@@ -261,6 +261,41 @@ describe('flat backend ≡ XState interpreter', () => {
     }));
     compare(m as AnyStateMachine, undefined, [...steps, { kind: 'timer', pick: 0 }, { kind: 'timer', pick: 1 }]);
   });
+
+  it('ignores an enqueue kept past its call, like XState', () => {
+    // Every backend's kept enqueue (both run the same actions), each called late by both.
+    const kept: { emit: (e: unknown) => void; raise: (e: unknown, o: unknown) => void; cancel: (id: string) => void }[] = [];
+    const m = setup({}).createMachine({
+      initial: 'a',
+      states: {
+        a: {
+          on: {
+            keep: { actions: enqueueActions(({ enqueue }) => void kept.push(enqueue as never)) },
+            late: {
+              actions: () => {
+                for (const k of kept) {
+                  k.emit({ type: 'host.observe', obs: { kind: 'late' } });
+                  k.raise({ type: 'x' }, { id: 'late', delay: 1 });
+                  k.cancel('late');
+                }
+              },
+            },
+          },
+        },
+      },
+    });
+    const steps: Step[] = ['keep', 'late', 'keep', 'late'].map((t) => ({
+      kind: 'msg',
+      from: 'x',
+      n: 0,
+      ok: true,
+      nodeType: 'MANAGER',
+      type: t as never,
+      task: 'x',
+      status: statuses[0],
+    }));
+    compare(m as AnyStateMachine, undefined, steps);
+  });
 });
 
 describe('flat backend refuses what it does not compile', () => {
