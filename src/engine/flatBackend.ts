@@ -9,8 +9,10 @@
  * a silent difference): top-level atomic and final states; event transitions with a string/function
  * guard; targetless transitions, transitions to another top-level state, and self-transitions with
  * `reenter`; actions `assign`, `emit`, delayed `raise` with an id, `cancel`, `enqueueActions`, and
- * plain functions; `after` delays (numbers or named delays). The differential property tests in
- * `test/engine/flatBackend.test.ts` check it against XState's interpreter.
+ * plain functions; `after` delays (numbers or named delays). What only shows when it runs — a
+ * raise whose delay is not a number, which XState raises at once — throws the same error then. The
+ * differential property tests in `test/engine/flatBackend.test.ts` check it against XState's
+ * interpreter.
  *
  * Context is updated in place (`assign` merges into the same object), which is how protosim's
  * machines treat context anyway (owned, mutable state; see actors/manager-worker/worker.machine.ts).
@@ -176,7 +178,7 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
           },
           cancel: (sendId: unknown) => {
             const f = run;
-            if (f?.queued.length === 0) f.out.push({ type: 'timer.cancel', id: String(sendId) });
+            if (f?.queued.length === 0) cancelNow(sendId, f.ctx, f.event, f.out);
             else defer({ kind: 'cancel', sendId });
           },
           assign: (assignment: unknown) => defer({ kind: 'assign', assignment }),
@@ -242,8 +244,18 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
       const d = resolveDelay(delay, ctx, event, p);
       const e = (typeof ev === 'function' ? ev({ context: ctx, event }, p) : ev) as EventObject;
       const idText = typeof sendId === 'function' ? sendId({ context: ctx, event }, p) : sendId;
-      if (typeof d === 'number') out.push({ type: 'timer.set', id: String(idText), delayMs: d, event: e });
+      out.push({ type: 'timer.set', id: String(idText), delayMs: delayMsOf(d, e), event: e });
     };
+  };
+
+  /** A raise's resolved delay; XState raises at once when it is not a number, which the flat backend does not run. */
+  const delayMsOf = (d: unknown, e: EventObject): number => {
+    if (typeof d !== 'number')
+      throw new FlatCompileError(
+        id,
+        `a raise of '${e?.type}' whose delay is ${typeof d === 'string' ? JSON.stringify(d) : String(d)}, not a number (XState raises it at once)`,
+      );
+    return d;
   };
 
   const emitNow = (e: unknown, ctx: Ctx, event: EventObject, out: KernelEffect[]): void =>
@@ -255,7 +267,13 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
     if (o!.id === undefined) fail('a delayed raise without an id');
     const d = resolveDelay(o!.delay, ctx, event, undefined);
     const raised = (typeof e === 'function' ? e({ context: ctx, event }, undefined) : e) as EventObject;
-    if (typeof d === 'number') out.push({ type: 'timer.set', id: String(o!.id), delayMs: d, event: raised });
+    out.push({ type: 'timer.set', id: String(o!.id), delayMs: delayMsOf(d, raised), event: raised });
+  };
+
+  /** `enqueue.cancel(sendId)`: a function id is called, as XState does. */
+  const cancelNow = (sendId: unknown, ctx: Ctx, event: EventObject, out: KernelEffect[]): void => {
+    const resolved = typeof sendId === 'function' ? sendId({ context: ctx, event }, undefined) : sendId;
+    out.push({ type: 'timer.cancel', id: String(resolved) });
   };
 
   const runQueued = (item: Queued, ctx: Ctx, event: EventObject, out: KernelEffect[]): void => {
@@ -270,7 +288,7 @@ export function compileFlatMachine(machine: AnyStateMachine): { start(input: unk
         raiseNow(item.e, item.o, ctx, event, out);
         return;
       case 'cancel':
-        out.push({ type: 'timer.cancel', id: String(item.sendId) });
+        cancelNow(item.sendId, ctx, event, out);
         return;
       case 'assign':
         compileAssign(item.assignment, () => undefined)(ctx, event, out);

@@ -296,6 +296,30 @@ describe('flat backend ≡ XState interpreter', () => {
     }));
     compare(m as AnyStateMachine, undefined, steps);
   });
+
+  it('calls a function given to enqueue.cancel, like XState, at once and after an assign', () => {
+    const m = setup({ types: { context: {} as { n: number } } }).createMachine({
+      context: { n: 0 },
+      initial: 'a',
+      states: {
+        a: {
+          on: {
+            go: {
+              actions: enqueueActions(({ enqueue }) => {
+                enqueue.raise({ type: 'tick' }, { id: 't0', delay: 5 });
+                enqueue.raise({ type: 'tick' }, { id: 't1', delay: 5 });
+                enqueue.cancel((({ context }: { context: { n: number } }) => `t${context.n}`) as never);
+                enqueue.assign({ n: ({ context }) => context.n + 1 });
+                enqueue.cancel((({ context }: { context: { n: number } }) => `t${context.n}`) as never);
+              }),
+            },
+          },
+        },
+      },
+    });
+    const go: Step = { kind: 'msg', from: 'x', n: 0, ok: true, nodeType: 'MANAGER', type: 'go' as never, task: 'x', status: statuses[0] };
+    compare(m as AnyStateMachine, undefined, [go, { kind: 'timer', pick: 0 }]);
+  });
 });
 
 describe('flat backend refuses what it does not compile', () => {
@@ -311,6 +335,27 @@ describe('flat backend refuses what it does not compile', () => {
     expect(() => compileFlatMachine(createMachine({ initial: 'a', states: { a: { always: { target: 'b' } }, b: {} } }))).toThrow(/always/);
     const child = createMachine({});
     expect(() => compileFlatMachine(createMachine({ initial: 'a', states: { a: { invoke: { src: child } } } }))).toThrow(/invoked actors/);
+  });
+  it('a raise whose delay is not a number when it runs (XState raises it at once)', () => {
+    const m = setup({ types: { context: {} as { wait?: number } } }).createMachine({
+      context: {},
+      initial: 'a',
+      states: {
+        a: {
+          on: {
+            plain: { actions: raise({ type: 'x' }, { id: 'p', delay: ({ context }) => context.wait as number }) },
+            queued: {
+              actions: enqueueActions(({ enqueue }) => enqueue.raise({ type: 'y' }, { id: 'q', delay: 'no-such-delay' as never })),
+            },
+          },
+        },
+      },
+    });
+    const fx: KernelEffect[] = [];
+    const a = flatBackend.start(m as AnyStateMachine, undefined, fx);
+    expect(() => a.deliver({ type: 'plain' }, fx)).toThrow(/raise of 'x' whose delay is undefined, not a number/);
+    expect(() => a.deliver({ type: 'queued' }, fx)).toThrow(/raise of 'y' whose delay is undefined, not a number/);
+    expect(fx).toEqual([]);
   });
   it('an immediate raise', () => {
     const m = createMachine({ initial: 'a', states: { a: { on: { go: { actions: raise({ type: 'x' }) } } } } });
