@@ -81,6 +81,10 @@ const step = fc.oneof(
 );
 type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
 
+/** Messages of the given types (no payload to speak of), for the small hand-written machines. */
+const messages = (...types: string[]): Step[] =>
+  types.map((t) => ({ kind: 'msg', from: 'x', n: 0, ok: true, nodeType: 'MANAGER', type: t as never, task: 'x', status: statuses[0] }));
+
 function message(s: Extract<Step, { kind: 'msg' }>): Record<string, unknown> {
   const rid = s.n;
   switch (s.type) {
@@ -210,16 +214,7 @@ describe('flat backend ≡ XState interpreter', () => {
         b: { entry: 'bump', exit: 'bump', on: { go: { target: 'a', actions: 'bump' } } },
       },
     });
-    const steps: Step[] = ['same', 'again', 'go', 'go', 'same'].map((t) => ({
-      kind: 'msg',
-      from: 'x',
-      n: 0,
-      ok: true,
-      nodeType: 'MANAGER',
-      type: t as never,
-      task: 'x',
-      status: statuses[0],
-    }));
+    const steps = messages('same', 'again', 'go', 'go', 'same');
     compare(m as AnyStateMachine, undefined, [...steps, { kind: 'timer', pick: 0 }]);
   });
   it('orders enqueueActions effects like XState: at once until an assign is queued, then after it', () => {
@@ -249,16 +244,7 @@ describe('flat backend ≡ XState interpreter', () => {
         },
       },
     });
-    const steps: Step[] = ['go', 'go', 'later', 'go'].map((t) => ({
-      kind: 'msg',
-      from: 'x',
-      n: 0,
-      ok: true,
-      nodeType: 'MANAGER',
-      type: t as never,
-      task: 'x',
-      status: statuses[0],
-    }));
+    const steps = messages('go', 'go', 'later', 'go');
     compare(m as AnyStateMachine, undefined, [...steps, { kind: 'timer', pick: 0 }, { kind: 'timer', pick: 1 }]);
   });
 
@@ -284,16 +270,7 @@ describe('flat backend ≡ XState interpreter', () => {
         },
       },
     });
-    const steps: Step[] = ['keep', 'late', 'keep', 'late'].map((t) => ({
-      kind: 'msg',
-      from: 'x',
-      n: 0,
-      ok: true,
-      nodeType: 'MANAGER',
-      type: t as never,
-      task: 'x',
-      status: statuses[0],
-    }));
+    const steps = messages('keep', 'late', 'keep', 'late');
     compare(m as AnyStateMachine, undefined, steps);
   });
 
@@ -317,8 +294,7 @@ describe('flat backend ≡ XState interpreter', () => {
         },
       },
     });
-    const go: Step = { kind: 'msg', from: 'x', n: 0, ok: true, nodeType: 'MANAGER', type: 'go' as never, task: 'x', status: statuses[0] };
-    compare(m as AnyStateMachine, undefined, [go, { kind: 'timer', pick: 0 }]);
+    compare(m as AnyStateMachine, undefined, [...messages('go'), { kind: 'timer', pick: 0 }]);
   });
 });
 
