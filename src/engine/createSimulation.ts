@@ -18,7 +18,7 @@ import { sampleLatencyUs, Network } from './network.js';
 import { RandomStream } from './rng.js';
 import { HashLogWriter } from './hashLog.js';
 import type { LogLines } from './hashLog.js';
-import { lineHash, TraceHash } from './traceHash.js';
+import { lineHash, recordHash, TraceHash } from './traceHash.js';
 
 /** The environment that answers an actor's `host.exec` effects in virtual time. */
 export interface SimEnvironment {
@@ -515,11 +515,18 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       if (kind === 'drop') e.reason = (body as { reason: string }).reason;
       else if (kind === 'error') e.message = (body as { message: string }).message;
       if (shard.hashes) {
-        const line = traceLine(now, kind, from, to, type, body);
-        const h = lineHash(line);
-        e.h1 = h[0];
-        e.h2 = h[1];
-        if (shard.lines) e.line = line;
+        if (shard.lines) {
+          const line = traceLine(now, kind, from, to, type, body);
+          const h = lineHash(line);
+          e.h1 = h[0];
+          e.h2 = h[1];
+          e.line = line;
+        } else {
+          // No line to hand over: hash the record without making one (traceHash.ts: recordHash).
+          const h = recordHash(now, kind, from, to, type, body);
+          e.h1 = h[0];
+          e.h2 = h[1];
+        }
       }
       group!.entries.push(e);
       return;
@@ -534,16 +541,26 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       ringKey[i] = currentKey;
       ringSub[i] = sub;
       if (shard!.hashes) {
-        const line = traceLine(now, kind, from, to, type, body);
-        const h = lineHash(line);
-        log.push(sub, h[0], h[1], line);
+        if (shard!.lines) {
+          const line = traceLine(now, kind, from, to, type, body);
+          const h = lineHash(line);
+          log.push(sub, h[0], h[1], line);
+        } else {
+          const h = recordHash(now, kind, from, to, type, body);
+          log.push(sub, h[0], h[1]);
+        }
       }
       return;
     }
     if (tracing) {
-      const line = traceLine(now, kind, from, to, type, body);
-      hasher!.update(line);
-      sink?.(line);
+      if (sink) {
+        const line = traceLine(now, kind, from, to, type, body);
+        hasher!.update(line);
+        sink(line);
+      } else {
+        const h = recordHash(now, kind, from, to, type, body);
+        hasher!.fold(h[0], h[1]);
+      }
     }
   };
 

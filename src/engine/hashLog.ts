@@ -47,8 +47,8 @@ export class HashLogWriter {
     this.lines = 0;
   }
 
-  /** One line of the current event: its sub, its hash lanes, and its text (kept when asked for). */
-  push(sub: number, h1: number, h2: number, line: string): void {
+  /** One line of the current event: its sub, its hash lanes, and its text (given and kept when asked for). */
+  push(sub: number, h1: number, h2: number, line?: string): void {
     this.room(3);
     const b = this.buf;
     b[this.n] = sub;
@@ -56,7 +56,7 @@ export class HashLogWriter {
     b[this.n + 2] = h2;
     this.n += 3;
     this.lines++;
-    this.text?.push(line);
+    this.text?.push(line!);
   }
 
   /** Ends the current event (dropped when it wrote no line). */

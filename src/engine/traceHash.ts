@@ -47,3 +47,206 @@ export function lineHash(line: string): readonly [number, number] {
   lanes[1] = h2 | 0;
   return lanes;
 }
+
+/*
+ * The hash of a trace record computed from its fields, without building the line: the same lanes
+ * as lineHash(traceLine(...)) (src/engine/createSimulation.ts), for a run that hashes its trace but
+ * writes no file. A line costs a JSON.stringify, a string to hash and garbage; with --hash that
+ * was about a third of a run. The serialisation below follows JSON.stringify step by step (toJSON,
+ * boxed primitives, omitted members, escapes, lone surrogates, cycles); a property test holds the
+ * two to the same hash for any value.
+ */
+
+/** The lanes while a record is hashed (module state: one record at a time, and no reentry). */
+let r1 = 0;
+let r2 = 0;
+
+/** Feeds the UTF-16 code units of `s`, as they are. */
+function feed(s: string): void {
+  let h1 = r1;
+  let h2 = r2;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+  }
+  r1 = h1;
+  r2 = h2;
+}
+
+/** Feeds one code unit. */
+function feedUnit(c: number): void {
+  r1 = Math.imul(r1 ^ c, 0x01000193);
+  const h2 = Math.imul(r2 ^ c, 0x5bd1e995);
+  r2 = h2 ^ (h2 >>> 15);
+}
+
+const HEX = '0123456789abcdef';
+
+/** Feeds `\uXXXX` (lower-case hex, as JSON.stringify writes it). */
+function feedEscape(c: number): void {
+  feedUnit(92);
+  feedUnit(117);
+  feedUnit(HEX.charCodeAt((c >> 12) & 15));
+  feedUnit(HEX.charCodeAt((c >> 8) & 15));
+  feedUnit(HEX.charCodeAt((c >> 4) & 15));
+  feedUnit(HEX.charCodeAt(c & 15));
+}
+
+/** Feeds `s` as JSON.stringify quotes it. */
+function feedQuoted(s: string): void {
+  feedUnit(34);
+  let h1 = r1;
+  let h2 = r2;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 34 || c === 92 || (c & 0xf800) === 0xd800) {
+      // Rare: escape it through the slow path, then go on.
+      r1 = h1;
+      r2 = h2;
+      i = feedSpecial(s, i, c);
+      h1 = r1;
+      h2 = r2;
+      continue;
+    }
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+  }
+  r1 = h1;
+  r2 = h2;
+  feedUnit(34);
+}
+
+/** Feeds the code unit at `i` that needs care (and its pair); returns the index of the last unit fed. */
+function feedSpecial(s: string, i: number, c: number): number {
+  if (c === 34 || c === 92) {
+    feedUnit(92);
+    feedUnit(c);
+  } else if (c < 0x20) {
+    const short = c === 8 ? 98 : c === 9 ? 116 : c === 10 ? 110 : c === 12 ? 102 : c === 13 ? 114 : 0;
+    if (short) {
+      feedUnit(92);
+      feedUnit(short);
+    } else feedEscape(c);
+  } else if (c <= 0xdbff) {
+    // A lead surrogate: as it is when a trail follows (and the trail with it), else escaped.
+    const next = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+    if (next >= 0xdc00 && next <= 0xdfff) {
+      feedUnit(c);
+      feedUnit(next);
+      return i + 1;
+    }
+    feedEscape(c);
+  } else feedEscape(c); // a trail surrogate with no lead before it
+  return i;
+}
+
+/** Objects being serialised, outermost first (JSON.stringify refuses a cycle). */
+const open: object[] = [];
+
+/** What JSON.stringify leaves out (a member) or writes as null (an element). */
+const OMIT = Symbol('omit');
+
+/**
+ * A member or element as JSON.stringify reads it (SerializeJSONProperty without replacer: its
+ * toJSON called with the member's name, a boxed primitive unboxed), or {@link OMIT}.
+ */
+function resolve(value: unknown, key: string | number): unknown {
+  let v = value;
+  if ((typeof v === 'object' && v !== null) || typeof v === 'function' || typeof v === 'bigint') {
+    const toJSON = (v as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') v = toJSON.call(v, String(key));
+  }
+  if (typeof v === 'object' && v !== null) {
+    if (v instanceof Number) v = Number(v);
+    else if (v instanceof String) v = String(v);
+    else if (v instanceof Boolean) v = Boolean.prototype.valueOf.call(v);
+    else if (v instanceof BigInt) v = BigInt.prototype.valueOf.call(v);
+  }
+  return v === undefined || typeof v === 'function' || typeof v === 'symbol' ? OMIT : v;
+}
+
+/** Feeds a value {@link resolve} gave (not OMIT). */
+function feedResolved(v: unknown): void {
+  switch (typeof v) {
+    case 'string':
+      feedQuoted(v);
+      return;
+    case 'number':
+      feed(Number.isFinite(v) ? String(v) : 'null');
+      return;
+    case 'boolean':
+      feed(v ? 'true' : 'false');
+      return;
+    case 'bigint':
+      throw new TypeError('Do not know how to serialize a BigInt');
+    default:
+      if (v === null) feed('null');
+      else feedObject(v as object);
+  }
+}
+
+function feedObject(v: object): void {
+  if (open.includes(v)) throw new TypeError('Converting circular structure to JSON');
+  open.push(v);
+  if (Array.isArray(v)) {
+    feedUnit(91);
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) feedUnit(44);
+      const x = resolve(v[i], i);
+      if (x === OMIT) feed('null');
+      else feedResolved(x);
+    }
+    feedUnit(93);
+  } else {
+    feedUnit(123);
+    let first = true;
+    const o = v as Record<string, unknown>;
+    for (const k in o) {
+      if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
+      const x = resolve(o[k], k);
+      if (x === OMIT) continue;
+      if (!first) feedUnit(44);
+      first = false;
+      feedQuoted(k);
+      feedUnit(58);
+      feedResolved(x);
+    }
+    feedUnit(125);
+  }
+  open.pop();
+}
+
+/** Feeds `,"name":value`, or nothing where JSON.stringify leaves the member out. */
+function member(prefix: string, value: unknown, key: string): void {
+  const x = resolve(value, key);
+  if (x === OMIT) return;
+  feed(prefix);
+  feedResolved(x);
+}
+
+const recordLanes: [number, number] = [0, 0];
+
+/**
+ * lineHash(traceLine(t, kind, from, to, type, body)) without the line (in an array reused by the
+ * next call: read it at once). Fields left undefined are left out, as traceLine does.
+ */
+export function recordHash(t: number, kind: string, from: unknown, to: unknown, type: unknown, body: unknown): readonly [number, number] {
+  r1 = 0x811c9dc5;
+  r2 = 0x01000193 ^ 0x5bd1e995;
+  // A throw (a cycle, a BigInt) may have left some open.
+  open.length = 0;
+  feed('{"t":');
+  feed(Number.isFinite(t) ? String(t) : 'null');
+  member(',"kind":', kind, 'kind');
+  if (from !== undefined) member(',"from":', from, 'from');
+  if (to !== undefined) member(',"to":', to, 'to');
+  member(',"type":', type, 'type');
+  if (body !== undefined) member(',"body":', body, 'body');
+  feedUnit(125);
+  recordLanes[0] = r1 | 0;
+  recordLanes[1] = r2 | 0;
+  return recordLanes;
+}

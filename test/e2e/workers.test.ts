@@ -12,6 +12,7 @@ import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js'
 import type { RunSummary, ShardHost } from '../../src/scenario/runScenario.js';
 import { runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
 import { spawnThreadShards } from '../../src/threads/shardThreads.js';
+import { TraceHash } from '../../src/engine/traceHash.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const files = readdirSync(join(root, 'scenarios'), { recursive: true, encoding: 'utf8' })
@@ -27,6 +28,16 @@ function cli(args: string[], env: Record<string, string> = {}) {
     env: { ...process.env, ...env },
   });
   return { code: r.status, out: r.stdout, err: r.stderr, signal: r.signal };
+}
+
+/** The trace hash a run's summary printed. */
+const printedHash = (out: string): string | undefined => /^trace hash +([0-9a-f]{16})$/m.exec(out)?.[1];
+
+/** The trace hash of a trace file's text, folded from its lines as a run folds them. */
+function hashOfLines(text: string): string {
+  const h = new TraceHash();
+  for (const line of text.split('\n')) if (line !== '') h.update(line);
+  return h.digest();
 }
 
 describe('worker threads: the same trace as one thread', () => {
@@ -193,6 +204,21 @@ describe('protosim run --workers', () => {
     );
     const [runDir] = readdirSync(join(out, 'plain'));
     expect(readFileSync(join(out, 'plain', runDir, 'trace.jsonl'), 'utf8')).toBe(traces[0]);
+    // --hash hashes each record without writing its line (traceHash.ts: recordHash); in windows the
+    // shards do it: the same hash as the file's.
+    const hashed = cli([
+      'run',
+      'scenarios/manager-worker/worker-crash.yaml',
+      '--hash',
+      '--out',
+      join(out, 'hash'),
+      '--workers',
+      '2',
+      '--windows',
+    ]);
+    expect(hashed.code, hashed.err).toBe(0);
+    expect(printedHash(hashed.out)).toBe(printedHash(plain.out));
+    expect(printedHash(plain.out)).toBe(hashOfLines(traces[0]));
   });
 
   it("--trace in local mode: the shards run on their threads and the file is the one thread's", () => {
@@ -207,6 +233,13 @@ describe('protosim run --workers', () => {
     });
     expect(traces[0].split('\n').length).toBeGreaterThan(2000);
     expect(traces[1]).toBe(traces[0]);
+    // With --hash and no file, local shards hash records without making lines: the same hash.
+    const hashes = ['1', '2'].map((w) => {
+      const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--out', join(out, `hash-${w}`), '--workers', w]);
+      expect(r.code, r.err).toBe(0);
+      return printedHash(r.out);
+    });
+    expect(hashes).toEqual([hashOfLines(traces[0]), hashOfLines(traces[0])]);
   });
 
   it('a worker killed mid-run: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {
