@@ -5,9 +5,13 @@
  * Each line is hashed on its own ({@link lineHash}) and the line hashes are folded in order, so the
  * shards of a parallel run hash their lines where they write them and the coordinator only folds.
  */
+/** The lanes' starting values (a line's hash, and the fold of a run's lines, start from them). */
+const START1 = 0x811c9dc5;
+const START2 = 0x01000193 ^ 0x5bd1e995;
+
 export class TraceHash {
-  private h1 = 0x811c9dc5;
-  private h2 = 0x01000193 ^ 0x5bd1e995;
+  private h1 = START1;
+  private h2 = START2;
 
   /** Feeds one line. */
   update(line: string): void {
@@ -31,20 +35,23 @@ export class TraceHash {
   }
 }
 
+/** The lanes while a line or a record is hashed (module state: one at a time, and no reentry). */
+let r1 = 0;
+let r2 = 0;
 const lanes: [number, number] = [0, 0];
 
 /** The two 32-bit lanes of one line's hash (in an array reused by the next call: read it at once). */
 export function lineHash(line: string): readonly [number, number] {
-  let h1 = 0x811c9dc5;
-  let h2 = 0x01000193 ^ 0x5bd1e995;
-  for (let i = 0; i < line.length; i++) {
-    const c = line.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 0x01000193);
-    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-    h2 ^= h2 >>> 15;
-  }
-  lanes[0] = h1 | 0;
-  lanes[1] = h2 | 0;
+  r1 = START1;
+  r2 = START2;
+  feed(line);
+  return taken();
+}
+
+/** The lanes fed so far, as lineHash and recordHash return them. */
+function taken(): readonly [number, number] {
+  lanes[0] = r1 | 0;
+  lanes[1] = r2 | 0;
   return lanes;
 }
 
@@ -56,10 +63,6 @@ export function lineHash(line: string): readonly [number, number] {
  * boxed primitives, omitted members, escapes, lone surrogates, cycles); a property test holds the
  * two to the same hash for any value.
  */
-
-/** The lanes while a record is hashed (module state: one record at a time, and no reentry). */
-let r1 = 0;
-let r2 = 0;
 
 /** Feeds the UTF-16 code units of `s`, as they are. */
 function feed(s: string): void {
@@ -227,15 +230,13 @@ function member(prefix: string, value: unknown, key: string): void {
   feedResolved(x);
 }
 
-const recordLanes: [number, number] = [0, 0];
-
 /**
  * lineHash(traceLine(t, kind, from, to, type, body)) without the line (in an array reused by the
  * next call: read it at once). Fields left undefined are left out, as traceLine does.
  */
 export function recordHash(t: number, kind: string, from: unknown, to: unknown, type: unknown, body: unknown): readonly [number, number] {
-  r1 = 0x811c9dc5;
-  r2 = 0x01000193 ^ 0x5bd1e995;
+  r1 = START1;
+  r2 = START2;
   // A throw (a cycle, a BigInt) may have left some open.
   open.length = 0;
   feed('{"t":');
@@ -246,7 +247,5 @@ export function recordHash(t: number, kind: string, from: unknown, to: unknown, 
   member(',"type":', type, 'type');
   if (body !== undefined) member(',"body":', body, 'body');
   feedUnit(125);
-  recordLanes[0] = r1 | 0;
-  recordLanes[1] = r2 | 0;
-  return recordLanes;
+  return taken();
 }
