@@ -60,8 +60,11 @@ function taken(): readonly [number, number] {
  * as lineHash(traceLine(...)) (src/engine/createSimulation.ts), for a run that hashes its trace but
  * writes no file. A line costs a JSON.stringify, a string to hash and garbage; with --hash that
  * was about a third of a run. The serialisation below follows JSON.stringify step by step (toJSON,
- * boxed primitives, omitted members, escapes, lone surrogates, cycles); a property test holds the
- * two to the same hash for any value.
+ * boxed primitives, omitted members, keys and lengths read once, escapes, lone surrogates,
+ * cycles); a property test holds the two to the same hash for any value. Known to differ only
+ * for a boxed primitive whose prototype was set to Object.prototype or null (see unboxed), and
+ * where JSON.stringify would overflow the stack (thousands of levels deep: the two overflow at
+ * different depths).
  */
 
 /** Feeds the UTF-16 code units of `s`, as they are. */
@@ -162,13 +165,36 @@ function resolve(value: unknown, key: string | number): unknown {
     const toJSON = (v as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === 'function') v = toJSON.call(v, String(key));
   }
-  if (typeof v === 'object' && v !== null) {
-    if (v instanceof Number) v = Number(v);
-    else if (v instanceof String) v = String(v);
-    else if (v instanceof Boolean) v = Boolean.prototype.valueOf.call(v);
-    else if (v instanceof BigInt) v = BigInt.prototype.valueOf.call(v);
-  }
+  if (typeof v === 'object' && v !== null) v = unboxed(v);
   return v === undefined || typeof v === 'function' || typeof v === 'symbol' ? OMIT : v;
+}
+
+/**
+ * A boxed primitive's value as JSON.stringify takes it (a Number by ToNumber, a String by
+ * ToString, a Boolean's or a BigInt's own value); any other object as it is. JSON.stringify asks
+ * what the object holds, not what its prototype is (a Number from another realm is a Number,
+ * Object.create(Number.prototype) is not), and so does this: by calling each type's valueOf on it,
+ * which throws for any other object. Object and array literals, what messages are made of, skip
+ * the test; a boxed primitive whose prototype was set to Object.prototype or null is missed.
+ */
+function unboxed(v: object): unknown {
+  const proto = Object.getPrototypeOf(v);
+  if (proto === Object.prototype || proto === Array.prototype || proto === null) return v;
+  if (holds(Number.prototype.valueOf, v)) return +(v as unknown as number);
+  if (holds(String.prototype.valueOf, v)) return String(v);
+  if (holds(Boolean.prototype.valueOf, v)) return Boolean.prototype.valueOf.call(v);
+  if (holds(BigInt.prototype.valueOf, v)) return BigInt.prototype.valueOf.call(v);
+  return v;
+}
+
+/** Does `valueOf` (a primitive type's own) accept `v`: is `v` a box of that type? */
+function holds(valueOf: () => unknown, v: object): boolean {
+  try {
+    valueOf.call(v);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Feeds a value {@link resolve} gave (not OMIT). */
@@ -196,7 +222,9 @@ function feedObject(v: object): void {
   open.push(v);
   if (Array.isArray(v)) {
     feedUnit(91);
-    for (let i = 0; i < v.length; i++) {
+    // The length as it is now: a toJSON that grows or shrinks the array changes nothing here.
+    const n = v.length;
+    for (let i = 0; i < n; i++) {
       if (i > 0) feedUnit(44);
       const x = resolve(v[i], i);
       if (x === OMIT) feed('null');
@@ -207,8 +235,8 @@ function feedObject(v: object): void {
     feedUnit(123);
     let first = true;
     const o = v as Record<string, unknown>;
-    for (const k in o) {
-      if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
+    // The keys as they are now (a getter or toJSON that adds or deletes one changes nothing here).
+    for (const k of Object.keys(o)) {
       const x = resolve(o[k], k);
       if (x === OMIT) continue;
       if (!first) feedUnit(44);
@@ -239,6 +267,20 @@ export function recordHash(t: number, kind: string, from: unknown, to: unknown, 
   r2 = START2;
   // A throw (a cycle, a BigInt) may have left some open.
   open.length = 0;
+  // Someone gave every object a toJSON: the record itself has one too. Hash it as traceLine
+  // builds it, through the general path.
+  if (typeof (Object.prototype as { toJSON?: unknown }).toJSON === 'function') {
+    const rec: Record<string, unknown> = { t, kind };
+    if (from !== undefined) rec.from = from;
+    if (to !== undefined) rec.to = to;
+    rec.type = type;
+    if (body !== undefined) rec.body = body;
+    const x = resolve(rec, '');
+    // JSON.stringify gives undefined, which lineHash cannot read.
+    if (x === OMIT) throw new TypeError('the trace record serialises to nothing');
+    feedResolved(x);
+    return taken();
+  }
   feed('{"t":');
   feed(Number.isFinite(t) ? String(t) : 'null');
   member(',"kind":', kind, 'kind');

@@ -5,6 +5,7 @@
  * whose hash is not the hash the same run prints without it.
  */
 import { fc, test } from '@fast-check/vitest';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { traceLine } from '../../src/engine/createSimulation.js';
 import type { TraceRecord } from '../../src/engine/createSimulation.js';
@@ -97,6 +98,77 @@ describe('recordHash', () => {
     // Fields that are not strings, and fields left out.
     same(5, 'obs', undefined, undefined, undefined, undefined);
     same(5, 'obs', 7, { toJSON: () => undefined }, { type: 'x' }, null);
+  });
+
+  it('reads keys and lengths once, and knows a box by what it holds (a second review found these)', () => {
+    const grows = (): unknown[] => {
+      const a: unknown[] = [{ toJSON: () => (a.push(1), 0) }];
+      return a;
+    };
+    const shrinks = (): unknown[] => {
+      const a: unknown[] = [{ toJSON: () => ((a.length = 1), 0) }, 1, 2];
+      return a;
+    };
+    const deletesLater = (): object => {
+      const o = Object.create({ b: 'from the prototype' }) as Record<string, unknown>;
+      Object.defineProperty(o, 'a', {
+        get() {
+          delete o.b;
+          return 1;
+        },
+        enumerable: true,
+      });
+      o.b = 2;
+      return o;
+    };
+    const addsShadow = (): object => {
+      const o = Object.create({ p: 5 }) as Record<string, unknown>;
+      Object.defineProperty(o, 'a', {
+        get() {
+          o.p = 2;
+          return 1;
+        },
+        enumerable: true,
+      });
+      return o;
+    };
+    const valueOfBigInt = (): object => {
+      const n = new Number(1) as unknown as { valueOf(): unknown };
+      n.valueOf = () => 5n;
+      return { x: n };
+    };
+    // Each body is made afresh for each side: reading it changes it.
+    const cases: (() => unknown)[] = [
+      grows,
+      shrinks,
+      deletesLater,
+      addsShadow,
+      valueOfBigInt,
+      () => ({ x: Object.create(Number.prototype) as object, y: Object.create(String.prototype) as object }),
+      () => ({ x: Object.create(Boolean.prototype) as object }),
+      () => ({ n: runInNewContext('new Number(7)'), s: runInNewContext('new String("q")'), b: runInNewContext('new Boolean(true)') }),
+      () => ({ big: runInNewContext('Object(1n)') }),
+      () => runInNewContext('({ a: [1, 2, { b: "c" }] })'),
+    ];
+    for (const body of cases) {
+      const a = direct(1, 'send', 'a', 'b', 'M', body());
+      expect(a).toEqual(viaLine(1, 'send', 'a', 'b', 'M', body()));
+    }
+  });
+
+  it('follows a toJSON that someone gave every object, the record included', () => {
+    const proto = Object.prototype as { toJSON?: (key: string) => unknown };
+    proto.toJSON = function (this: object, key: string) {
+      return key === '' ? { wrapped: Object.keys(this) } : this;
+    };
+    try {
+      same(1, 'send', 'a', 'b', 'M', { x: 1 });
+      proto.toJSON = () => undefined;
+      same(1, 'send', 'a', 'b', 'M', { x: 1 });
+    } finally {
+      delete proto.toJSON;
+    }
+    same(1, 'send', 'a', 'b', 'M', { x: 1 });
   });
 
   it('goes on hashing correctly after a record that threw', () => {
