@@ -506,6 +506,25 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
   const ringSub = new Int32Array(RECENT);
   let currentKey: EventKey = START_KEY;
   const log = new HashLogWriter(local !== undefined && shard!.lines);
+  /** The line the last {@link hashRecord} made (when asked for one). */
+  let madeLine = '';
+  /**
+   * A record's hash lanes (read them at once). With `withLine` its trace line is made, left in
+   * {@link madeLine}, and hashed; without, the record is hashed without making one
+   * (traceHash.ts: recordHash) — the same lanes.
+   */
+  const hashRecord = (
+    withLine: boolean,
+    kind: TraceRecord['kind'],
+    from: string | undefined,
+    to: string | undefined,
+    type: string,
+    body: unknown,
+  ): readonly [number, number] => {
+    if (!withLine) return recordHash(now, kind, from, to, type, body);
+    madeLine = traceLine(now, kind, from, to, type, body);
+    return lineHash(madeLine);
+  };
 
   const record = (kind: TraceRecord['kind'], from: string | undefined, to: string | undefined, type: string, body?: unknown): void => {
     if (shard && !local) {
@@ -515,18 +534,10 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       if (kind === 'drop') e.reason = (body as { reason: string }).reason;
       else if (kind === 'error') e.message = (body as { message: string }).message;
       if (shard.hashes) {
-        if (shard.lines) {
-          const line = traceLine(now, kind, from, to, type, body);
-          const h = lineHash(line);
-          e.h1 = h[0];
-          e.h2 = h[1];
-          e.line = line;
-        } else {
-          // No line to hand over: hash the record without making one (traceHash.ts: recordHash).
-          const h = recordHash(now, kind, from, to, type, body);
-          e.h1 = h[0];
-          e.h2 = h[1];
-        }
+        const h = hashRecord(shard.lines, kind, from, to, type, body);
+        e.h1 = h[0];
+        e.h2 = h[1];
+        if (shard.lines) e.line = madeLine;
       }
       group!.entries.push(e);
       return;
@@ -541,26 +552,15 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
       ringKey[i] = currentKey;
       ringSub[i] = sub;
       if (shard!.hashes) {
-        if (shard!.lines) {
-          const line = traceLine(now, kind, from, to, type, body);
-          const h = lineHash(line);
-          log.push(sub, h[0], h[1], line);
-        } else {
-          const h = recordHash(now, kind, from, to, type, body);
-          log.push(sub, h[0], h[1]);
-        }
+        const h = hashRecord(shard!.lines, kind, from, to, type, body);
+        log.push(sub, h[0], h[1], shard!.lines ? madeLine : undefined);
       }
       return;
     }
     if (tracing) {
-      if (sink) {
-        const line = traceLine(now, kind, from, to, type, body);
-        hasher!.update(line);
-        sink(line);
-      } else {
-        const h = recordHash(now, kind, from, to, type, body);
-        hasher!.fold(h[0], h[1]);
-      }
+      const h = hashRecord(sink !== undefined, kind, from, to, type, body);
+      hasher!.fold(h[0], h[1]);
+      sink?.(madeLine);
     }
   };
 

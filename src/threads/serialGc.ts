@@ -11,9 +11,9 @@
  * With the collector on one thread every scavenge of the young generation falls on the shard's
  * own thread, so the child also gets a young generation twice V8's default size
  * ({@link YOUNG_GENERATION_FLAG}): fewer scavenges, and fewer short-lived objects (messages in
- * flight, mostly) copied before they die. Measured on 2 workers (README, "Parallel runs"): 15 %
- * faster at 1 000 000 actors (three rounds), 3.5 % at 10 004 (eight); a one-thread run gains
- * 4–6 % from it but is not run again for it.
+ * flight, mostly) copied before they die. Measured on 2 workers (README, "Parallel runs"): 7 %
+ * faster at 10 004 actors (eight rounds), 7 % at 1 000 004 (two; 7–23 % in three more), about
+ * even at 400 004; a one-thread run gains 4–6 % from it but is not run again for it.
  *
  * The flags must be given when the process starts (V8 aborts when the first is set on a running
  * heap, and sizes its young generation once), so bin/protosim.js runs the command again in a child
