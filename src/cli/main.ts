@@ -154,6 +154,7 @@ async function runCommand(args: string[], io: Io): Promise<number> {
       backend,
       core,
       traceSink: values.trace ? (line) => io2.trace!.write(line) : undefined,
+      traceBytes: values.trace ? (bytes, start, end) => io2.trace!.writeBytes(bytes, start, end) : undefined,
       traceRestart: values.trace ? () => io2.trace!.restart() : undefined,
       hash: values.hash,
       onProgress: (p) => io2.bar?.update(p),

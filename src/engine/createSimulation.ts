@@ -17,7 +17,7 @@ import type { ActorSet, Cut, NetworkSpec } from './network.js';
 import { sampleLatencyUs, Network } from './network.js';
 import { RandomStream } from './rng.js';
 import { HashLogWriter } from './hashLog.js';
-import type { LogLines } from './hashLog.js';
+import type { LineBytesSink, LogLines } from './hashLog.js';
 import { lineHash, recordHash, TraceHash } from './traceHash.js';
 
 /** The environment that answers an actor's `host.exec` effects in virtual time. */
@@ -152,8 +152,16 @@ export interface SimulationOptions {
   backend?: BackendName;
   /** Receives every trace line (JSON text without newline). */
   traceSink?: (line: string) => void;
+  /**
+   * With `traceSink`: receives the lines as UTF-8 bytes instead where a run has them so (the shards
+   * of local mode, which keep their lines as bytes): `bytes[start, end)` is one line and its
+   * newline. Without it those lines are decoded for `traceSink`.
+   */
+  traceBytes?: LineBytesSink;
   /** Compute the trace hash even without a sink. */
   hash?: boolean;
+  /** Local mode (parallel.ts): events a shard runs per call (default 100 000; tests make it small to cross many calls). */
+  localChunk?: number;
   observers?: SimObserver[];
   /** Checked after every step; `true` ends the run ("complete"). */
   stopWhen?: () => boolean;
@@ -212,7 +220,7 @@ export const START_KEY: EventKey = { time: -1, kind: EventKind.Fault, target: -1
 
 /**
  * A shard's events as the trace hash needs them, flat: per event its key (time, kind, target,
- * origin, originSeq), its number of lines n, then n × (sub, h1, h2). Kernel events (faults, the
+ * origin, originSeq), its number of lines n, their bytes (hashLog.ts), then n × (sub, h1, h2). Kernel events (faults, the
  * start) are shared: every shard logs its part, merged by `sub` (parallel.ts).
  */
 export type HashLog = Float64Array;
@@ -329,6 +337,8 @@ export interface ShardKernel {
    * run ended at `endUs`, and hands over the counters and recent records.
    */
   finishLocal(endUs: number, lastUs: number): LocalEnd;
+  /** Local mode: buffers of trace lines this shard reported, written, given back to be filled again (HashLogWriter.recycle). */
+  recycleLines(buffers: readonly ArrayBufferLike[]): void;
 }
 
 export interface Counters {
@@ -551,9 +561,10 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
     if (local) {
       ringKey[i] = currentKey;
       ringSub[i] = sub;
-      if (shard!.hashes) {
-        const h = hashRecord(shard!.lines, kind, from, to, type, body);
-        log.push(sub, h[0], h[1], shard!.lines ? madeLine : undefined);
+      if (shard!.lines) log.pushLine(sub, traceLine(now, kind, from, to, type, body));
+      else if (shard!.hashes) {
+        const h = recordHash(now, kind, from, to, type, body);
+        log.push(sub, h[0], h[1]);
       }
       return;
     }
@@ -1227,6 +1238,9 @@ function buildKernel(opts: SimulationOptions, shard: ShardOptions | undefined): 
         }
       }
       return localChunk(stop);
+    },
+    recycleLines(buffers) {
+      log.recycle(buffers);
     },
     finishLocal(endUs, lastUs) {
       // The ticks the whole run reached (up to its last event), after this shard's own last event.

@@ -1,15 +1,22 @@
 /**
  * The trace hash's share of a shard's events in local mode (parallel.ts): flat numbers, cheap to
  * move between threads. Per event that wrote lines: its key (time, kind, target, origin, originSeq),
- * its number of lines n, then n × (sub, h1, h2). Events that wrote no line are left out (they add
- * nothing to the hash). When a trace file is written the lines themselves ride along, in the same
- * order, apart from the numbers ({@link LogLines}); the merger writes them where it folds their hashes.
+ * its number of lines n, the bytes of its lines' text (0 when not kept), then n × (sub, h1, h2).
+ * Events that wrote no line are left out (they add nothing to the hash). When a trace file is
+ * written the lines themselves ride along, in the same order, apart from the numbers
+ * ({@link LogLines}); the merger writes them where it folds their hashes.
  */
 import type { EventKey } from './eventQueue.js';
 import { EventKind } from './eventQueue.js';
 import type { TraceHash } from './traceHash.js';
+import { lineHashInto, lineLanes } from './traceHash.js';
 
-const HEADER = 6;
+const HEADER = 7;
+
+/** Bytes for trace lines: shared memory where the runtime has it (a shard's thread shares it once: threads/slabs.ts). */
+function newBytes(n: number): Uint8Array {
+  return typeof SharedArrayBuffer === 'function' ? new Uint8Array(new SharedArrayBuffer(n)) : new Uint8Array(n);
+}
 
 export class HashLogWriter {
   private buf = new Float64Array(1 << 12);
@@ -17,11 +24,18 @@ export class HashLogWriter {
   private head = -1;
   /** Lines of the current event so far. */
   private lines = 0;
-  /** The lines' text, when it is kept (a trace file is written). */
-  private text: string[] | undefined;
+  /** The lines' text as UTF-8, each ended by a newline, when it is kept (a trace file is written). */
+  private text: Uint8Array | undefined;
+  private textN = 0;
+  /**
+   * Buffers of taken lines given back once written (see take): new ones would each add to the
+   * memory outside V8's heap, whose growth makes V8 collect its whole heap far more often
+   * (threads/slabs.ts).
+   */
+  private spare: Uint8Array[] = [];
 
   constructor(keepText = false) {
-    if (keepText) this.text = [];
+    if (keepText) this.text = newBytes(1 << 20);
   }
 
   private room(k: number): void {
@@ -42,13 +56,14 @@ export class HashLogWriter {
     b[i + 3] = key.origin;
     b[i + 4] = key.originSeq;
     b[i + 5] = 0;
+    b[i + 6] = 0;
     this.head = i;
     this.n += HEADER;
     this.lines = 0;
   }
 
-  /** One line of the current event: its sub, its hash lanes, and its text (given and kept when asked for). */
-  push(sub: number, h1: number, h2: number, line?: string): void {
+  /** One line of the current event: its sub and its hash lanes. */
+  push(sub: number, h1: number, h2: number): void {
     this.room(3);
     const b = this.buf;
     b[this.n] = sub;
@@ -56,7 +71,24 @@ export class HashLogWriter {
     b[this.n + 2] = h2;
     this.n += 3;
     this.lines++;
-    this.text?.push(line!);
+  }
+
+  /**
+   * One line of the current event, with its text (the writer keeps text): hashed as it is copied
+   * into the bytes (traceHash.ts: lineHashInto), so the string can die young.
+   */
+  pushLine(sub: number, line: string): void {
+    let text = this.text!;
+    const need = this.textN + 3 * line.length + 1;
+    if (need > text.length) {
+      const next = newBytes(Math.max(text.length * 2, need));
+      next.set(text.subarray(0, this.textN));
+      this.text = text = next;
+    }
+    const end = lineHashInto(line, text, this.textN);
+    this.buf[this.head + 6] += end - this.textN;
+    this.textN = end;
+    this.push(sub, lineLanes[0], lineLanes[1]);
   }
 
   /** Ends the current event (dropped when it wrote no line). */
@@ -67,23 +99,40 @@ export class HashLogWriter {
     this.head = -1;
   }
 
-  /** The events logged since the last take (a copy) with their lines' text when kept, and a fresh start. */
-  take(): { hashes: Float64Array; lines?: string[] } {
+  /**
+   * The events logged since the last take (a copy) with their lines' bytes when kept, and a fresh
+   * start. The bytes are a view from the start of a buffer of their own (shared memory where there
+   * is: threads/slabs.ts); the writer goes on in one given back ({@link recycle}) or a new one.
+   */
+  take(): { hashes: Float64Array; lines?: LogLines } {
     const hashes = this.buf.slice(0, this.n);
     this.n = 0;
     if (this.text === undefined) return { hashes };
-    const lines = this.text;
-    this.text = [];
+    const lines = this.text.subarray(0, this.textN);
+    this.text = this.spare.pop() ?? newBytes(this.text.length);
+    this.textN = 0;
     return { hashes, lines };
+  }
+
+  /** Buffers of lines this writer gave in {@link take}, written and given back to be filled again. */
+  recycle(buffers: readonly ArrayBufferLike[]): void {
+    if (this.text === undefined) return;
+    for (const b of buffers) this.spare.push(new Uint8Array(b));
   }
 }
 
 /**
- * The lines of a piece of log: an array, or joined by newlines (how a worker thread sends them: one
- * string crosses threads far faster than a hundred thousand). A trace line never holds a raw newline
- * (it is JSON).
+ * The lines of a piece of log: their UTF-8 bytes, each line ended by a newline (a trace line never
+ * holds a raw newline: it is JSON), as they go to the file. A worker thread moves them to the main
+ * thread without a copy, and the main thread writes byte ranges without decoding or encoding them.
  */
-export type LogLines = string[] | string;
+export type LogLines = Uint8Array;
+
+/**
+ * Receives lines as bytes: `bytes[start, end)` is one or more whole lines, each ended by a newline.
+ * The bytes are the sink's to read during the call only (their buffer may go back to its shard).
+ */
+export type LineBytesSink = (bytes: Uint8Array, start: number, end: number) => void;
 
 /** One taken piece of a shard's log: the hashes, and the lines' text when kept. */
 interface HashLogPiece {
@@ -101,9 +150,20 @@ export class HashLogMerger {
   private readonly pos: number[];
   private readonly linePos: number[];
 
+  /** Lines read but not yet given to the sink: shard runS's, from runStart to runEnd (runS -1: none). */
+  private runS = -1;
+  private runStart = 0;
+  private runEnd = 0;
+
+  /**
+   * `sink` receives the lines in the one kernel's order, each run of one shard's lines that follow
+   * each other at once; `free` receives each piece's line buffer once the sink is done with it (to
+   * go back to its shard's writer: HashLogWriter.recycle).
+   */
   constructor(
     shards: number,
-    private readonly sink?: (line: string) => void,
+    private readonly sink?: LineBytesSink,
+    private readonly free?: (shard: number, buffer: ArrayBufferLike) => void,
   ) {
     this.logs = Array.from({ length: shards }, () => []);
     this.pos = new Array<number>(shards).fill(0);
@@ -121,21 +181,41 @@ export class HashLogMerger {
   private head(s: number): Float64Array | undefined {
     const list = this.logs[s];
     while (list.length > 0 && this.pos[s] >= list[0].hashes.length) {
-      list.shift();
+      if (this.runS === s) this.endRun();
+      const lines = list.shift()!.lines;
+      if (lines !== undefined) this.free?.(s, lines.buffer);
       this.pos[s] = 0;
       this.linePos[s] = 0;
     }
     return list[0]?.hashes;
   }
 
-  /** Shard s's next line (of its current log). */
-  private next(s: number): string {
+  /** Where shard s's next line (of its current log) ends, after its newline; its start is linePos[s]. */
+  private lineEnd(s: number): number {
     const lines = this.logs[s][0].lines!;
-    if (typeof lines !== 'string') return lines[this.linePos[s]++];
-    const at = this.linePos[s];
-    const end = lines.indexOf('\n', at);
-    this.linePos[s] = end < 0 ? lines.length : end + 1;
-    return lines.slice(at, end < 0 ? lines.length : end);
+    const end = lines.indexOf(10, this.linePos[s]);
+    return end < 0 ? lines.length : end + 1;
+  }
+
+  /** Shard s's next lines, up to `end`, for the sink: they join the pending run when they follow it, else start one. */
+  private write(s: number, end: number): void {
+    const start = this.linePos[s];
+    this.linePos[s] = end;
+    if (this.runS === s && this.runEnd === start) {
+      this.runEnd = end;
+      return;
+    }
+    this.endRun();
+    this.runS = s;
+    this.runStart = start;
+    this.runEnd = end;
+  }
+
+  /** Gives the pending run of lines to the sink. */
+  private endRun(): void {
+    if (this.runS < 0) return;
+    this.sink!(this.logs[this.runS][0].lines!, this.runStart, this.runEnd);
+    this.runS = -1;
   }
 
   /**
@@ -145,6 +225,12 @@ export class HashLogMerger {
    * beside the shard it runs.
    */
   fold(hash: TraceHash, upTo?: EventKey): void {
+    this.foldRuns(hash, upTo);
+    this.endRun();
+  }
+
+  /** {@link fold}, its last run of lines left pending. */
+  private foldRuns(hash: TraceHash, upTo?: EventKey): void {
     const n = this.logs.length;
     const sink = this.sink;
     for (;;) {
@@ -165,20 +251,20 @@ export class HashLogMerger {
         this.foldShared(hash, minS, minB, at);
         continue;
       }
-      // A non-shared event is one shard's only: its lines in order.
+      // A non-shared event is one shard's only: its lines in order, and their bytes at once.
       const lines = minB[at + 5];
       for (let j = 0; j < lines; j++) {
         const p = at + HEADER + 3 * j;
         hash.fold(minB[p + 1], minB[p + 2]);
-        if (sink !== undefined) sink(this.next(minS));
       }
+      if (sink !== undefined) this.write(minS, this.linePos[minS] + minB[at + 6]);
       this.pos[minS] = at + HEADER + 3 * lines;
     }
   }
 
   /** A kernel event every shard ran (a fault), first logged by shard `first`: the shards' lines by sub, then shard. */
   private foldShared(hash: TraceHash, first: number, fb: Float64Array, fat: number): void {
-    const entries: { sub: number; s: number; j: number; h1: number; h2: number; line?: string }[] = [];
+    const entries: { sub: number; s: number; j: number; h1: number; h2: number; bytes?: Uint8Array; start: number; end: number }[] = [];
     let shards = 0;
     for (let s = first; s < this.logs.length; s++) {
       const b = this.head(s);
@@ -187,16 +273,23 @@ export class HashLogMerger {
       const lines = b[at + 5];
       for (let j = 0; j < lines; j++) {
         const p = at + HEADER + 3 * j;
-        entries.push({ sub: b[p], s, j, h1: b[p + 1], h2: b[p + 2], line: this.sink !== undefined ? this.next(s) : undefined });
+        const e = { sub: b[p], s, j, h1: b[p + 1], h2: b[p + 2], bytes: undefined as Uint8Array | undefined, start: 0, end: 0 };
+        if (this.sink !== undefined) {
+          e.bytes = this.logs[s][0].lines!;
+          e.start = this.linePos[s];
+          e.end = this.linePos[s] = this.lineEnd(s);
+        }
+        entries.push(e);
       }
       this.pos[s] = at + HEADER + 3 * lines;
       shards++;
     }
     // One shard's lines are in its own order already.
     if (shards > 1) entries.sort((x, y) => x.sub - y.sub || x.s - y.s || x.j - y.j);
+    this.endRun();
     for (const e of entries) {
       hash.fold(e.h1, e.h2);
-      if (e.line !== undefined) this.sink!(e.line);
+      if (e.bytes !== undefined) this.sink!(e.bytes, e.start, e.end);
     }
   }
 }

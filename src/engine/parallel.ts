@@ -38,6 +38,7 @@ import { ProtosimError } from './errors.js';
 import type { EventKey, QueuedEvent } from './eventQueue.js';
 import { EventKind, less } from './eventQueue.js';
 import { HashLogMerger } from './hashLog.js';
+import type { LineBytesSink } from './hashLog.js';
 import type { ShardPlan } from './partition.js';
 import { formatDurationUs } from './time.js';
 import { TraceHash } from './traceHash.js';
@@ -76,6 +77,12 @@ export interface LocalShardHandle {
    * observers (results, metrics); `violated` as in LocalChunk.
    */
   finish(endUs: number, lastUs: number): Promise<LocalEnd & { observed: unknown; violated?: boolean }>;
+  /**
+   * Gives back buffers of trace lines the shard reported, once written (no answer awaited; to a
+   * shard in another thread by their numbers: threads/slabs.ts). Optional: without it the shard
+   * makes new ones.
+   */
+  recycle?(buffers: ArrayBufferLike[]): void;
 }
 
 /**
@@ -451,6 +458,18 @@ export function eventLoopTurn(): Promise<void> {
   return new Promise((resolve) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resolve));
 }
 
+/** Where local mode's lines go as bytes (with a line sink): the caller's byte sink, else its line sink through a decoder. */
+function bytesSinkOf(opts: SimulationOptions): LineBytesSink | undefined {
+  const sink = opts.traceSink;
+  if (sink === undefined) return undefined;
+  if (opts.traceBytes !== undefined) return opts.traceBytes;
+  const decoder = new TextDecoder();
+  // A copy: a decoder may refuse bytes in shared memory (Deno's does).
+  return (bytes, start, end) => {
+    for (const line of decoder.decode(bytes.slice(start, end - 1)).split('\n')) sink(line);
+  };
+}
+
 /** Events a shard runs per call in local mode. */
 const LOCAL_CHUNK = 100_000;
 
@@ -483,10 +502,11 @@ export async function runLocalMode(
   });
   const tracing = opts.traceSink !== undefined || opts.hash === true;
   // The trace file's lines are written where their hashes are folded: in the one kernel's order.
-  const merger = tracing ? new HashLogMerger(n, opts.traceSink) : undefined;
+  const merger = tracing ? new HashLogMerger(n, bytesSinkOf(opts), (s, buffer) => local[s].recycle?.([buffer])) : undefined;
   const hash = tracing ? new TraceHash() : undefined;
   const stopWhen = opts.stopWhen !== undefined;
   const stallLimit = stallLimitOf(opts);
+  const chunk = opts.localChunk ?? LOCAL_CHUNK;
   const stats = statsOf(plan, n, 'local');
   const last: LocalChunk[] = new Array(n);
   const done = (c: LocalChunk): boolean => c.stop === 'idle' || c.stop === 'until';
@@ -575,7 +595,7 @@ export async function runLocalMode(
       const pause = waiting;
       for (let s = 0; s < n; s++) {
         if (inflight[s] === undefined && !done(last[s]) && !(waiting && last[s].complete))
-          launch(s, () => local[s].run(undefined, LOCAL_CHUNK, pause));
+          launch(s, () => local[s].run(undefined, chunk, pause));
       }
       await foldReady();
       if (inflight.some((p) => p !== undefined)) {
@@ -593,8 +613,7 @@ export async function runLocalMode(
       const key = k;
       const behind = (c: LocalChunk): boolean => !done(c) && c.stop !== 'bound' && less(c.lastKey, key);
       while (last.some(behind)) {
-        for (let s = 0; s < n; s++)
-          if (inflight[s] === undefined && behind(last[s])) launch(s, () => local[s].run(key, LOCAL_CHUNK, false));
+        for (let s = 0; s < n; s++) if (inflight[s] === undefined && behind(last[s])) launch(s, () => local[s].run(key, chunk, false));
         await settle();
       }
       while (inflight.some((p) => p !== undefined)) await settle();

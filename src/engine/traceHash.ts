@@ -48,6 +48,63 @@ export function lineHash(line: string): readonly [number, number] {
   return taken();
 }
 
+/**
+ * lineHash(line), and the line's UTF-8 bytes and a newline written to `out` from `at` in the same
+ * pass over its code units (a shard keeps its trace lines as bytes: no string to hold, join or
+ * encode later). `out` must have room for 3 × line.length + 1 bytes from `at`. Returns where the
+ * bytes end; the lanes are then in {@link lineLanes}. A lone surrogate is written as U+FFFD, as
+ * TextEncoder and Node's files write it (JSON.stringify escapes them: trace lines have none).
+ */
+export function lineHashInto(line: string, out: Uint8Array, at: number): number {
+  let h1 = START1;
+  let h2 = START2;
+  let p = at;
+  const n = line.length;
+  for (let i = 0; i < n; i++) {
+    let c = line.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+    if (c < 0x80) {
+      out[p++] = c;
+      continue;
+    }
+    if (c < 0x800) {
+      out[p++] = 0xc0 | (c >> 6);
+      out[p++] = 0x80 | (c & 63);
+      continue;
+    }
+    if ((c & 0xf800) === 0xd800) {
+      const d = c <= 0xdbff && i + 1 < n ? line.charCodeAt(i + 1) : 0;
+      if ((d & 0xfc00) !== 0xdc00) c = 0xfffd;
+      else {
+        // A pair: the trail is hashed as a unit of its own, and the two make one 4-byte sequence.
+        i++;
+        h1 = Math.imul(h1 ^ d, 0x01000193);
+        h2 = Math.imul(h2 ^ d, 0x5bd1e995);
+        h2 ^= h2 >>> 15;
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        out[p++] = 0xf0 | (cp >> 18);
+        out[p++] = 0x80 | ((cp >> 12) & 63);
+        out[p++] = 0x80 | ((cp >> 6) & 63);
+        out[p++] = 0x80 | (cp & 63);
+        continue;
+      }
+    }
+    out[p++] = 0xe0 | (c >> 12);
+    out[p++] = 0x80 | ((c >> 6) & 63);
+    out[p++] = 0x80 | (c & 63);
+  }
+  out[p++] = 10;
+  r1 = h1;
+  r2 = h2;
+  taken();
+  return p;
+}
+
+/** The lanes of the last {@link lineHashInto} (the array lineHash returns: read it at once). */
+export const lineLanes: readonly [number, number] = lanes;
+
 /** The lanes fed so far, as lineHash and recordHash return them. */
 function taken(): readonly [number, number] {
   lanes[0] = r1 | 0;

@@ -40,6 +40,8 @@ export interface RunOverrides {
   core?: CoreKind;
   /** Receives every trace line. */
   traceSink?: (line: string) => void;
+  /** With `traceSink`: receives lines as UTF-8 bytes where a run has them so (SimulationOptions.traceBytes). */
+  traceBytes?: SimulationOptions['traceBytes'];
   /**
    * Tells the sink that the lines it has received are void and the trace starts again from its
    * first line (a run on shards that gave up local mode is redone on one kernel). With it, a run
@@ -70,6 +72,8 @@ export interface RunOverrides {
    * on one kernel (windows are slower). false: the shards run in windows, always. Default true.
    */
   local?: boolean;
+  /** Local mode: events a shard runs per call (SimulationOptions.localChunk). */
+  localChunk?: number;
   /** Replace machines by role (tests use deliberately faulty ones). */
   machines?: Record<string, import('xstate').AnyStateMachine>;
 }
@@ -100,6 +104,7 @@ export interface LocalShardFace {
   start(): LocalChunk;
   run(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
   finish(endUs: number, lastUs: number): LocalEnd & { observed: LocalObserved; violated: boolean };
+  recycle(buffers: readonly ArrayBufferLike[]): void;
 }
 
 /**
@@ -132,6 +137,7 @@ export function createLocalShard(
   return {
     start: () => mark(kernel.startLocal()),
     run: (bound, maxEvents, pause) => mark(kernel.runLocal(bound, maxEvents, pause)),
+    recycle: (buffers) => kernel.recycleLines(buffers),
     finish: (endUs, lastUs) => {
       const end = kernel.finishLocal(endUs, lastUs);
       return { ...end, observed: { invariants: built.checker.results(), metrics: built.metrics() }, violated: violated() };
@@ -415,7 +421,9 @@ export function prepareScenario(loaded: LoadedScenario, overrides: RunOverrides 
     untilUs,
     backend: overrides.backend,
     traceSink: overrides.traceSink,
+    traceBytes: overrides.traceBytes,
     hash: overrides.hash,
+    localChunk: overrides.localChunk,
     observers: [...built.observers, ...(overrides.observers ?? [])],
     stopWhen: s.stopWhen === 'complete' ? built.isComplete : undefined,
     onProgress: overrides.onProgress,
@@ -572,6 +580,11 @@ function startingShards(started: Promise<ShardHandle[]>, count: number): ShardHa
       start: async () => (await at(i)).local!.start(),
       run: async (bound, maxEvents, pause) => (await at(i)).local!.run(bound, maxEvents, pause),
       finish: async (endUs, lastUs) => (await at(i)).local!.finish(endUs, lastUs),
+      recycle: (buffers) =>
+        void at(i).then(
+          (h) => h.local!.recycle?.(buffers),
+          () => undefined,
+        ),
     },
   }));
 }
@@ -607,6 +620,7 @@ function hereShard(build: () => LocalShardFace): ShardHandle {
       start: async () => (await ready()).start(),
       run: async (bound, maxEvents, pause) => (await ready()).run(bound, Math.min(maxEvents, HERE_SLICE), pause),
       finish: async (endUs, lastUs) => (await ready()).finish(endUs, lastUs),
+      recycle: (buffers) => face?.recycle(buffers),
     },
   };
 }

@@ -16,7 +16,10 @@ import type { ShardHandle, ShardStep } from '../engine/parallel.js';
 import { ownedBy, shardFailure } from '../engine/parallel.js';
 import type { ShardPlan } from '../engine/partition.js';
 import type { LocalObserved, ShardSpec } from '../scenario/runScenario.js';
+import type { LogLines } from '../engine/hashLog.js';
 import type { Thread } from './nodeThread.js';
+import type { WireLines } from './slabs.js';
+import { SlabReceiver } from './slabs.js';
 import { nodeThread, peekWarmThreads, takeWarmThread, workerUrl } from './nodeThread.js';
 
 /** What a shard's worker needs to build the scenario before it knows its shard (see prepareWarmThreads). */
@@ -60,11 +63,18 @@ export interface ShardWorkerApi {
   /** Takes the port the window calls come through. */
   connect(port: WindowPort): void;
   start(): ShardStep;
-  /** Local mode (spec.local): the calls of the shard's local face (runScenario.ts: createLocalShard). */
-  localStart(): LocalChunk;
-  localRun(bound: EventKey | undefined, maxEvents: number, pause: boolean): LocalChunk;
-  localFinish(endUs: number, lastUs: number): LocalEnd & { observed: LocalObserved; violated: boolean };
+  /**
+   * Local mode (spec.local): the calls of the shard's local face (runScenario.ts: createLocalShard),
+   * trace lines in shared slabs (slabs.ts), given back by number.
+   */
+  localStart(): Wired<LocalChunk>;
+  localRun(bound: EventKey | undefined, maxEvents: number, pause: boolean): Wired<LocalChunk>;
+  localFinish(endUs: number, lastUs: number): Wired<LocalEnd & { observed: LocalObserved; violated: boolean }>;
+  localRecycle(slabs: number[]): void;
 }
+
+/** A local chunk or end as it crosses threads: its trace lines as {@link WireLines}. */
+export type Wired<T extends { lines?: LogLines }> = Omit<T, 'lines'> & { lines?: WireLines };
 
 /** A MessageChannel port as both runtimes have it (Node's worker_threads ports take `onmessage` too). */
 export interface WindowPort {
@@ -226,6 +236,10 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
     throw err;
   }
   const windows = channel.port1 as unknown as WindowPort;
+  const slabs = new SlabReceiver();
+  let closed = false;
+  const unwired = <T extends { lines?: LogLines }>(c: Wired<T>): T =>
+    (c.lines === undefined ? c : { ...c, lines: slabs.receive(c.lines) }) as T;
   /** A call that a dead worker, or one that finishes no event for WATCHDOG_MS, rejects. */
   const watched = async <T>(f: () => Promise<T>): Promise<T> => {
     let seen = where[2];
@@ -257,12 +271,17 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
     },
     local: spec.local
       ? {
-          start: () => watched(() => api.localStart()),
-          run: (bound, maxEvents, pause) => watched(() => api.localRun(bound, maxEvents, pause)),
-          finish: (endUs, lastUs) => watched(() => api.localFinish(endUs, lastUs)),
+          start: () => watched(async () => unwired(await api.localStart())),
+          run: (bound, maxEvents, pause) => watched(async () => unwired(await api.localRun(bound, maxEvents, pause))),
+          finish: (endUs, lastUs) => watched(async () => unwired(await api.localFinish(endUs, lastUs))),
+          // By number; a thread that died or closed meanwhile has no use for them.
+          recycle: (buffers) => {
+            if (!closed) void api.localRecycle(slabs.numbersOf(buffers)).catch(() => undefined);
+          },
         }
       : undefined,
     async close() {
+      closed = true;
       // A call still pending (a shard stopped mid-chunk because another failed) ends now, and with it its watchdog.
       died!(new Error(`shard ${index} closed`));
       windows.close();

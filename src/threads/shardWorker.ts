@@ -17,9 +17,10 @@ import type { ShardKernel, ShardWindow } from '../engine/createSimulation.js';
 import { createShardKernel } from '../engine/createSimulation.js';
 import type { ShardStep } from '../engine/parallel.js';
 import { ownedBy, shardKernelOptions } from '../engine/parallel.js';
-import type { AheadSpec, PrepareSpec, ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest } from './shardThreads.js';
+import type { AheadSpec, PrepareSpec, ShardInit, ShardWorkerApi, WindowPort, WindowReply, WindowRequest, Wired } from './shardThreads.js';
 import { envVar, onDeno, packEvents, prepareKey, unpackEvents } from './shardThreads.js';
 import { nodePortEndpoint } from './threadPort.js';
+import { SlabSender } from './slabs.js';
 
 /** The scenario built ahead of init (a warm thread), and for which spec; maybe its local shard too. */
 let warm:
@@ -138,18 +139,20 @@ const api: ShardWorkerApi = {
   localStart() {
     const c = startedAhead ?? local!.start();
     startedAhead = undefined;
-    return sent(c);
+    return moved(c);
   },
   localRun(bound, maxEvents, pause) {
     if (ran >= killAfter) killThread();
     const c = local!.run(bound, Math.min(maxEvents, killAfter - ran), pause);
     ran = c.events;
     if (ran >= killAfter) killThread();
-    return sent(c);
+    return moved(c);
+  },
+  localRecycle(numbers) {
+    local?.recycle(slabs.slabsOf(numbers));
   },
   localFinish(endUs, lastUs) {
-    const end = joined(local!.finish(endUs, lastUs));
-    return Comlink.transfer(end, end.hashes ? [end.hashes.buffer as ArrayBuffer] : []);
+    return moved(local!.finish(endUs, lastUs));
   },
 };
 
@@ -159,18 +162,13 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** A local chunk with its hash log moved, not copied, and its trace lines joined. */
-function sent(c: LocalChunk): LocalChunk {
-  const out = joined(c);
-  return Comlink.transfer(out, out.hashes ? [out.hashes.buffer as ArrayBuffer] : []);
-}
+/** The slabs this shard's trace lines cross in (slabs.ts). */
+const slabs = new SlabSender();
 
-/**
- * Trace lines joined into one string (hashLog.ts: LogLines): the main thread, which merges and
- * writes them, receives one string instead of one per line, and answers this thread sooner.
- */
-function joined<T extends { lines?: LogLines }>(c: T): T {
-  return Array.isArray(c.lines) ? { ...c, lines: c.lines.join('\n') } : c;
+/** A local chunk or end with its hash log moved, not copied, and its trace lines in a shared slab. */
+function moved<T extends { hashes?: Float64Array; lines?: LogLines }>(c: T): Wired<T> {
+  const out = (c.lines === undefined ? c : { ...c, lines: slabs.send(c.lines) }) as Wired<T>;
+  return Comlink.transfer(out, c.hashes ? [c.hashes.buffer as ArrayBuffer] : []);
 }
 
 async function endpoint(): Promise<Endpoint> {

@@ -1,4 +1,4 @@
-/** The trace file on disk: lines in chunks, kept after a close, emptied by a restart. */
+/** The trace file on disk: lines (as text or as bytes) in chunks, kept after a close, emptied by a restart. */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,40 @@ describe('trace file', () => {
     for (const l of after) f.write(l);
     f.close();
     expect(readFileSync(path, 'utf8')).toBe(`${after.join('\n')}\n`);
+  });
+
+  it('lines given as bytes (from shared memory, in runs of any size) keep their place among lines given as text', () => {
+    const path = join(dir, 'bytes.jsonl');
+    const f = openTraceFile(path);
+    const encoder = new TextEncoder();
+    const shared = (text: string): Uint8Array => {
+      const bytes = new Uint8Array(new SharedArrayBuffer(text.length * 3 + 8));
+      const { written } = encoder.encodeInto(text, bytes.subarray(4));
+      return bytes.subarray(0, 4 + written);
+    };
+    const small = shared('{"t":1,"é":2}\n{"t":2}\n');
+    // More than the 1 MiB the file gathers before a write.
+    const big = lines('big', 60_000).join('\n') + '\n';
+    const bigBytes = shared(big);
+    f.write('{"t":0}');
+    f.writeBytes(small, 4, small.length);
+    f.write('{"t":3}');
+    f.writeBytes(bigBytes, 4, bigBytes.length);
+    f.writeBytes(small, 4, small.length);
+    f.close();
+    expect(big.length).toBeGreaterThan(1 << 20);
+    expect(readFileSync(path, 'utf8')).toBe(`{"t":0}\n{"t":1,"é":2}\n{"t":2}\n{"t":3}\n${big}{"t":1,"é":2}\n{"t":2}\n`);
+  });
+
+  it('a restart voids lines given as bytes too', () => {
+    const path = join(dir, 'bytes-restarted.jsonl');
+    const f = openTraceFile(path);
+    const bytes = new TextEncoder().encode('{"t":1}\n');
+    f.writeBytes(bytes, 0, bytes.length);
+    f.restart();
+    f.write('{"t":2}');
+    f.close();
+    expect(readFileSync(path, 'utf8')).toBe('{"t":2}\n');
   });
 
   it('never overwrites a file that is there', () => {

@@ -128,6 +128,42 @@ it('a duplicating network across threads: the checkers judge copies of a message
   expect(judged(two)).toEqual(one);
 });
 
+it(
+  "local mode over many calls with a trace: the slabs of lines go back to their shard and are refilled, and the lines are the one thread's",
+  { timeout: 120_000 },
+  async () => {
+    // Calls of 20 events (not 100 000), so each worker shard reports dozens of pieces of lines in a
+    // few shared slabs, each written to the sink, given back, and filled again (slabs.ts).
+    const file = 'scenarios/manager-worker/sites.yaml';
+    const one: string[] = [];
+    runScenario(loadScenario(file), { traceSink: (line) => void one.push(line) });
+    const decoder = new TextDecoder();
+    const lines: string[] = [];
+    let byteCalls = 0;
+    const s = await runScenarioAsync(loadScenario(file), {
+      traceSink: () => {
+        throw new Error('local mode gives its lines as bytes');
+      },
+      traceBytes: (bytes, start, end) => {
+        byteCalls++;
+        lines.push(...decoder.decode(bytes.slice(start, end - 1)).split('\n'));
+      },
+      traceRestart: () => {
+        throw new Error('local mode gave up');
+      },
+      workers: 2,
+      threads: spawnThreadShards,
+      localChunk: 20,
+    });
+    expect(s.parallel?.mode).toBe('local');
+    // In local mode `windows` counts the calls.
+    expect(s.parallel?.windows).toBeGreaterThan(10);
+    expect(one.length).toBeGreaterThan(2000);
+    expect(byteCalls).toBeGreaterThan(20);
+    expect(lines).toEqual(one);
+  },
+);
+
 describe('protosim run --workers', () => {
   it('prints the same hash with --workers 1, 2 and auto, and says when it uses fewer shards', () => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-workers-'));

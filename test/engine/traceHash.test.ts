@@ -3,13 +3,15 @@
  * lineHash(traceLine(...)), the hash of the line JSON.stringify writes. A run with --hash uses the
  * first, a run with --trace the second: any value where the two differ would give a trace file
  * whose hash is not the hash the same run prints without it.
+ *
+ * lineHashInto (a line hashed as it is copied into a shard's bytes) against lineHash and TextEncoder.
  */
 import { fc, test } from '@fast-check/vitest';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { traceLine } from '../../src/engine/createSimulation.js';
 import type { TraceRecord } from '../../src/engine/createSimulation.js';
-import { lineHash, recordHash } from '../../src/engine/traceHash.js';
+import { lineHash, lineHashInto, lineLanes, recordHash } from '../../src/engine/traceHash.js';
 import { sample } from '../helpers/property.js';
 
 type Outcome = { hash: [number, number] } | { threw: string };
@@ -176,5 +178,32 @@ describe('recordHash', () => {
     cyclic.self = cyclic;
     expect(() => recordHash(1, 'send', 'a', 'b', 'M', cyclic)).toThrow(TypeError);
     same(1, 'send', 'a', 'b', 'M', { ok: [1, 2, { x: 'y' }] });
+  });
+});
+
+describe('lineHashInto', () => {
+  const encoder = new TextEncoder();
+  test.prop([anyString, fc.nat({ max: 16 })], sample(2000))(
+    "hashes a line as lineHash does and writes the bytes a file of it holds: TextEncoder's UTF-8 and a newline",
+    (line, at) => {
+      const out = new Uint8Array(at + 3 * line.length + 1 + 4).fill(0xaa);
+      const end = lineHashInto(line, out, at);
+      const expected = encoder.encode(`${line}\n`);
+      const h = lineHash(line);
+      expect([lineLanes[0], lineLanes[1]]).toEqual([h[0], h[1]]);
+      expect(end - at).toBe(expected.length);
+      expect(out.subarray(at, end)).toEqual(expected);
+      // Nothing written before or after.
+      expect(out.subarray(0, at).every((b) => b === 0xaa)).toBe(true);
+      expect(out.subarray(end).every((b) => b === 0xaa)).toBe(true);
+    },
+  );
+
+  it('writes each length of UTF-8 sequence, pairs as one and lone surrogates as U+FFFD', () => {
+    const line = 'a \u00e9 \u0800 \uffff \ud83d\ude00 \ud800x \udc00 \ud83d';
+    const out = new Uint8Array(3 * line.length + 1);
+    const end = lineHashInto(line, out, 0);
+    expect(new TextDecoder().decode(out.subarray(0, end))).toBe('a \u00e9 \u0800 \uffff \ud83d\ude00 \ufffdx \ufffd \ufffd\n');
+    expect([...lineLanes]).toEqual([...lineHash(line)]);
   });
 });

@@ -1,0 +1,140 @@
+/**
+ * The shards' hash logs with their lines as bytes (local mode with a trace file): the merger gives
+ * the sink the one kernel's lines in its order, a shard's lines that follow each other at once, and
+ * gives each piece's buffer back once written; a writer fills the buffers it is given back.
+ */
+import { describe, expect, it } from 'vitest';
+import type { EventKey } from '../../src/engine/eventQueue.js';
+import { EventKind } from '../../src/engine/eventQueue.js';
+import { HashLogMerger, HashLogWriter } from '../../src/engine/hashLog.js';
+import { TraceHash } from '../../src/engine/traceHash.js';
+
+const key = (time: number, target: number, kind: EventKind = EventKind.Message): EventKey => ({
+  time,
+  kind,
+  target,
+  origin: -1,
+  originSeq: 0,
+});
+const decoder = new TextDecoder();
+
+/** An event of `writer` at `k` that wrote `lines` (subs 0, 1, …). */
+function event(writer: HashLogWriter, k: EventKey, lines: string[]): void {
+  writer.begin(k);
+  lines.forEach((line, sub) => writer.pushLine(sub, line));
+  writer.end();
+}
+
+/** A merger whose sink keeps the text and counts its calls, and whose frees are recorded. */
+function merging(shards: number) {
+  const out = { text: '', calls: 0, freed: [] as { shard: number; buffer: ArrayBufferLike }[] };
+  const merger = new HashLogMerger(
+    shards,
+    (bytes, start, end) => {
+      out.calls++;
+      out.text += decoder.decode(bytes.slice(start, end));
+    },
+    (shard, buffer) => out.freed.push({ shard, buffer }),
+  );
+  return { merger, out };
+}
+
+describe('hash log with lines as bytes', () => {
+  it("merges two shards' lines in event order, one sink call per run of a shard's lines, and the one kernel's hash", () => {
+    const a = new HashLogWriter(true);
+    const b = new HashLogWriter(true);
+    event(a, key(1, 0), ['a1', 'a1.2']);
+    event(a, key(2, 0), ['a2']);
+    event(b, key(3, 1), ['b3']);
+    event(a, key(4, 0), ['a4 é']);
+    event(b, key(5, 1), ['b5', 'b5.2']);
+    event(b, key(6, 1), ['b6']);
+    const { merger, out } = merging(2);
+    const ta = a.take();
+    const tb = b.take();
+    merger.add(0, ta.hashes, ta.lines);
+    merger.add(1, tb.hashes, tb.lines);
+    const hash = new TraceHash();
+    merger.fold(hash);
+    const lines = ['a1', 'a1.2', 'a2', 'b3', 'a4 é', 'b5', 'b5.2', 'b6'];
+    expect(out.text).toBe(`${lines.join('\n')}\n`);
+    // a1–a2, b3, a4, b5–b6.
+    expect(out.calls).toBe(4);
+    const whole = new TraceHash();
+    for (const line of lines) whole.update(line);
+    expect(hash.digest()).toBe(whole.digest());
+  });
+
+  it("a kernel event every shard ran writes the shards' lines by sub, then shard", () => {
+    const a = new HashLogWriter(true);
+    const b = new HashLogWriter(true);
+    const fault = key(1, -1, EventKind.Fault);
+    a.begin(fault);
+    a.pushLine(0, 'fault');
+    a.pushLine(2, 'a:2');
+    a.end();
+    b.begin(fault);
+    b.pushLine(1, 'b:1');
+    b.end();
+    event(a, key(2, 0), ['after']);
+    const { merger, out } = merging(2);
+    const ta = a.take();
+    const tb = b.take();
+    merger.add(0, ta.hashes, ta.lines);
+    merger.add(1, tb.hashes, tb.lines);
+    merger.fold(new TraceHash());
+    expect(out.text).toBe('fault\nb:1\na:2\nafter\n');
+  });
+
+  it('folds only up to a key, the rest waits; a piece is given back once written, and its writer fills it again', () => {
+    const a = new HashLogWriter(true);
+    event(a, key(1, 0), ['one']);
+    event(a, key(2, 0), ['two']);
+    const first = a.take();
+    event(a, key(3, 0), ['three']);
+    const second = a.take();
+    const { merger, out } = merging(1);
+    merger.add(0, first.hashes, first.lines);
+    merger.add(0, second.hashes, second.lines);
+    merger.fold(new TraceHash(), key(1, 0));
+    expect(out.text).toBe('one\n');
+    expect(out.freed).toEqual([]);
+    merger.fold(new TraceHash(), key(2, 0));
+    expect(out.text).toBe('one\ntwo\n');
+    // The first piece, read to its end, goes back (when the merger next looks at the shard); the second is still being read.
+    merger.fold(new TraceHash(), key(2, 0));
+    expect(out.freed.length).toBe(1);
+    expect(out.freed[0].shard).toBe(0);
+    expect(out.freed[0].buffer).toBe(first.lines!.buffer);
+    a.recycle([out.freed[0].buffer]);
+    // The writer is filling the buffer it took after the second piece; the one given back comes next.
+    event(a, key(4, 0), ['four']);
+    const third = a.take();
+    event(a, key(5, 0), ['five']);
+    const fourth = a.take();
+    expect(fourth.lines!.buffer).toBe(first.lines!.buffer);
+    expect(decoder.decode(fourth.lines!.slice())).toBe('five\n');
+    merger.add(0, third.hashes, third.lines);
+    merger.add(0, fourth.hashes, fourth.lines);
+    merger.fold(new TraceHash());
+    expect(out.text).toBe('one\ntwo\nthree\nfour\nfive\n');
+    expect(out.freed.map((f) => f.buffer)).toHaveLength(4);
+    expect(out.freed[1].buffer).toBe(second.lines!.buffer);
+  });
+
+  it('a line longer than the buffer grows it; events without lines are left out', () => {
+    const a = new HashLogWriter(true);
+    const long = 'x'.repeat(3 << 20);
+    a.begin(key(1, 0));
+    a.end();
+    event(a, key(2, 0), [long, 'short']);
+    const t = a.take();
+    // One event: key (5), lines, bytes, then 2 × (sub, h1, h2).
+    expect(t.hashes.length).toBe(7 + 6);
+    expect(t.hashes[6]).toBe(long.length + 1 + 'short'.length + 1);
+    const { merger, out } = merging(1);
+    merger.add(0, t.hashes, t.lines);
+    merger.fold(new TraceHash());
+    expect(out.text).toBe(`${long}\nshort\n`);
+  });
+});
