@@ -15,11 +15,17 @@
  * faster at 10 004 actors (eight rounds), 7 % at 1 000 004 (two; 7–23 % in three more), about
  * even at 400 004; a one-thread run gains 4–6 % from it but is not run again for it.
  *
+ * For the same reason TurboFan compiles on the thread that asks for it ({@link SYNC_COMPILE_FLAG}):
+ * on a helper thread it takes its time from another shard while the asking shard goes on in slower
+ * code. Measured on 2 workers at 10 004 actors (README, "Parallel runs"): about 4 % faster with all
+ * invariants (16 alternating rounds, faster in 13), 5 % with a trace file, 1.5 % with --hash; even
+ * at 400 004. A one-thread run keeps V8's default: there the helper has a core of its own.
+ *
  * The flags must be given when the process starts (V8 aborts when the first is set on a running
  * heap, and sizes its young generation once), so bin/protosim.js runs the command again in a child
  * process with them, before it starts any thread. `PROTOSIM_GC=parallel` keeps V8's default; a
  * `--max-semi-space-size` of the user's own is kept. On Deno,
- * `--v8-flags=--single-threaded-gc,--max-semi-space-size=32`.
+ * `--v8-flags=--single-threaded-gc,--max-semi-space-size=32,--no-concurrent-recompilation`.
  *
  * This module is loaded before everything else: it imports nothing heavy.
  */
@@ -28,11 +34,17 @@
 export const SERIAL_GC_FLAG = '--single-threaded-gc';
 /** The young generation's size for the child: semi-spaces of 32 MB (V8's default at most 16 MB). */
 export const YOUNG_GENERATION_FLAG = '--max-semi-space-size=32';
+/** The optimizing compiler on the thread that asks for it, not on a helper thread. */
+export const SYNC_COMPILE_FLAG = '--no-concurrent-recompilation';
 
-/** The child's Node options: this process's own, the collector on one thread, and a larger young generation unless one was given. */
+/**
+ * The child's Node options: this process's own, the collector on one thread, a larger young
+ * generation and the optimizing compiler on the shard's own thread, each unless the user set it.
+ */
 export function childFlags(execArgv: readonly string[]): string[] {
   const sized = execArgv.some((a) => /^--max[-_]semi[-_]space[-_]size(=|$)/.test(a));
-  return [...execArgv, SERIAL_GC_FLAG, ...(sized ? [] : [YOUNG_GENERATION_FLAG])];
+  const compiling = execArgv.some((a) => /^--(no[-_])?concurrent[-_]recompilation$/.test(a));
+  return [...execArgv, SERIAL_GC_FLAG, ...(sized ? [] : [YOUNG_GENERATION_FLAG]), ...(compiling ? [] : [SYNC_COMPILE_FLAG])];
 }
 /** Marks the child of {@link rerunWithSerialGc} (the parent's pid). */
 const CHILD = 'PROTOSIM_GC_PARENT';
