@@ -185,9 +185,14 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     try {
       summary = await runPlannedAsync(l, plan, { backend, core, wallClockMs: io.wallMs });
     } catch (err) {
-      // A crash mid-run keeps the trace written so far and says where the run stopped.
+      // A crash mid-run keeps the trace written so far and says where the run stopped. A trace
+      // file that cannot be written either (a full disk) must not hide why the run stopped.
       run.bar.done();
-      run.trace?.close();
+      try {
+        run.trace?.close();
+      } catch {
+        // The run's own error follows.
+      }
       // A failed shard says when it failed (local mode keeps no merged records to read it from).
       const failedAt = isProtosimError(err) ? (err.details as { atUs?: number } | undefined)?.atUs : undefined;
       const at = failedAt ?? plan.sim.recent().at(-1)?.t ?? 0;

@@ -37,7 +37,11 @@ export function openTraceFile(path: string): TraceFile {
     size = 0;
   };
   const flushBytes = (): void => {
-    for (let done = 0; done < outN;) done += writeSync(fd, out, done, outN - done, at + done);
+    for (let done = 0; done < outN;) {
+      const n = writeSync(fd, out, done, outN - done, at + done);
+      if (n <= 0) throw new Error(`the trace file took no bytes (${outN - done} left to write)`);
+      done += n;
+    }
     at += outN;
     outN = 0;
   };
@@ -72,8 +76,11 @@ export function openTraceFile(path: string): TraceFile {
       at = 0;
     },
     close() {
-      flush();
-      closeSync(fd);
+      try {
+        flush();
+      } finally {
+        closeSync(fd);
+      }
     },
   };
 }

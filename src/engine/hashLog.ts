@@ -172,7 +172,11 @@ export class HashLogMerger {
 
   /** Shard `shard`'s next piece of log: its hashes, and its lines' text (needed when there is a sink). */
   add(shard: number, hashes: Float64Array | undefined, lines?: LogLines): void {
-    if (hashes === undefined || hashes.length === 0) return;
+    if (hashes === undefined || hashes.length === 0) {
+      // Nothing to fold or write: its buffer goes back at once.
+      if (lines !== undefined) this.free?.(shard, lines.buffer);
+      return;
+    }
     if (this.sink !== undefined && lines === undefined) throw new Error(`shard ${shard} kept no trace lines`);
     this.logs[shard].push({ hashes, lines });
   }
