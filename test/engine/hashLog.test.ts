@@ -43,6 +43,14 @@ function merging(shards: number) {
   return { merger, out };
 }
 
+/** Each writer's log so far, given to the merger as its shard's next piece. */
+function takeAll(merger: HashLogMerger, writers: HashLogWriter[]): void {
+  writers.forEach((w, s) => {
+    const piece = w.take();
+    merger.add(s, piece.hashes, piece.lines);
+  });
+}
+
 describe('hash log with lines as bytes', () => {
   it("merges two shards' lines in event order, one sink call per run of a shard's lines, and the one kernel's hash", () => {
     const a = new HashLogWriter(true);
@@ -54,10 +62,7 @@ describe('hash log with lines as bytes', () => {
     event(b, key(5, 1), ['b5', 'b5.2']);
     event(b, key(6, 1), ['b6']);
     const { merger, out } = merging(2);
-    const ta = a.take();
-    const tb = b.take();
-    merger.add(0, ta.hashes, ta.lines);
-    merger.add(1, tb.hashes, tb.lines);
+    takeAll(merger, [a, b]);
     const hash = new TraceHash();
     merger.fold(hash);
     const lines = ['a1', 'a1.2', 'a2', 'b3', 'a4 é', 'b5', 'b5.2', 'b6'];
@@ -82,10 +87,7 @@ describe('hash log with lines as bytes', () => {
     b.end();
     event(a, key(2, 0), ['after']);
     const { merger, out } = merging(2);
-    const ta = a.take();
-    const tb = b.take();
-    merger.add(0, ta.hashes, ta.lines);
-    merger.add(1, tb.hashes, tb.lines);
+    takeAll(merger, [a, b]);
     merger.fold(new TraceHash());
     expect(out.text).toBe('fault\nb:1\na:2\nafter\n');
   });
