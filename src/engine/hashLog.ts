@@ -123,8 +123,8 @@ export class HashLogWriter {
 
 /**
  * The lines of a piece of log: their UTF-8 bytes, each line ended by a newline (a trace line never
- * holds a raw newline: it is JSON), as they go to the file. A worker thread moves them to the main
- * thread without a copy, and the main thread writes byte ranges without decoding or encoding them.
+ * holds a raw newline: it is JSON), as they go to the file. A worker thread shares them with the
+ * main thread (threads/slabs.ts), which writes byte ranges without decoding or encoding them.
  */
 export type LogLines = Uint8Array;
 

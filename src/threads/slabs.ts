@@ -30,7 +30,8 @@ export class SlabSender {
   send(lines: Uint8Array): WireLines {
     const buffer = lines.buffer;
     if (lines.byteOffset !== 0 || !(typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer))
-      return { slab: -1, length: lines.length, copy: lines };
+      // Only the filled bytes (a view would take its whole buffer along).
+      return { slab: -1, length: lines.length, copy: lines.slice() };
     const known = this.numbers.get(buffer);
     if (known !== undefined) return { slab: known, length: lines.length };
     const slab = this.slabs.length;
