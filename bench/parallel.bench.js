@@ -26,6 +26,12 @@
 //                                     # 1 000 004 actors: 4 sites of 250 000 workers, and its halves
 //                                     # (about 4 min here; 8 GB at 2 workers)
 //
+// For the manager/worker loads each round also runs the one-thread case on one core (`taskset -c 0`,
+// where the machine has taskset): a one-thread run lends V8's helper threads (the collector's, the
+// optimizing compiler's) the idle core, a 2-worker run has none to lend. So 2 workers with no
+// overhead at all would run in half the one-core time, and over one thread they can gain at most
+// 2 × one thread / one core (unless the shards did less work than one thread).
+//
 // Results: a table, and bench/results/parallel.json.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,6 +50,8 @@ const median = (xs) => {
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 };
 const scratch = mkdtempSync(join(tmpdir(), 'protosim-bench-parallel-'));
+/** `taskset` (util-linux) pins a process to one core; without it there is no one-core figure. */
+const taskset = process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 /**
  * The large manager/worker scenario, optionally without invariants, with fewer tasks or more
@@ -135,25 +143,25 @@ for (const c of chosen) {
   const walls = { 1: [], 2: [] };
   const processes = { 1: [], 2: [] };
   const ceiling = { walls: [], processes: [] };
+  const oneCore = { walls: [], processes: [] };
+  /** Runs the case in a process of its own (`pin`: on core 0 only): its summary, stderr and the process's wall time. */
+  const runCase = (workers, out, pin = false) => {
+    // A million actors need a bigger heap than V8's default.
+    const heap = million ? ['--max-old-space-size=16000'] : [];
+    const command = [...heap, 'bin/protosim.js', 'run', c.file, '--json', ...(c.args ?? []), '--out', out, '--workers', String(workers)];
+    const started = performance.now();
+    const r = pin
+      ? spawnSync('taskset', ['-c', '0', process.execPath, ...command], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 })
+      : spawnSync(process.execPath, command, { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 });
+    const processMs = performance.now() - started;
+    rmSync(out, { recursive: true, force: true }); // trace files are large
+    if (r.status !== 0) throw new Error(`${c.name} at ${workers} workers${pin ? ' on one core' : ''}: exit ${r.status}\n${r.stderr}`);
+    return { s: JSON.parse(r.stdout), stderr: r.stderr, processMs };
+  };
   for (let round = 0; round < times; round++) {
     for (const workers of [1, 2]) {
-      const out = join(scratch, `out-${results.length}-${workers}-${round}`);
-      // A million actors need a bigger heap than V8's default.
-      const heap = million ? ['--max-old-space-size=16000'] : [];
-      const started = performance.now();
-      const r = spawnSync(
-        process.execPath,
-        [...heap, 'bin/protosim.js', 'run', c.file, '--json', ...(c.args ?? []), '--out', out, '--workers', String(workers)],
-        {
-          cwd: root,
-          encoding: 'utf8',
-          maxBuffer: 1 << 28,
-        },
-      );
-      const processMs = performance.now() - started;
-      rmSync(out, { recursive: true, force: true }); // trace files are large
-      if (r.status !== 0) throw new Error(`${c.name} at ${workers} workers: exit ${r.status}\n${r.stderr}`);
-      const s = JSON.parse(r.stdout);
+      const { s, stderr, processMs } = runCase(workers, join(scratch, `out-${results.length}-${workers}-${round}`));
+      const r = { stderr };
       const p = s.parallel;
       walls[workers].push(s.wallMs);
       processes[workers].push(processMs);
@@ -188,6 +196,15 @@ for (const c of chosen) {
             : '') +
           (r.stderr.trim() ? ` (${r.stderr.trim()})` : ''),
       );
+    }
+    if (c.halves && taskset) {
+      // The one-thread run on one core: what its work costs without a second core to lend.
+      const { s, processMs } = runCase(1, join(scratch, `out-${results.length}-core-${round}`), true);
+      if (s.events !== row.runs[1].events || s.traceHash !== row.runs[1].traceHash)
+        throw new Error(`${c.name}: the run on one core differs`);
+      oneCore.walls.push(s.wallMs);
+      oneCore.processes.push(processMs);
+      console.log(`${c.name}, 1 worker on one core: ${(s.wallMs / 1000).toFixed(1)} s`);
     }
     if (c.halves) {
       // Right after the 2-worker run: the same shards' work as two processes at the same time.
@@ -228,6 +245,17 @@ for (const c of chosen) {
       processSpeedup: median(perRound(processes[1], ceiling.processes)),
     };
   }
+  if (oneCore.walls.length > 0) {
+    row.oneCore = {
+      wallsMs: oneCore.walls,
+      processesMs: oneCore.processes,
+      wallMs: median(oneCore.walls),
+      // 2 workers against the one-thread run's work on one core (1.00× = no gain from the second core).
+      speedup: median(perRound(oneCore.walls, walls[2])),
+      // 2 workers doing the one-core work in exactly half its time: the most they gain over one thread.
+      bound: median(perRound(walls[1], oneCore.walls).map((x) => 2 * x)),
+    };
+  }
   results.push(row);
 }
 rmSync(scratch, { recursive: true, force: true });
@@ -248,11 +276,16 @@ for (const r of results) {
     );
   }
 }
-console.log('\nSpeed-ups as medians of the ratios within rounds (run / process); the ceiling: the two halves as two processes');
+console.log(
+  '\nSpeed-ups as medians of the ratios within rounds (run / process); the ceiling: the two halves as two processes; one core: the one-thread run pinned to one core, and 2 × one thread / one core, the most 2 workers can gain over one thread',
+);
 for (const r of results) {
   console.log(
     `- ${r.name}: ${r.roundSpeedup.toFixed(2)}× / ${r.roundProcessSpeedup.toFixed(2)}× (rounds: ${r.roundSpeedups.map((x) => x.toFixed(2)).join(', ')})` +
-      (r.ceiling ? `; ceiling ${r.ceiling.speedup.toFixed(2)}× / ${r.ceiling.processSpeedup.toFixed(2)}×` : ''),
+      (r.ceiling ? `; ceiling ${r.ceiling.speedup.toFixed(2)}× / ${r.ceiling.processSpeedup.toFixed(2)}×` : '') +
+      (r.oneCore
+        ? `; one core ${(r.oneCore.wallMs / 1000).toFixed(1)} s: 2 workers ${r.oneCore.speedup.toFixed(2)}× faster than it, bound over one thread ${r.oneCore.bound.toFixed(2)}×`
+        : ''),
   );
 }
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
