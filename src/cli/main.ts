@@ -140,7 +140,8 @@ async function runCommand(args: string[], io: Io): Promise<number> {
       if (family?.oneShard || (!family?.shardLocal && !values.windows)) void releaseWarmThreads(0);
       else
         prepareWarmThreads(
-          { text: loaded.text, file: loaded.file, overrides: shardOverrides({ seed, untilUs, backend, core }) },
+          // With this thread's parse: the threads need not load the YAML parser and the schema.
+          { text: loaded.text, file: loaded.file, scenario: loaded.scenario, overrides: shardOverrides({ seed, untilUs, backend, core }) },
           // Local mode: this thread runs shard 0, the warm threads shards 1, 2, … (made ahead).
           values.windows || workers === undefined
             ? undefined

@@ -9,31 +9,13 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ProtosimError } from '../engine/errors.js';
 import { FAMILIES } from './families/index.js';
+import type { Path, ScenarioProblem } from './problems.js';
+import { ScenarioError } from './problems.js';
 import type { Scenario } from './schema.js';
 import { scenarioSchema } from './schema.js';
 
-export type Path = (string | number)[];
-
-export interface ScenarioProblem {
-  file: string;
-  line: number;
-  col: number;
-  path: string;
-  message: string;
-}
-
-/** Formats a problem the way every protosim error names a place in a file. */
-export function formatProblem(p: ScenarioProblem): string {
-  return `${p.file}:${p.line}:${p.col} ${p.path ? `${p.path}: ` : ''}${p.message}`;
-}
-
-export class ScenarioError extends ProtosimError {
-  readonly problems: ScenarioProblem[];
-  constructor(problems: ScenarioProblem[]) {
-    super('E_SCENARIO_INVALID', problems.map(formatProblem).join('\n'), { problems });
-    this.problems = problems;
-  }
-}
+export type { Path, ScenarioProblem } from './problems.js';
+export { formatProblem, ScenarioError } from './problems.js';
 
 export interface LoadedScenario {
   file: string;

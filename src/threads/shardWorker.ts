@@ -8,7 +8,7 @@
  */
 import * as Comlink from 'comlink';
 import type { Endpoint } from 'comlink';
-import { parseScenario } from '../scenario/loadScenario.js';
+import type { LoadedScenario } from '../scenario/loadScenario.js';
 import type { LocalShardFace } from '../scenario/runScenario.js';
 import { createLocalShard, prepareScenario } from '../scenario/runScenario.js';
 import type { LocalChunk } from '../engine/createSimulation.js';
@@ -34,6 +34,8 @@ let kernel: ShardKernel | undefined;
 let local: LocalShardFace | undefined;
 /** The local shard's start, when it was made and started ahead of init. */
 let startedAhead: LocalChunk | undefined;
+/** The last prepare call, until it is done. */
+let preparing: Promise<void> | undefined;
 let ran = 0;
 let killAfter = Infinity;
 let killBy: 'exit' | 'hang' = 'exit';
@@ -54,35 +56,69 @@ const step = (w: ShardWindow, t0: number): ShardStep => {
  * Builds the scenario as the main thread does (the same file text and overrides give the same run);
  * `workers` adds its plan for that many workers, and changes nothing else in the build.
  */
-function build(spec: PrepareSpec, workers?: number): ReturnType<typeof prepareScenario> {
-  return prepareScenario(parseScenario(spec.text, spec.file), { ...spec.overrides, workers });
+function build(loaded: LoadedScenario, spec: PrepareSpec, workers?: number): ReturnType<typeof prepareScenario> {
+  return prepareScenario(loaded, { ...spec.overrides, workers });
+}
+
+/**
+ * The spec's file text parsed here, the parser (YAML and the schema) loaded the first time: only
+ * when no parse came with the spec, or init has no build made ahead to take.
+ */
+async function loadedOf(spec: PrepareSpec): Promise<LoadedScenario> {
+  const { parseScenario } = await import('../scenario/loadScenario.js');
+  return parseScenario(spec.text, spec.file);
+}
+
+/**
+ * The main thread's parse as a LoadedScenario. Its build found no problem in it (the main thread
+ * builds it too); should the build here find one, it cannot say where, so it throws and init
+ * builds again from the text, where the problem is located and reported.
+ */
+function parsedOf(spec: PrepareSpec & { scenario: NonNullable<PrepareSpec['scenario']> }): LoadedScenario {
+  return {
+    file: spec.file,
+    text: spec.text,
+    scenario: spec.scenario,
+    locate(_path, message) {
+      throw new Error(`${spec.file}: ${message} (built from the main thread's parse: init builds from the text)`);
+    },
+  };
+}
+
+/** Builds the scenario ahead of init, and with `ahead` makes and starts that local shard (see ShardWorkerApi.prepare). */
+async function prepareAhead(spec: PrepareSpec, ahead?: AheadSpec): Promise<void> {
+  warm = undefined;
+  // A scenario that does not build fails again in init, where the error is reported.
+  try {
+    const loaded = spec.scenario ? parsedOf({ ...spec, scenario: spec.scenario }) : await loadedOf(spec);
+    const prepared = build(loaded, spec, ahead?.workers);
+    warm = { key: prepareKey(spec), prepared };
+    const plan = prepared.shardPlan;
+    if (ahead && plan && ahead.index < plan.shards && prepared.built.shardComplete) {
+      const owned = ownedBy(plan, ahead.index);
+      const face = createLocalShard(prepared, {
+        index: ahead.index,
+        owned,
+        hashes: ahead.hashes,
+        lines: ahead.lines,
+        progress: new Float64Array(ahead.progress),
+      });
+      // Started too: starting the actors needs nothing from the other shards.
+      warm.shard = { index: ahead.index, hashes: ahead.hashes, lines: ahead.lines, owned, face, started: face.start() };
+    }
+  } catch {
+    warm = undefined;
+  }
 }
 
 const api: ShardWorkerApi = {
   prepare(spec: PrepareSpec, ahead?: AheadSpec) {
-    warm = undefined;
-    // A scenario that does not build fails again in init, where the error is reported.
-    try {
-      const prepared = build(spec, ahead?.workers);
-      warm = { key: prepareKey(spec), prepared };
-      const plan = prepared.shardPlan;
-      if (ahead && plan && ahead.index < plan.shards && prepared.built.shardComplete) {
-        const owned = ownedBy(plan, ahead.index);
-        const face = createLocalShard(prepared, {
-          index: ahead.index,
-          owned,
-          hashes: ahead.hashes,
-          lines: ahead.lines,
-          progress: new Float64Array(ahead.progress),
-        });
-        // Started too: starting the actors needs nothing from the other shards.
-        warm.shard = { index: ahead.index, hashes: ahead.hashes, lines: ahead.lines, owned, face, started: face.start() };
-      }
-    } catch {
-      warm = undefined;
-    }
+    preparing = prepareAhead(spec, ahead);
+    return preparing;
   },
-  init(spec: ShardInit) {
+  async init(spec: ShardInit) {
+    // A prepare still loading the parser finishes first: init takes what it made.
+    await preparing;
     const same = warm?.key === prepareKey(spec);
     const ahead = same ? warm!.shard : undefined;
     // The shard made ahead, if it is this one (and its kernel writes to this progress buffer).
@@ -94,7 +130,7 @@ const api: ShardWorkerApi = {
       ahead.lines === spec.lines &&
       sameBytes(ahead.owned, spec.owned);
     // A build whose observers started another shard's actors is spent: only that shard may use it.
-    const prepared = same && (ahead === undefined || taken) ? warm!.prepared : build(spec);
+    const prepared = same && (ahead === undefined || taken) ? warm!.prepared : build(await loadedOf(spec), spec);
     warm = undefined;
     if (spec.local) {
       startedAhead = taken ? ahead!.started : undefined;

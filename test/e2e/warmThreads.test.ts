@@ -52,3 +52,42 @@ it(
     expect(same(three)).toEqual(same(one));
   },
 );
+
+it("a warm thread builds its shard from the main thread's parse: the one-thread summary", { timeout: 120_000 }, async () => {
+  const file = join(root, 'scenarios/manager-worker/sites.yaml');
+  const same = (r: RunSummary) => ({ hash: r.traceHash, events: r.events, invariants: r.invariants, metrics: r.metrics });
+  const loaded = loadScenario(file);
+  const one = runScenario(loaded, { hash: true });
+  prestartThreads(1);
+  await peekWarmThreads()[0].thread;
+  // As the CLI sends it: a structured copy of the parse crosses to the thread.
+  prepareWarmThreads(
+    { text: loaded.text, file, scenario: loaded.scenario, overrides: {} },
+    { workers: 2, first: 1, hashes: true, lines: false },
+  );
+  const two = await runScenarioAsync(loadScenario(file), { hash: true, workers: 2, threads: spawnThreadShards });
+  expect(two.parallel?.mode).toBe('local');
+  expect(two.parallel?.shards).toBe(2);
+  expect(same(two)).toEqual(same(one));
+});
+
+it(
+  'a parse whose build fails on the warm thread is dropped there (it could not say where): init builds from the file text',
+  { timeout: 120_000 },
+  async () => {
+    const file = join(root, 'scenarios/manager-worker/sites.yaml');
+    const same = (r: RunSummary) => ({ hash: r.traceHash, events: r.events, invariants: r.invariants, metrics: r.metrics });
+    const loaded = loadScenario(file);
+    const one = runScenario(loaded, { hash: true });
+    // A parse that does not build (two actors of one name), sent with the file's own text.
+    const broken = structuredClone(loaded.scenario);
+    broken.actors[1] = { ...broken.actors[1], name: broken.actors[0].name };
+    expect(() => runScenario({ ...loaded, scenario: broken })).toThrow(/duplicate actor name/);
+    prestartThreads(1);
+    await peekWarmThreads()[0].thread;
+    prepareWarmThreads({ text: loaded.text, file, scenario: broken, overrides: {} }, { workers: 2, first: 1, hashes: true, lines: false });
+    const two = await runScenarioAsync(loadScenario(file), { hash: true, workers: 2, threads: spawnThreadShards });
+    expect(two.parallel?.mode).toBe('local');
+    expect(same(two)).toEqual(same(one));
+  },
+);
