@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import {
   childFlags,
   INLINING_FLAG,
+  OLD_GENERATION_FLAG,
   SERIAL_GC_FLAG,
   SYNC_COMPILE_FLAG,
   wantsSerialGc,
@@ -21,27 +22,29 @@ import {
 const root = join(import.meta.dirname, '..', '..');
 
 describe('childFlags', () => {
-  it("adds the collector on one thread, a larger young generation, compiling in the shard's thread and a smaller inlining budget to the parent's own options", () => {
-    expect(childFlags([])).toEqual([SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, SYNC_COMPILE_FLAG, INLINING_FLAG]);
+  it("adds the collector on one thread, a larger young generation, compiling in the shard's thread, a smaller inlining budget and a larger first old generation to the parent's own options", () => {
+    expect(childFlags([])).toEqual([SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, SYNC_COMPILE_FLAG, INLINING_FLAG, OLD_GENERATION_FLAG]);
+    // The old generation's largest size is another flag.
     expect(childFlags(['--max-old-space-size=16000'])).toEqual([
       '--max-old-space-size=16000',
       SERIAL_GC_FLAG,
       YOUNG_GENERATION_FLAG,
       SYNC_COMPILE_FLAG,
       INLINING_FLAG,
+      OLD_GENERATION_FLAG,
     ]);
   });
 
   it('keeps a young generation size the user gave, in any of its spellings', () => {
     for (const own of [['--max-semi-space-size=8'], ['--max_semi_space_size=64'], ['--max-semi-space-size', '4']])
-      expect(childFlags(own)).toEqual([...own, SERIAL_GC_FLAG, SYNC_COMPILE_FLAG, INLINING_FLAG]);
+      expect(childFlags(own)).toEqual([...own, SERIAL_GC_FLAG, SYNC_COMPILE_FLAG, INLINING_FLAG, OLD_GENERATION_FLAG]);
     // Another flag that only starts alike is not one.
     expect(childFlags(['--max-semi-space-sizes=1'])).toContain(YOUNG_GENERATION_FLAG);
   });
 
   it('keeps the compiler setting the user gave, either way and in either spelling', () => {
     for (const own of ['--concurrent-recompilation', '--no-concurrent-recompilation', '--no_concurrent_recompilation'])
-      expect(childFlags([own])).toEqual([own, SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, INLINING_FLAG]);
+      expect(childFlags([own])).toEqual([own, SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, INLINING_FLAG, OLD_GENERATION_FLAG]);
     expect(childFlags(['--concurrent-recompilation-queue-length=4'])).toContain(SYNC_COMPILE_FLAG);
   });
 
@@ -51,9 +54,16 @@ describe('childFlags', () => {
       ['--max_inlined_bytecode_size_cumulative=100'],
       ['--max-inlined-bytecode-size-cumulative', '50'],
     ])
-      expect(childFlags(own)).toEqual([...own, SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, SYNC_COMPILE_FLAG]);
+      expect(childFlags(own)).toEqual([...own, SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, SYNC_COMPILE_FLAG, OLD_GENERATION_FLAG]);
     // The per-function limit is another flag.
     expect(childFlags(['--max-inlined-bytecode-size=460'])).toContain(INLINING_FLAG);
+  });
+
+  it('keeps a first old generation size the user gave, in either spelling', () => {
+    for (const own of [['--initial-old-space-size=64'], ['--initial_old_space_size=1024'], ['--initial-old-space-size', '32']])
+      expect(childFlags(own)).toEqual([...own, SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, SYNC_COMPILE_FLAG, INLINING_FLAG]);
+    // The young generation's first size is another flag.
+    expect(childFlags(['--initial-old-space-sizes=1', '--min-semi-space-size=4'])).toContain(OLD_GENERATION_FLAG);
   });
 });
 
@@ -138,6 +148,7 @@ describe.skipIf(!linux)('the command on every core', () => {
     expect(child.cmdline).toContain(YOUNG_GENERATION_FLAG);
     expect(child.cmdline).toContain(SYNC_COMPILE_FLAG);
     expect(child.cmdline).toContain(INLINING_FLAG);
+    expect(child.cmdline).toContain(OLD_GENERATION_FLAG);
     expect(child.cmdline.slice(child.cmdline.indexOf('run'))).toEqual([
       'run',
       'scenarios/manager-worker/large.yaml',
