@@ -36,7 +36,7 @@ async function startThreads() {
   const first = mayUseThreads(argv.slice(1), read, 0);
   const gc = onDeno ? undefined : await import('../dist/threads/serialGc.js');
   if (gc?.wantsSerialGc(asked, cores, process.execArgv, process.env) && (first || mayUseThreads(argv.slice(1), read))) {
-    const code = await gc.rerunWithSerialGc(fileURLToPath(import.meta.url), argv);
+    const code = await gc.rerunWithSerialGc(fileURLToPath(import.meta.url), argv, Math.min(asked, cores));
     if (code !== undefined) return code;
   }
   const count = Math.min(asked, cores);

@@ -1,6 +1,7 @@
 /**
  * Scenario problems and their error: apart from loadScenario.ts so that code which builds a
- * scenario already parsed (a shard's worker thread) does not load the YAML parser and the schema.
+ * scenario already parsed (a shard's worker thread) does not load the YAML parser and the
+ * scenario schema (yaml, schema.ts, loadScenario.ts).
  */
 import { ProtosimError } from '../engine/errors.js';
 

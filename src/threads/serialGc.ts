@@ -28,8 +28,9 @@
  * With the collector on one thread a full collection's marking falls on the shard too (in steps,
  * 60–80 ms per collection at 10 004 actors), and V8 starts a heap with a small old generation
  * that it collects as soon as it fills (twice per shard in a 2-second run). So the child starts
- * the old generation's limit at 256 MB ({@link OLD_GENERATION_FLAG}): a short run collects it
- * never or once, and a long one from that size on as V8 always does. Measured on 2 workers
+ * the old generation's limit at 256 MB ({@link OLD_GENERATION_FLAG}; less when the heaps of all the
+ * threads would pass a quarter of the machine's memory: {@link oldGenerationFlag}): a short run
+ * collects it never or once, and a long one from that size on as V8 always does. Measured on 2 workers
  * (README, "Parallel runs"): 1.725 s → 1.62 s at 10 004 actors (8 alternating rounds; no full
  * collection left), 7.81 s → 7.33 s at 400 004 (3); 10 % more memory at its peak at 10 004. A
  * one-thread run gains about 4 % from it, with its marking already on the idle core.
@@ -55,19 +56,32 @@ export const INLINING_FLAG = '--max-inlined-bytecode-size-cumulative=230';
 export const OLD_GENERATION_FLAG = '--initial-old-space-size=256';
 
 /**
+ * The old generation's first limit for `isolates` heaps (the main thread's and the workers') on a
+ * machine with `totalMemory` bytes: 256 MB each ({@link OLD_GENERATION_FLAG}) while all of them
+ * together stay within a quarter of the memory, else less, and none (V8's default) below 64 MB:
+ * each heap may fill its limit with garbage before its first full collection.
+ */
+export function oldGenerationFlag(isolates: number, totalMemory: number): string | undefined {
+  const mb = Math.min(256, Math.floor(totalMemory / 4 / Math.max(1, isolates) / 2 ** 20));
+  return mb >= 64 ? `--initial-old-space-size=${mb}` : undefined;
+}
+
+/**
  * The child's Node options: this process's own, the collector on one thread, a larger young
  * generation, the optimizing compiler on the shard's own thread, a smaller inlining budget and a
- * larger first limit of the old generation, each unless the user set it.
+ * larger first limit of the old generation (for `threads` threads besides the main one, on a
+ * machine with `totalMemory` bytes: {@link oldGenerationFlag}), each unless the user set it.
  */
-export function childFlags(execArgv: readonly string[]): string[] {
+export function childFlags(execArgv: readonly string[], threads = 1, totalMemory = Infinity): string[] {
   const has = (flag: RegExp): boolean => execArgv.some((a) => flag.test(a));
+  const old = oldGenerationFlag(threads + 1, totalMemory);
   return [
     ...execArgv,
     SERIAL_GC_FLAG,
     ...(has(/^--max[-_]semi[-_]space[-_]size(=|$)/) ? [] : [YOUNG_GENERATION_FLAG]),
     ...(has(/^--(no[-_])?concurrent[-_]recompilation$/) ? [] : [SYNC_COMPILE_FLAG]),
     ...(has(/^--max[-_]inlined[-_]bytecode[-_]size[-_]cumulative(=|$)/) ? [] : [INLINING_FLAG]),
-    ...(has(/^--initial[-_]old[-_]space[-_]size(=|$)/) ? [] : [OLD_GENERATION_FLAG]),
+    ...(old === undefined || has(/^--initial[-_](old[-_]space|heap)[-_]size(=|$)/) ? [] : [old]),
   ];
 }
 /** Marks the child of {@link rerunWithSerialGc} (the parent's pid). */
@@ -95,22 +109,23 @@ const PASSED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const RAISED = new Set<string>([...PASSED, 'SIGKILL']);
 
 /**
- * Runs `script` with `argv` again in a child Node process with {@link childFlags}, on the same
+ * Runs `script` with `argv` again in a child Node process with {@link childFlags} (for `threads`
+ * worker threads), on the same
  * standard streams. Resolves to its exit code; a child
  * ended by SIGINT, SIGTERM, SIGHUP or SIGKILL ends this process by the same signal (another signal,
  * such as V8's abort: exit 128 + its number). Signals this process receives are passed on; see
  * {@link followParent} for SIGKILL. Resolves to undefined when the child cannot be started: the
  * caller runs the command itself.
  */
-export async function rerunWithSerialGc(script: string, argv: readonly string[]): Promise<number | undefined> {
+export async function rerunWithSerialGc(script: string, argv: readonly string[], threads: number): Promise<number | undefined> {
   const { spawn } = await import('node:child_process');
-  const { constants } = await import('node:os');
+  const { constants, totalmem } = await import('node:os');
   // Listened for before the child exists: a signal that comes while spawn() waits for the child's
   // exec would otherwise end this process by its default action and leave the child behind. Taken
   // now, it waits for the event loop, which turns only once spawn() has returned.
   const pass = (signal: NodeJS.Signals): void => void child.kill(signal);
   for (const s of PASSED) process.on(s, pass);
-  const child = spawn(process.execPath, [...childFlags(process.execArgv), script, ...argv], {
+  const child = spawn(process.execPath, [...childFlags(process.execArgv, threads, totalmem()), script, ...argv], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, [CHILD]: String(process.pid) },
   });

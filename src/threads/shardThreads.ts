@@ -1,7 +1,7 @@
 /**
  * Shards on worker threads: `worker_threads` on Node, Web Workers on Deno — one small adapter per
- * runtime — with comlink for the calls. Each worker builds its shard's kernel from the scenario's
- * text (shardWorker.ts), so nothing but plain data crosses a thread: the spec once, then one call
+ * runtime — with comlink for the calls. Each worker builds its shard's kernel from the scenario
+ * (shardWorker.ts: the main thread's parse, or the file's text), so nothing but plain data crosses a thread: the spec once, then one call
  * per window each way carrying that window's events and cross-shard messages in one batch.
  *
  * A worker that throws or dies ends the run: its pending call is rejected with E_WORKER_CRASHED
@@ -26,8 +26,9 @@ import { nodeThread, peekWarmThreads, takeWarmThread, workerUrl } from './nodeTh
 /**
  * What a shard's worker needs to build the scenario before it knows its shard (see
  * prepareWarmThreads): with `scenario`, the file as the main thread parsed and validated it (a
- * structured copy), which the worker builds without loading the YAML parser and the schema — its
- * thread has that much less to load before it can start, and its shard starts that much sooner.
+ * structured copy), which the worker builds without loading the YAML parser and the scenario
+ * schema (yaml, scenario/schema.ts, scenario/loadScenario.ts; zod stays, for the families' own
+ * schemas) — its thread has that much less to load before it can start.
  */
 export type PrepareSpec = Pick<ShardSpec, 'text' | 'file' | 'overrides'> & { scenario?: Scenario };
 

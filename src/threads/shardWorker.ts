@@ -1,10 +1,13 @@
 /**
  * The entry of a shard's worker thread (shardThreads.ts starts it): builds the run from the
- * scenario's text exactly as the main thread does (ahead of time in a warm thread: nodeThread.ts),
- * keeps the shard's own actors, and answers the coordinator's calls. Runs on Node (worker_threads) and on Deno (a module Web Worker).
+ * scenario exactly as the main thread does (ahead of time in a warm thread: nodeThread.ts, from the
+ * main thread's parse; else from the file's text), keeps the shard's own actors, and answers the
+ * coordinator's calls. Runs on Node (worker_threads) and on Deno (a module Web Worker).
  *
  * PROTOSIM_TEST_KILL_SHARD=<shard>:<events>[:hang] makes that shard's thread exit (or spin forever)
- * once it has run that many events — how the tests kill a worker mid-run.
+ * once it has run that many events — how the tests kill a worker mid-run. PROTOSIM_TEST_NO_PARSE=1
+ * makes a parse of the text here fail — how the tests show that a warm thread builds from the
+ * main thread's parse.
  */
 import * as Comlink from 'comlink';
 import type { Endpoint } from 'comlink';
@@ -65,6 +68,7 @@ function build(loaded: LoadedScenario, spec: PrepareSpec, workers?: number): Ret
  * when no parse came with the spec, or init has no build made ahead to take.
  */
 async function loadedOf(spec: PrepareSpec): Promise<LoadedScenario> {
+  if (envVar('PROTOSIM_TEST_NO_PARSE') === '1') throw new Error('PROTOSIM_TEST_NO_PARSE: this thread was to build from a parse');
   const { parseScenario } = await import('../scenario/loadScenario.js');
   return parseScenario(spec.text, spec.file);
 }
@@ -85,12 +89,17 @@ function parsedOf(spec: PrepareSpec & { scenario: NonNullable<PrepareSpec['scena
   };
 }
 
+/** Prepare calls so far: a call overtaken by a later one (while it loaded the parser) leaves no build. */
+let prepares = 0;
+
 /** Builds the scenario ahead of init, and with `ahead` makes and starts that local shard (see ShardWorkerApi.prepare). */
 async function prepareAhead(spec: PrepareSpec, ahead?: AheadSpec): Promise<void> {
+  const call = ++prepares;
   warm = undefined;
   // A scenario that does not build fails again in init, where the error is reported.
   try {
     const loaded = spec.scenario ? parsedOf({ ...spec, scenario: spec.scenario }) : await loadedOf(spec);
+    if (call !== prepares) return;
     const prepared = build(loaded, spec, ahead?.workers);
     warm = { key: prepareKey(spec), prepared };
     const plan = prepared.shardPlan;
@@ -107,7 +116,7 @@ async function prepareAhead(spec: PrepareSpec, ahead?: AheadSpec): Promise<void>
       warm.shard = { index: ahead.index, hashes: ahead.hashes, lines: ahead.lines, owned, face, started: face.start() };
     }
   } catch {
-    warm = undefined;
+    if (call === prepares) warm = undefined;
   }
 }
 
@@ -117,8 +126,10 @@ const api: ShardWorkerApi = {
     return preparing;
   },
   async init(spec: ShardInit) {
-    // A prepare still loading the parser finishes first: init takes what it made.
+    // A prepare still loading the parser finishes first: init takes what it made. An earlier one
+    // overtaken meanwhile makes nothing (prepareAhead), so nothing comes after init.
     await preparing;
+    prepares++;
     const same = warm?.key === prepareKey(spec);
     const ahead = same ? warm!.shard : undefined;
     // The shard made ahead, if it is this one (and its kernel writes to this progress buffer).

@@ -13,6 +13,7 @@ import {
   childFlags,
   INLINING_FLAG,
   OLD_GENERATION_FLAG,
+  oldGenerationFlag,
   SERIAL_GC_FLAG,
   SYNC_COMPILE_FLAG,
   wantsSerialGc,
@@ -59,11 +60,23 @@ describe('childFlags', () => {
     expect(childFlags(['--max-inlined-bytecode-size=460'])).toContain(INLINING_FLAG);
   });
 
-  it('keeps a first old generation size the user gave, in either spelling', () => {
-    for (const own of [['--initial-old-space-size=64'], ['--initial_old_space_size=1024'], ['--initial-old-space-size', '32']])
+  it('keeps a first old generation (or heap) size the user gave, in either spelling', () => {
+    // Node takes this flag only with "=" (a separate value is refused).
+    for (const own of [['--initial-old-space-size=64'], ['--initial_old_space_size=1024'], ['--initial-heap-size=512']])
       expect(childFlags(own)).toEqual([...own, SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, SYNC_COMPILE_FLAG, INLINING_FLAG]);
     // The young generation's first size is another flag.
     expect(childFlags(['--initial-old-space-sizes=1', '--min-semi-space-size=4'])).toContain(OLD_GENERATION_FLAG);
+  });
+
+  it("sizes the old generation's first limit to the threads and the memory: a quarter of it for all heaps, none below 64 MB", () => {
+    const GB = 2 ** 30;
+    expect(oldGenerationFlag(2, 24 * GB)).toBe(OLD_GENERATION_FLAG);
+    expect(oldGenerationFlag(65, 128 * GB)).toBe('--initial-old-space-size=256');
+    expect(oldGenerationFlag(65, 32 * GB)).toBe('--initial-old-space-size=126');
+    expect(oldGenerationFlag(3, 1 * GB)).toBe('--initial-old-space-size=85');
+    expect(oldGenerationFlag(5, 1 * GB)).toBeUndefined();
+    expect(childFlags([], 1, 24 * GB)).toContain(OLD_GENERATION_FLAG);
+    expect(childFlags([], 16, 2 * GB)).toEqual([SERIAL_GC_FLAG, YOUNG_GENERATION_FLAG, SYNC_COMPILE_FLAG, INLINING_FLAG]);
   });
 });
 
