@@ -13,6 +13,8 @@ import { peekWarmThreads, prestartThreads, releaseWarmThreads } from '../../src/
 import { prepareWarmThreads, spawnThreadShards } from '../../src/threads/shardThreads.js';
 
 const root = join(import.meta.dirname, '..', '..');
+/** What must match the one-thread run. */
+const same = (r: RunSummary) => ({ hash: r.traceHash, events: r.events, invariants: r.invariants, metrics: r.metrics });
 
 it('a warm thread already started gets the build call at once, not a microtask later', async () => {
   prestartThreads(1);
@@ -39,7 +41,6 @@ it(
   { timeout: 120_000 },
   async () => {
     const file = join(root, 'scenarios/manager-worker/sites.yaml');
-    const same = (r: RunSummary) => ({ hash: r.traceHash, events: r.events, invariants: r.invariants, metrics: r.metrics });
     const one = runScenario(loadScenario(file), { hash: true });
     prestartThreads(1);
     await peekWarmThreads()[0].thread;
@@ -55,7 +56,6 @@ it(
 
 it("a warm thread builds its shard from the main thread's parse: the one-thread summary", { timeout: 120_000 }, async () => {
   const file = join(root, 'scenarios/manager-worker/sites.yaml');
-  const same = (r: RunSummary) => ({ hash: r.traceHash, events: r.events, invariants: r.invariants, metrics: r.metrics });
   const loaded = loadScenario(file);
   const one = runScenario(loaded, { hash: true });
   // The thread (its environment copied when it starts) fails any parse of the text: it must build
@@ -83,7 +83,6 @@ it(
   { timeout: 120_000 },
   async () => {
     const file = join(root, 'scenarios/manager-worker/sites.yaml');
-    const same = (r: RunSummary) => ({ hash: r.traceHash, events: r.events, invariants: r.invariants, metrics: r.metrics });
     const loaded = loadScenario(file);
     const one = runScenario(loaded, { hash: true });
     // A parse that does not build (two actors of one name), sent with the file's own text.
