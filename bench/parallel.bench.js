@@ -161,7 +161,6 @@ for (const c of chosen) {
   for (let round = 0; round < times; round++) {
     for (const workers of [1, 2]) {
       const { s, stderr, processMs } = runCase(workers, join(scratch, `out-${results.length}-${workers}-${round}`));
-      const r = { stderr };
       const p = s.parallel;
       walls[workers].push(s.wallMs);
       processes[workers].push(processMs);
@@ -172,7 +171,7 @@ for (const c of chosen) {
         messagesPerSecond: s.messagesPerSecond,
         traceHash: s.traceHash,
         shards: p?.shards ?? 1,
-        note: r.stderr.trim() || undefined,
+        note: stderr.trim() || undefined,
         mode: p?.mode,
         abandoned: p?.abandoned,
         windows: p?.windows,
@@ -194,7 +193,7 @@ for (const c of chosen) {
           (p
             ? `, ${p.shards} shards, ${p.mode}${p.abandoned ? ` (local gave up: ${p.abandoned})` : ''}, ${p.windows} ${p.mode === 'local' ? 'calls' : 'windows'}, shards busy ${p.busyMs.map((b) => `${Math.round((100 * b) / p.wallMs)} %`).join(' / ')}`
             : '') +
-          (r.stderr.trim() ? ` (${r.stderr.trim()})` : ''),
+          (stderr.trim() ? ` (${stderr.trim()})` : ''),
       );
     }
     if (c.halves && taskset) {

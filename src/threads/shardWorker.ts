@@ -78,11 +78,11 @@ async function loadedOf(spec: PrepareSpec): Promise<LoadedScenario> {
  * builds it too); should the build here find one, it cannot say where, so it throws and init
  * builds again from the text, where the problem is located and reported.
  */
-function parsedOf(spec: PrepareSpec & { scenario: NonNullable<PrepareSpec['scenario']> }): LoadedScenario {
+function parsedOf(spec: PrepareSpec, scenario: NonNullable<PrepareSpec['scenario']>): LoadedScenario {
   return {
     file: spec.file,
     text: spec.text,
-    scenario: spec.scenario,
+    scenario,
     locate(_path, message) {
       throw new Error(`${spec.file}: ${message} (built from the main thread's parse: init builds from the text)`);
     },
@@ -98,7 +98,7 @@ async function prepareAhead(spec: PrepareSpec, ahead?: AheadSpec): Promise<void>
   warm = undefined;
   // A scenario that does not build fails again in init, where the error is reported.
   try {
-    const loaded = spec.scenario ? parsedOf({ ...spec, scenario: spec.scenario }) : await loadedOf(spec);
+    const loaded = spec.scenario ? parsedOf(spec, spec.scenario) : await loadedOf(spec);
     if (call !== prepares) return;
     const prepared = build(loaded, spec, ahead?.workers);
     warm = { key: prepareKey(spec), prepared };
