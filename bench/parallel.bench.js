@@ -30,7 +30,10 @@
 // where the machine has taskset): a one-thread run lends V8's helper threads (the collector's, the
 // optimizing compiler's) the idle core, a 2-worker run has none to lend. So 2 workers with no
 // overhead at all would run in half the one-core time, and over one thread they can gain at most
-// 2 × one thread / one core (unless the shards did less work than one thread).
+// 2 × one thread / one core (unless the shards did less work than one thread). And the one-thread
+// run once more with the two memory flags the 2-worker child gets (dist/threads/serialGc.js: a
+// larger young generation, a larger first limit of the old generation), which `protosim run` does
+// not give one thread: the speed-up against that run is the one that owes nothing to those flags.
 //
 // Results: a table, and bench/results/parallel.json.
 import { spawn, spawnSync } from 'node:child_process';
@@ -38,6 +41,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { OLD_GENERATION_FLAG, YOUNG_GENERATION_FLAG } from '../dist/threads/serialGc.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -144,11 +148,27 @@ for (const c of chosen) {
   const processes = { 1: [], 2: [] };
   const ceiling = { walls: [], processes: [] };
   const oneCore = { walls: [], processes: [] };
-  /** Runs the case in a process of its own (`pin`: on core 0 only): its summary, stderr and the process's wall time. */
-  const runCase = (workers, out, pin = false) => {
+  const tuned = { walls: [], processes: [] };
+  /**
+   * Runs the case in a process of its own (`pin`: on core 0 only; `flags`: Node's, before the
+   * script): its summary, stderr and the process's wall time.
+   */
+  const runCase = (workers, out, { pin = false, flags = [] } = {}) => {
     // A million actors need a bigger heap than V8's default.
     const heap = million ? ['--max-old-space-size=16000'] : [];
-    const command = [...heap, 'bin/protosim.js', 'run', c.file, '--json', ...(c.args ?? []), '--out', out, '--workers', String(workers)];
+    const command = [
+      ...heap,
+      ...flags,
+      'bin/protosim.js',
+      'run',
+      c.file,
+      '--json',
+      ...(c.args ?? []),
+      '--out',
+      out,
+      '--workers',
+      String(workers),
+    ];
     const started = performance.now();
     const r = pin
       ? spawnSync('taskset', ['-c', '0', process.execPath, ...command], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 })
@@ -198,12 +218,22 @@ for (const c of chosen) {
     }
     if (c.halves && taskset) {
       // The one-thread run on one core: what its work costs without a second core to lend.
-      const { s, processMs } = runCase(1, join(scratch, `out-${results.length}-core-${round}`), true);
+      const { s, processMs } = runCase(1, join(scratch, `out-${results.length}-core-${round}`), { pin: true });
       if (s.events !== row.runs[1].events || s.traceHash !== row.runs[1].traceHash)
         throw new Error(`${c.name}: the run on one core differs`);
       oneCore.walls.push(s.wallMs);
       oneCore.processes.push(processMs);
       console.log(`${c.name}, 1 worker on one core: ${(s.wallMs / 1000).toFixed(1)} s`);
+    }
+    if (c.halves) {
+      // One thread with the 2-worker child's memory flags: what those flags alone give one thread.
+      const flags = [YOUNG_GENERATION_FLAG, OLD_GENERATION_FLAG];
+      const { s, processMs } = runCase(1, join(scratch, `out-${results.length}-tuned-${round}`), { flags });
+      if (s.events !== row.runs[1].events || s.traceHash !== row.runs[1].traceHash)
+        throw new Error(`${c.name}: the run with ${flags.join(' ')} differs`);
+      tuned.walls.push(s.wallMs);
+      tuned.processes.push(processMs);
+      console.log(`${c.name}, 1 worker with ${flags.join(' ')}: ${(s.wallMs / 1000).toFixed(1)} s`);
     }
     if (c.halves) {
       // Right after the 2-worker run: the same shards' work as two processes at the same time.
@@ -255,6 +285,17 @@ for (const c of chosen) {
       bound: median(perRound(walls[1], oneCore.walls).map((x) => 2 * x)),
     };
   }
+  if (tuned.walls.length > 0) {
+    row.tunedOneThread = {
+      flags: [YOUNG_GENERATION_FLAG, OLD_GENERATION_FLAG],
+      wallsMs: tuned.walls,
+      processesMs: tuned.processes,
+      wallMs: median(tuned.walls),
+      // 2 workers against one thread given the same memory flags as the 2-worker child.
+      speedup: median(perRound(tuned.walls, walls[2])),
+      processSpeedup: median(perRound(tuned.processes, processes[2])),
+    };
+  }
   results.push(row);
 }
 rmSync(scratch, { recursive: true, force: true });
@@ -276,7 +317,7 @@ for (const r of results) {
   }
 }
 console.log(
-  '\nSpeed-ups as medians of the ratios within rounds (run / process); the ceiling: the two halves as two processes; one core: the one-thread run pinned to one core, and 2 × one thread / one core, the most 2 workers can gain over one thread',
+  "\nSpeed-ups as medians of the ratios within rounds (run / process); the ceiling: the two halves as two processes; one core: the one-thread run pinned to one core, and 2 × one thread / one core, the most 2 workers can gain over one thread; the child's memory flags: one thread given the larger young and old generations the 2-worker child gets",
 );
 for (const r of results) {
   console.log(
@@ -284,6 +325,9 @@ for (const r of results) {
       (r.ceiling ? `; ceiling ${r.ceiling.speedup.toFixed(2)}× / ${r.ceiling.processSpeedup.toFixed(2)}×` : '') +
       (r.oneCore
         ? `; one core ${(r.oneCore.wallMs / 1000).toFixed(1)} s: 2 workers ${r.oneCore.speedup.toFixed(2)}× faster than it, bound over one thread ${r.oneCore.bound.toFixed(2)}×`
+        : '') +
+      (r.tunedOneThread
+        ? `; one thread with the child's memory flags ${(r.tunedOneThread.wallMs / 1000).toFixed(1)} s: 2 workers ${r.tunedOneThread.speedup.toFixed(2)}× / ${r.tunedOneThread.processSpeedup.toFixed(2)}× faster than it`
         : ''),
   );
 }
