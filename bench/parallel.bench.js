@@ -146,6 +146,8 @@ for (const c of chosen) {
   const times = c.args?.includes('--windows') ? 1 : repeat;
   const walls = { 1: [], 2: [] };
   const processes = { 1: [], 2: [] };
+  /** Each round's share of the wall time each shard ran events (the table gives each shard's median). */
+  const shares = { 1: [], 2: [] };
   const ceiling = { walls: [], processes: [] };
   const oneCore = { walls: [], processes: [] };
   const tuned = { walls: [], processes: [] };
@@ -208,6 +210,7 @@ for (const c of chosen) {
           `${c.name}: 1 and 2 workers differ (${row.runs[1].traceHash}/${row.runs[1].events} vs ${run.traceHash}/${run.events})`,
         );
       row.runs[workers] = before ?? run;
+      if (run.busyShare) shares[workers].push(run.busyShare);
       console.log(
         `${c.name}, ${workers} worker${workers > 1 ? 's' : ''}: ${(s.wallMs / 1000).toFixed(1)} s, ${s.messagesPerSecond.toLocaleString('en-US')} messages/s` +
           (p
@@ -257,6 +260,10 @@ for (const c of chosen) {
     x.processesMs = processes[w];
     x.processMs = median(processes[w]);
     x.messagesPerSecond = Math.round((x.messages / x.wallMs) * 1000);
+    if (shares[w].length > 0) {
+      x.busyShares = shares[w];
+      x.busyShare = shares[w][0].map((_, shard) => median(shares[w].map((r) => r[shard])));
+    }
   }
   row.speedup = row.runs[1].wallMs / row.runs[2].wallMs;
   row.processSpeedup = row.runs[1].processMs / row.runs[2].processMs;
@@ -305,7 +312,7 @@ console.log(
   `\n${cpu}, ${cpus().length} cores, Node ${process.version}${quick ? ', --quick' : ''}; medians of ${repeat} runs (--windows: 1)\n`,
 );
 console.log(
-  '| load | workers | shards | mode | wall (run) | messages/s | speed-up | wall (process) | speed-up | windows or calls | shards running events (rest: waiting) |',
+  '| load | workers | shards | mode | wall (run) | messages/s | speed-up | wall (process) | speed-up | windows or calls | shards running events (rest: waiting; medians) |',
 );
 console.log('|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|');
 for (const r of results) {
