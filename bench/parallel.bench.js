@@ -55,6 +55,8 @@ const median = (xs) => {
 };
 const scratch = mkdtempSync(join(tmpdir(), 'protosim-bench-parallel-'));
 /** `taskset` (util-linux) pins a process to one core; without it there is no one-core figure. */
+/** The 2-worker child's memory flags (its old generation's limit as on a machine with memory to spare), for one thread. */
+const MEMORY_FLAGS = [YOUNG_GENERATION_FLAG, OLD_GENERATION_FLAG];
 const taskset = process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 
 /**
@@ -230,13 +232,12 @@ for (const c of chosen) {
     }
     if (c.halves) {
       // One thread with the 2-worker child's memory flags: what those flags alone give one thread.
-      const flags = [YOUNG_GENERATION_FLAG, OLD_GENERATION_FLAG];
-      const { s, processMs } = runCase(1, join(scratch, `out-${results.length}-tuned-${round}`), { flags });
+      const { s, processMs } = runCase(1, join(scratch, `out-${results.length}-tuned-${round}`), { flags: MEMORY_FLAGS });
       if (s.events !== row.runs[1].events || s.traceHash !== row.runs[1].traceHash)
-        throw new Error(`${c.name}: the run with ${flags.join(' ')} differs`);
+        throw new Error(`${c.name}: the run with ${MEMORY_FLAGS.join(' ')} differs`);
       tuned.walls.push(s.wallMs);
       tuned.processes.push(processMs);
-      console.log(`${c.name}, 1 worker with ${flags.join(' ')}: ${(s.wallMs / 1000).toFixed(1)} s`);
+      console.log(`${c.name}, 1 worker with ${MEMORY_FLAGS.join(' ')}: ${(s.wallMs / 1000).toFixed(1)} s`);
     }
     if (c.halves) {
       // Right after the 2-worker run: the same shards' work as two processes at the same time.
@@ -294,7 +295,7 @@ for (const c of chosen) {
   }
   if (tuned.walls.length > 0) {
     row.tunedOneThread = {
-      flags: [YOUNG_GENERATION_FLAG, OLD_GENERATION_FLAG],
+      flags: MEMORY_FLAGS,
       wallsMs: tuned.walls,
       processesMs: tuned.processes,
       wallMs: median(tuned.walls),
