@@ -13,6 +13,7 @@ import type { Endpoint } from 'comlink';
 import type { LocalChunk, LocalEnd } from '../engine/createSimulation.js';
 import type { EventKey, QueuedEvent } from '../engine/eventQueue.js';
 import type { ShardHandle, ShardStep } from '../engine/parallel.js';
+import { isProtosimError } from '../engine/errors.js';
 import { ownedBy, shardFailure } from '../engine/parallel.js';
 import type { ShardPlan } from '../engine/partition.js';
 import type { LocalObserved, ShardSpec } from '../scenario/runScenario.js';
@@ -227,10 +228,9 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
     died = reject;
   });
   death.catch(() => undefined);
-  thread.onDeath((cause) => {
-    const actor = where[1] >= 0 ? names[where[1]] : undefined;
-    died!(shardFailure(index, actor, where[0], cause));
-  });
+  /** The shard's failure, named with where it was (its last event's actor and virtual time). */
+  const failure = (cause: string) => shardFailure(index, where[1] >= 0 ? names[where[1]] : undefined, where[0], cause);
+  thread.onDeath((cause) => died!(failure(cause)));
   const api = proxyOf(thread);
   const call = <T>(p: Promise<T>): Promise<T> => Promise.race([p, death]);
   const channel = new MessageChannel();
@@ -247,16 +247,20 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
   let closed = false;
   const unwired = <T extends { lines?: LogLines }>(c: Wired<T>): T =>
     (c.lines === undefined ? c : { ...c, lines: slabs.receive(c.lines) }) as T;
-  /** A call that a dead worker, or one that finishes no event for WATCHDOG_MS, rejects. */
+  /**
+   * A call that a dead worker, or one that finishes no event for WATCHDOG_MS, rejects. An error
+   * thrown on the thread (which comlink hands back as a plain error) is the shard's failure too.
+   */
   const watched = async <T>(f: () => Promise<T>): Promise<T> => {
     let seen = where[2];
     const watchdog = setInterval(() => {
       if (where[2] !== seen) seen = where[2];
-      else
-        died!(shardFailure(index, where[1] >= 0 ? names[where[1]] : undefined, where[0], `no event finished in ${WATCHDOG_MS / 1000} s`));
+      else died!(failure(`no event finished in ${WATCHDOG_MS / 1000} s`));
     }, WATCHDOG_MS);
     try {
       return await call(f());
+    } catch (err) {
+      throw isProtosimError(err) || closed ? err : failure((err as Error)?.message ?? String(err));
     } finally {
       clearInterval(watchdog);
     }
@@ -264,7 +268,7 @@ async function threadShard(spec: ShardSpec, plan: ShardPlan, index: number, name
   let answer: ((r: WindowReply) => void) | undefined;
   windows.onmessage = (e) => answer?.(e.data as WindowReply);
   return {
-    start: () => call(api.start()),
+    start: () => watched(() => api.start()),
     async advance(incoming, endUs, maxEvents) {
       const request: WindowRequest = { endUs, maxEvents, incoming: packEvents(incoming) };
       const reply = await watched(

@@ -4,7 +4,7 @@
  * main thread's parse; else from the file's text), keeps the shard's own actors, and answers the
  * coordinator's calls. Runs on Node (worker_threads) and on Deno (a module Web Worker).
  *
- * PROTOSIM_TEST_KILL_SHARD=<shard>:<events>[:hang] makes that shard's thread exit (or spin forever)
+ * PROTOSIM_TEST_KILL_SHARD=<shard>:<events>[:hang|:throw] makes that shard's thread exit (spin forever, throw)
  * once it has run that many events — how the tests kill a worker mid-run. PROTOSIM_TEST_NO_PARSE=1
  * makes a parse of the text here fail — how the tests show that a warm thread builds from the
  * main thread's parse.
@@ -41,12 +41,12 @@ let startedAhead: LocalChunk | undefined;
 let preparing: Promise<void> | undefined;
 let ran = 0;
 let killAfter = Infinity;
-let killBy: 'exit' | 'hang' = 'exit';
+let killBy: 'exit' | 'hang' | 'throw' = 'exit';
 
 function killThread(): never {
   if (killBy === 'hang') for (;;);
   // Deno tells the main thread only of an uncaught error, not of a worker that closes itself.
-  if (onDeno) throw new Error('killed by PROTOSIM_TEST_KILL_SHARD');
+  if (onDeno || killBy === 'throw') throw new Error('killed by PROTOSIM_TEST_KILL_SHARD');
   return (globalThis as unknown as { process: { exit(code: number): never } }).process.exit(70);
 }
 
@@ -166,7 +166,7 @@ const api: ShardWorkerApi = {
     const kill = envVar('PROTOSIM_TEST_KILL_SHARD')?.split(':');
     if (kill && Number(kill[0]) === spec.index) {
       killAfter = Number(kill[1]);
-      if (kill[2] === 'hang') killBy = 'hang';
+      if (kill[2] === 'hang' || kill[2] === 'throw') killBy = kill[2];
     }
   },
   connect(port: WindowPort) {

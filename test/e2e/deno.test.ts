@@ -82,4 +82,36 @@ describe.skipIf(!haveDeno)('Node and Deno (skipped without Deno: npm install --n
     expect(one.split('\n').length).toBeGreaterThan(2000);
     expect(traceOf('deno', '2')).toBe(one);
   });
+
+  // A Web Worker cannot exit by itself: the test hook throws there, in a call (local mode) or in a window.
+  it.each([
+    ['scenarios/manager-worker/sites.yaml', '1:100'],
+    ['scenarios/manager-worker/basic.yaml', '1:3000', '--windows'],
+  ])('a Web Worker that fails mid-run (%s): exit 3, shard, actor and virtual time named, no hang', (file, kill, ...extra) => {
+    const dir = mkdtempSync(join(out, 'kill-'));
+    const r = spawnSync(
+      deno,
+      [
+        'run',
+        '--allow-read=.',
+        `--allow-write=${out}`,
+        '--allow-env',
+        'bin/protosim.js',
+        'run',
+        file,
+        '--out',
+        dir,
+        '--workers',
+        '2',
+        ...extra,
+      ],
+      { cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, PROTOSIM_TEST_KILL_SHARD: kill } },
+    );
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(3);
+    // In windows the throw is the thread's uncaught error, which Deno also reports on stderr itself.
+    expect(r.stderr).toMatch(
+      /^protosim: shard 1 failed at virtual time [\dhms.]+, in or after an event of [\w-]+: (Uncaught Error: )?killed by PROTOSIM_TEST_KILL_SHARD$/m,
+    );
+  });
 });

@@ -317,15 +317,20 @@ describe('protosim run --workers', () => {
     expect(rear.err).toMatch(/1 shard for --workers 2: rear's invariants are checked over all actors at once/);
   });
 
-  it('a worker killed in local mode: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {
+  it.each([
+    // The thread exits…
+    ['killed', '1:100', 'its thread exited with code 70'],
+    // …or throws: comlink hands the error back as a plain one, which must name the shard all the same.
+    ['that throws', '1:100:throw', 'killed by PROTOSIM_TEST_KILL_SHARD'],
+  ])('a worker %s in local mode: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', (_, kill, cause) => {
     const out = mkdtempSync(join(tmpdir(), 'protosim-kill-local-'));
     const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--trace', '--out', out, '--workers', '2'], {
-      PROTOSIM_TEST_KILL_SHARD: '1:100',
+      PROTOSIM_TEST_KILL_SHARD: kill,
     });
     expect(r.signal).toBeNull();
     expect(r.code).toBe(3);
     expect(r.err).toMatch(
-      /protosim: shard 1 failed at virtual time [\dhms.]+, in or after an event of (site-[abc]|[abc]-\d): its thread exited with code 70/,
+      new RegExp(`^protosim: shard 1 failed at virtual time [\\dhms.]+, in or after an event of (site-[abc]|[abc]-\\d): ${cause}\n$`),
     );
     const [runDir] = readdirSync(out);
     const summary = JSON.parse(readFileSync(join(out, runDir, 'summary.json'), 'utf8')) as { error: string; virtualTimeUs: number };
