@@ -38,8 +38,9 @@ export interface PlanInput {
   /** Sets of actor indices that must share a shard, each with the reason (told to the user). */
   together?: readonly { members: readonly number[]; why: string }[];
   /**
-   * Sets of actor indices that talk to each other most: kept on one shard when that still leaves
-   * at least as many groups as workers (otherwise they are spread like the rest).
+   * Sets of actor indices that talk to each other most: kept on one shard when that leaves at least
+   * two groups, on fewer shards than workers if need be (spread over more, their messages would
+   * cross shards: a shard could no longer run on its own). One group is spread like the rest.
    */
   affinity?: readonly (readonly number[])[];
 }
@@ -139,15 +140,16 @@ export function planShards(input: PlanInput): ShardPlan {
     }
   }
   if (allTogether) groups.unionAll(Array.from({ length: n }, (_, i) => i));
-  else if (input.affinity && input.affinity.length > 0) {
-    // Traffic affinity is a preference: applied on a copy, kept only if enough groups remain.
+  let talkers = false;
+  if (!allTogether && input.affinity && input.affinity.length > 0 && workers > 1) {
+    // Traffic affinity is a preference: applied on a copy, kept unless it leaves one group.
     const preferred = groups.copy();
     for (const a of input.affinity) preferred.unionAll(a);
-    if (preferred.count() >= workers) groups = preferred;
-    else
-      notes.push(
-        `the actors that talk most form ${preferred.count()} group${preferred.count() === 1 ? '' : 's'}: spread over ${workers} shards instead`,
-      );
+    const count = preferred.count();
+    if (count >= 2) {
+      groups = preferred;
+      talkers = count < workers;
+    } else notes.push(`the actors that talk most form 1 group: spread over ${workers} shards instead`);
   }
 
   // Groups by root (smallest member), with their weights.
@@ -158,7 +160,11 @@ export function planShards(input: PlanInput): ShardPlan {
   }
   const roots = [...weightOf.keys()].sort((a, b) => weightOf.get(b)! - weightOf.get(a)! || a - b);
   const shards = Math.max(1, Math.min(workers, roots.length));
-  if (shards < workers && !allTogether) {
+  if (talkers)
+    notes.push(
+      `the actors that talk most form ${roots.length} groups, each kept on one shard (spread over more, their messages would cross shards)`,
+    );
+  else if (shards < workers && !allTogether) {
     const whys = [...new Set((input.together ?? []).map((t) => t.why))];
     notes.push(
       `${roots.length} group${roots.length === 1 ? '' : 's'} of actors that must stay together${whys.length > 0 ? ` (${whys.join('; ')})` : ''}: ${shards} shard${shards === 1 ? '' : 's'}`,

@@ -305,6 +305,12 @@ describe('protosim run --workers', () => {
     expect(two.code, two.err).toBe(0);
     expect(two.out).toMatch(/^parallel +2 shards, local: each ran and checked its own actors \(no message crossed shards\), [\d,]+ calls/m);
     expect(two.out).toContain(`trace hash ${(JSON.parse(one.out) as { traceHash: string }).traceHash}`);
+    // More workers than sites: a shard per site, still in local mode (spread, the sites' messages would cross shards).
+    const four = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--out', out, '--workers', '4']);
+    expect(four.code, four.err).toBe(0);
+    expect(four.err).toMatch(/3 shards for --workers 4: the actors that talk most form 3 groups, each kept on one shard/);
+    expect(four.out).toMatch(/^parallel +3 shards, local: each ran and checked its own actors/m);
+    expect(four.out).toContain(`trace hash ${(JSON.parse(one.out) as { traceHash: string }).traceHash}`);
     // A run whose messages cross shards says that local mode gave up, and why.
     const basic = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2', '--until', '30s']);
     expect(basic.code, basic.err).toBe(0);

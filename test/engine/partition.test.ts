@@ -59,7 +59,7 @@ describe('shard placement', () => {
     expect(across.lookaheadUs).toBe(40);
   });
 
-  it('keeps the actors that talk most together when enough groups remain, and spreads them otherwise', () => {
+  it('keeps the actors that talk most together, on fewer shards than workers if need be, and spreads one group', () => {
     const sites = planShards({
       actors: actors(8),
       network: net(ms(2)),
@@ -70,6 +70,20 @@ describe('shard placement', () => {
       ],
     });
     expect([...sites.shardOf]).toEqual([0, 1, 0, 1, 0, 1, 0, 1]);
+    // Three sites for four workers: three shards, one site each (a fourth would split a site).
+    const three = planShards({
+      actors: actors(9),
+      network: net(ms(2)),
+      workers: 4,
+      affinity: [
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7, 8],
+      ],
+    });
+    expect(three.shards).toBe(3);
+    expect([...three.shardOf]).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2]);
+    expect(three.notes.join()).toMatch(/the actors that talk most form 3 groups, each kept on one shard/);
     const oneSite = planShards({ actors: actors(6), network: net(ms(2)), workers: 2, affinity: [[0, 1, 2, 3, 4, 5]] });
     expect(oneSite.shards).toBe(2);
     expect(oneSite.sizes).toEqual([3, 3]);
