@@ -1,7 +1,9 @@
 /**
  * Loads the WebAssembly buffer/rate core from its embedded bytes: the same code path on Node and
- * Deno, no file-system glue, no extra permissions. The module is compiled once per process (per
- * worker thread later) and instantiated as often as needed.
+ * Deno, no file-system glue, no extra permissions. The module is compiled once per process, on
+ * first use, and instantiated once per world. A run with a world keeps all its actors on one shard
+ * (the core delivers to all of them at once: togetherOf in scenario/runScenario.ts), and a run of
+ * one shard stays in the main thread, so a worker thread never loads the core.
  *
  * @example
  * const core = instantiateCore();
