@@ -23,14 +23,15 @@ async function startThreads() {
   if (argv[0] !== 'run') return undefined;
   const at = argv.findIndex((a) => a === '--workers' || a.startsWith('--workers='));
   const value = at < 0 ? undefined : argv[at].startsWith('--workers=') ? argv[at].slice('--workers='.length) : argv[at + 1];
+  if (value === undefined) return undefined;
   const cores = availableParallelism();
-  const asked = value === 'auto' ? cores : /^[1-9]\d{0,2}$/.test(value ?? '') ? Number(value) : 0;
+  const { mayUseThreads, workersCount } = await import('../dist/cli/threadHint.js');
+  const asked = workersCount(value, cores) ?? 0;
   if (asked < 2) return undefined;
   // Threads that fill every core run faster with V8's collector on one thread, a flag only a new
   // process can take (dist/threads/serialGc.js): run again as a child with it, before any thread.
   // Neither for a run that stays on one thread whatever --workers says (its protocol's files say so:
   // dist/cli/threadHint.js).
-  const { mayUseThreads } = await import('../dist/cli/threadHint.js');
   const read = (file) => readFileSync(file, 'utf8');
   // The first file's answer settles both when it is yes (the usual single file): read once.
   const first = mayUseThreads(argv.slice(1), read, 0);

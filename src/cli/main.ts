@@ -26,7 +26,7 @@ import { prepareWarmThreads, spawnThreadShards } from '../threads/shardThreads.j
 import { createProgressBar } from './progressBar.js';
 import type { ProgressBar } from './progressBar.js';
 import { summaryText } from './summaryText.js';
-import { RUN_OPTIONS } from './threadHint.js';
+import { MAX_WORKERS, RUN_OPTIONS, workersCount } from './threadHint.js';
 import { openTraceFile } from './traceFile.js';
 import type { TraceFile } from './traceFile.js';
 
@@ -123,9 +123,9 @@ async function runCommand(args: string[], io: Io): Promise<number> {
 
   let workers: number | undefined;
   if (values.workers !== undefined) {
-    if (values.workers === 'auto') workers = availableParallelism();
-    else if (/^[1-9]\d*$/.test(values.workers) && Number(values.workers) <= 256) workers = Number(values.workers);
-    else usage(`--workers: expected a whole number from 1 to 256, or auto, got ${JSON.stringify(values.workers)}`);
+    workers = workersCount(values.workers, availableParallelism());
+    if (workers === undefined)
+      usage(`--workers: expected a whole number from 1 to ${MAX_WORKERS}, or auto, got ${JSON.stringify(values.workers)}`);
   }
 
   // Load and plan every file first: a mistake in the third file must not cost the first two runs,

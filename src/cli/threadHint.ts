@@ -23,6 +23,18 @@ export const RUN_OPTIONS = {
   windows: { type: 'boolean', default: false },
 } as const satisfies ParseArgsConfig['options'];
 
+/** The most threads `--workers` may ask for. */
+export const MAX_WORKERS = 256;
+
+/**
+ * The thread count `--workers` asks for: `auto` is the number of cores; undefined when the value is
+ * neither `auto` nor a whole number from 1 to {@link MAX_WORKERS} (the CLI refuses it).
+ */
+export function workersCount(value: string, cores: number): number | undefined {
+  if (value === 'auto') return cores;
+  return /^[1-9]\d*$/.test(value) && Number(value) <= MAX_WORKERS ? Number(value) : undefined;
+}
+
 /**
  * How each protocol's runs use threads, as its family says (`ProtocolFamily.oneShard` and
  * `shardLocal`; test/cli/threadHint.test.ts checks that the two agree): `never` (one shard always),

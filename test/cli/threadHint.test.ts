@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { mayUseThreads, PROTOCOL_THREADS, protocolLine } from '../../src/cli/threadHint.js';
+import { MAX_WORKERS, mayUseThreads, PROTOCOL_THREADS, protocolLine, workersCount } from '../../src/cli/threadHint.js';
 import { FAMILIES } from '../../src/scenario/families/index.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -52,5 +52,13 @@ describe('the thread hint', () => {
     expect(mayUseThreads([rear, '--workers', '2', '--no-such-option'], read)).toBe(true);
     expect(mayUseThreads(['x.yaml', '--workers', '2'], () => 'name: x\nprotocol: something-new\n')).toBe(true);
     expect(mayUseThreads(['x.yaml', '--workers', '2'], () => '{ "protocol": "rear" }')).toBe(true);
+  });
+
+  it('reads --workers as the CLI does (bin/protosim.js starts no thread nor child for a count the CLI refuses)', () => {
+    expect(workersCount('auto', 6)).toBe(6);
+    expect(workersCount('1', 6)).toBe(1);
+    expect(workersCount(String(MAX_WORKERS), 6)).toBe(MAX_WORKERS);
+    for (const bad of [String(MAX_WORKERS + 1), '999', '0', '02', '-2', '2.5', '', 'two'])
+      expect(workersCount(bad, 6), bad).toBeUndefined();
   });
 });
