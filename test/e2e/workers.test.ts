@@ -4,10 +4,10 @@
  * naming the shard, the actor and the virtual time, and the trace written so far — and no hang.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadScenario, parseScenario } from '../../src/scenario/loadScenario.js';
 import type { RunSummary, ShardHost } from '../../src/scenario/runScenario.js';
 import { runScenario, runScenarioAsync } from '../../src/scenario/runScenario.js';
@@ -15,6 +15,9 @@ import { spawnThreadShards } from '../../src/threads/shardThreads.js';
 import { TraceHash } from '../../src/engine/traceHash.js';
 
 const root = join(import.meta.dirname, '..', '..');
+/** Every run folder of this file, removed at the end. */
+const tmp = mkdtempSync(join(tmpdir(), 'protosim-workers-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const files = readdirSync(join(root, 'scenarios'), { recursive: true, encoding: 'utf8' })
   .filter((f) => f.endsWith('.yaml') && !f.endsWith('large.yaml'))
   .map((f) => join('scenarios', f))
@@ -166,7 +169,7 @@ it(
 
 describe('protosim run --workers', () => {
   it('prints the same hash with --workers 1, 2 and auto, and says when it uses fewer shards', () => {
-    const out = mkdtempSync(join(tmpdir(), 'protosim-workers-'));
+    const out = mkdtempSync(join(tmp, 'workers-'));
     const hashes = ['1', '2', 'auto'].map((w) => {
       const r = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--hash', '--json', '--out', out, '--workers', w]);
       expect(r.code, r.err).toBe(0);
@@ -176,7 +179,24 @@ describe('protosim run --workers', () => {
     const lognormal = cli(['run', 'scenarios/manager-worker/lossy-network.yaml', '--hash', '--out', out, '--workers', '2']);
     expect(lognormal.code).toBe(0);
     expect(lognormal.err).toMatch(/1 shard for --workers 2: the default link has a lognormal latency/);
-    for (const bad of ['0', 'many', '1.5']) {
+    // A 0 ms link (the manager to two of its workers) keeps its ends on one shard: the lookahead is the
+    // smallest latency that crosses shards, never 0, and the run gives the one-thread hash.
+    const zeroLink = join(out, 'zero-link.yaml');
+    writeFileSync(
+      zeroLink,
+      readFileSync(join(root, 'scenarios/manager-worker/basic.yaml'), 'utf8').replace(
+        /^  latency: .*$/m,
+        '$&\n  links:\n    - { from: [manager], to: [worker-0, worker-1], latency: 0ms }',
+      ),
+    );
+    const zeroHashes = ['1', '2'].map((w) => {
+      const r = cli(['run', zeroLink, '--hash', '--windows', '--until', '10s', '--out', out, '--workers', w]);
+      expect(r.code, r.err).toBe(0);
+      return r.out;
+    });
+    expect(zeroHashes[1]).toMatch(/^parallel +2 shards, lookahead 40us, /m);
+    expect(printedHash(zeroHashes[1])).toBe(printedHash(zeroHashes[0]));
+    for (const bad of ['0', 'many', '1.5', '300']) {
       const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--workers', bad]);
       expect(r.code).toBe(2);
       expect(r.err).toMatch(/--workers: expected a whole number from 1 to 256, or auto/);
@@ -186,7 +206,7 @@ describe('protosim run --workers', () => {
   it('threads started warm: the first of two files runs on them, the second on threads of its own, with the hashes of one thread', () => {
     // bin/protosim.js starts the threads before the CLI plans; they build the first file's scenario
     // ahead of the run. The other file cannot use that build; a file planned on one kernel stops them.
-    const out = mkdtempSync(join(tmpdir(), 'protosim-warm-'));
+    const out = mkdtempSync(join(tmp, 'warm-'));
     const files = ['scenarios/manager-worker/worker-crash.yaml', 'scenarios/manager-worker/sites.yaml'];
     const hashesOf = (r: ReturnType<typeof cli>) => (JSON.parse(r.out) as { traceHash: string }[]).map((s) => s.traceHash);
     const one = cli(['run', ...files, '--hash', '--json', '--out', out]);
@@ -220,7 +240,7 @@ describe('protosim run --workers', () => {
   });
 
   it('--trace writes the same file on 2 workers as on one, and the summary tells how the shards went', () => {
-    const out = mkdtempSync(join(tmpdir(), 'protosim-trace-'));
+    const out = mkdtempSync(join(tmp, 'trace-'));
     const traces = ['1', '2'].map((w) => {
       const dir = join(out, w);
       const r = cli(['run', 'scenarios/manager-worker/worker-crash.yaml', '--trace', '--out', dir, '--workers', w, '--windows']);
@@ -258,7 +278,7 @@ describe('protosim run --workers', () => {
   });
 
   it("--trace in local mode: the shards run on their threads and the file is the one thread's", () => {
-    const out = mkdtempSync(join(tmpdir(), 'protosim-trace-local-'));
+    const out = mkdtempSync(join(tmp, 'trace-local-'));
     const traces = ['1', '2'].map((w) => {
       const dir = join(out, w);
       const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--trace', '--out', dir, '--workers', w]);
@@ -279,7 +299,7 @@ describe('protosim run --workers', () => {
   });
 
   it('a worker killed mid-run: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', () => {
-    const out = mkdtempSync(join(tmpdir(), 'protosim-kill-'));
+    const out = mkdtempSync(join(tmp, 'kill-'));
     const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--trace', '--out', out, '--workers', '2', '--windows'], {
       PROTOSIM_TEST_KILL_SHARD: '1:3000',
     });
@@ -299,7 +319,7 @@ describe('protosim run --workers', () => {
   });
 
   it('local mode on threads: the sites of sites.yaml run and check themselves, with the one-thread hash', () => {
-    const out = mkdtempSync(join(tmpdir(), 'protosim-local-'));
+    const out = mkdtempSync(join(tmp, 'local-'));
     const one = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--json', '--out', out]);
     const two = cli(['run', 'scenarios/manager-worker/sites.yaml', '--hash', '--out', out, '--workers', '2']);
     expect(two.code, two.err).toBe(0);
@@ -329,7 +349,7 @@ describe('protosim run --workers', () => {
     // …or throws: comlink hands the error back as a plain one, which must name the shard all the same.
     ['that throws', '1:100:throw', 'killed by PROTOSIM_TEST_KILL_SHARD'],
   ])('a worker %s in local mode: exit 3, shard, actor and virtual time named, the trace so far kept, no hang', (_, kill, cause) => {
-    const out = mkdtempSync(join(tmpdir(), 'protosim-kill-local-'));
+    const out = mkdtempSync(join(tmp, 'kill-local-'));
     const r = cli(['run', 'scenarios/manager-worker/sites.yaml', '--trace', '--out', out, '--workers', '2'], {
       PROTOSIM_TEST_KILL_SHARD: kill,
     });
@@ -356,7 +376,7 @@ describe('protosim run --workers', () => {
   });
 
   it('a worker stuck in a loop (or gone without a word): the watchdog ends the run with exit 3', () => {
-    const out = mkdtempSync(join(tmpdir(), 'protosim-hang-'));
+    const out = mkdtempSync(join(tmp, 'hang-'));
     const r = cli(['run', 'scenarios/manager-worker/basic.yaml', '--out', out, '--workers', '2', '--windows'], {
       PROTOSIM_TEST_KILL_SHARD: '1:3000:hang',
       PROTOSIM_SHARD_WATCHDOG_MS: '1500',

@@ -364,6 +364,34 @@ const ring = (n: number, rounds: number): ActorDefinition[] =>
 const fault = (atUs: number, action: ScheduledFault['action']): ScheduledFault => ({ atUs, action, label: action.kind });
 
 describe('kernel edge cases on shards', () => {
+  it('skips quiet periods in windows: each window runs events, none crawls the quiet time a lookahead at a time', async () => {
+    // Two sites of one worker, four tasks each, then an hour of pings a minute apart over 1-2 ms links:
+    // crawled a lookahead (1 ms) at a time, the hour would take 3 600 000 windows.
+    const yaml = `
+name: quiet
+protocol: manager-worker
+mode: strict
+seed: 7
+duration: 1h
+network: { latency: { dist: uniform, min: 1ms, max: 2ms } }
+actors:
+  - { role: mw.manager, name: a, checkInterval: 60s, timeout: 180s, tasks: { count: 4, timeout: 20s } }
+  - { role: mw.manager, name: b, checkInterval: 60s, timeout: 180s, tasks: { count: 4, timeout: 20s } }
+  - { role: mw.worker, name: wa, managers: [a], checkInterval: 60s, timeout: 180s, run: { dist: uniform, min: 1s, max: 2s } }
+  - { role: mw.worker, name: wb, managers: [b], checkInterval: 60s, timeout: 180s, run: { dist: uniform, min: 1s, max: 2s } }
+`;
+    const one = visible(runScenario(parseScenario(yaml, 'quiet.yaml'), { hash: true }));
+    expect(one.virtualTimeUs).toBe(3_600_000_000);
+    const run = await runScenarioAsync(parseScenario(yaml, 'quiet.yaml'), { hash: true, shards: 2, local: false });
+    expect(run.parallel).toMatchObject({ shards: 2, mode: 'windows', lookaheadUs: 1000 });
+    expect(visible(run)).toEqual(one);
+    const windows = run.parallel!.windows;
+    expect(windows).toBeGreaterThan(0);
+    // A window ends a lookahead after the earliest next event: it always runs that event.
+    expect(windows).toBeLessThanOrEqual(one.events);
+    expect(windows).toBeLessThan(one.virtualTimeUs / run.parallel!.lookaheadUs / 100);
+  });
+
   it('duplicating links, crashes, restarts, pauses and an injected message: the same trace and observer calls', async () => {
     const { one, split, logs } = await both(
       () => ({
