@@ -57,6 +57,42 @@ describe('worker threads: the same trace as one thread', () => {
   });
 });
 
+/** The large files cut short (their full runs are the benchmarks' loads): virtual time per file. */
+const largeCuts: Record<string, number> = {
+  'scenarios/manager-worker/large.yaml': 300_000,
+  'scenarios/opaca/large.yaml': 10_000_000,
+  'scenarios/rear/large.yaml': 60_000_000,
+  'scenarios/virdi/large.yaml': 5_000_000,
+};
+
+describe('worker threads: the large files, cut short, give the trace of one thread', () => {
+  it('covers every large file', () => {
+    const large = readdirSync(join(root, 'scenarios'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('large.yaml'))
+      .map((f) => join('scenarios', f))
+      .sort();
+    expect(large).toEqual(Object.keys(largeCuts).sort());
+  });
+
+  it.each(Object.entries(largeCuts))('%s to %i µs', { timeout: 300_000 }, async (file, untilUs) => {
+    const one = runScenario(loadScenario(join(root, file)), { hash: true, untilUs });
+    expect(one.events).toBeGreaterThan(1000);
+    for (const [workers, local] of [
+      [2, false],
+      [4, false],
+      [2, true],
+    ] as const) {
+      const s = await runScenarioAsync(loadScenario(join(root, file)), { hash: true, untilUs, workers, threads: spawnThreadShards, local });
+      // Windows split every file but Virdi's (a bulk world keeps its actors on one shard).
+      if (!local) expect(s.parallel?.shards ?? 1, `${workers} workers in windows`).toBe(file.includes('virdi') ? 1 : workers);
+      expect({ hash: s.traceHash, events: s.events }, `${workers} workers${local ? '' : ' in windows'}`).toEqual({
+        hash: one.traceHash,
+        events: one.events,
+      });
+    }
+  });
+});
+
 describe('local mode on threads: this thread runs shard 0, worker threads the others', () => {
   /** spawnThreadShards, noting which shards it was asked for. */
   const spied = () => {
