@@ -168,6 +168,11 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     if (sp && workers !== undefined && sp.shards < workers) {
       io.err(`protosim: ${file}: ${sp.shards} shard${sp.shards === 1 ? '' : 's'} for --workers ${workers}: ${sp.notes.join('; ')}\n`);
     }
+    const cores = availableParallelism();
+    if (sp && sp.shards > cores)
+      io.err(
+        `protosim: ${file}: ${sp.shards} shards on ${cores} core${cores === 1 ? '' : 's'}: the threads take turns on them (more threads than cores gain no speed)\n`,
+      );
     return { loaded, plan, io: io2 };
   });
   // The first run takes the warm threads it has shards for (none on one kernel; in local mode this
