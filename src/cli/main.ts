@@ -121,9 +121,10 @@ async function runCommand(args: string[], io: Io): Promise<number> {
   const core = (values.core ?? 'wasm') as CoreKind;
   if (!CORE_KINDS.includes(core)) usage(`--core: expected one of ${CORE_KINDS.join(', ')}, got ${JSON.stringify(values.core)}`);
 
+  const cores = availableParallelism();
   let workers: number | undefined;
   if (values.workers !== undefined) {
-    workers = workersCount(values.workers, availableParallelism());
+    workers = workersCount(values.workers, cores);
     if (workers === undefined)
       usage(`--workers: expected a whole number from 1 to ${MAX_WORKERS}, or auto, got ${JSON.stringify(values.workers)}`);
   }
@@ -168,7 +169,6 @@ async function runCommand(args: string[], io: Io): Promise<number> {
     if (sp && workers !== undefined && sp.shards < workers) {
       io.err(`protosim: ${file}: ${sp.shards} shard${sp.shards === 1 ? '' : 's'} for --workers ${workers}: ${sp.notes.join('; ')}\n`);
     }
-    const cores = availableParallelism();
     if (sp && sp.shards > cores)
       io.err(
         `protosim: ${file}: ${sp.shards} shards on ${cores} core${cores === 1 ? '' : 's'}: the threads take turns on them (more threads than cores gain no speed)\n`,
